@@ -1,0 +1,88 @@
+//! The durable task record, as the store keeps it and the API shows it.
+
+use serde::{Deserialize, Serialize};
+use taskmesh_cluster::protocol::{TaskId, TaskSpec, TaskStatus};
+
+/// Milliseconds since the Unix epoch. Every timestamp in the store uses it.
+pub type Millis = u64;
+
+/// The wall clock in [`Millis`]. Pure code takes `now` as an argument instead.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// A task to be created: its id is chosen by the node before the store sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTask {
+    /// The id the task will have unless its idempotency key already names another.
+    pub id: TaskId,
+    /// What to run.
+    pub spec: TaskSpec,
+    /// When it was accepted.
+    pub created_at_ms: Millis,
+}
+
+/// Everything the store knows about one task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// The task's id.
+    pub id: TaskId,
+    /// What the client asked for.
+    pub spec: TaskSpec,
+    /// Current status.
+    pub status: TaskStatus,
+    /// How many attempts have started (0 while queued for the first time).
+    pub attempts: u32,
+    /// The kernel's result as JSON text, once succeeded.
+    pub result: Option<String>,
+    /// The last error message (of the failed attempt, or of the task once failed).
+    pub error: Option<String>,
+    /// The node that ran (or is running) the latest attempt.
+    pub node: Option<String>,
+    /// When the task was accepted.
+    pub created_at_ms: Millis,
+    /// When the latest attempt started.
+    pub started_at_ms: Option<Millis>,
+    /// When the task reached its terminal status.
+    pub finished_at_ms: Option<Millis>,
+}
+
+impl TaskRecord {
+    /// The record of a task that was just accepted.
+    pub fn queued(task: NewTask) -> Self {
+        Self {
+            id: task.id,
+            spec: task.spec,
+            status: TaskStatus::Queued,
+            attempts: 0,
+            result: None,
+            error: None,
+            node: None,
+            created_at_ms: task.created_at_ms,
+            started_at_ms: None,
+            finished_at_ms: None,
+        }
+    }
+}
+
+/// How an attempt ended, as written by [`crate::store::TaskStore::finish`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finish {
+    /// A terminal status.
+    pub status: TaskStatus,
+    /// The result as JSON text (succeeded only).
+    pub result: Option<String>,
+    /// The error message (failed and cancelled).
+    pub error: Option<String>,
+    /// The node that ran the last attempt, if any attempt started.
+    pub node: Option<String>,
+    /// Attempts started in all.
+    pub attempts: u32,
+    /// When the last attempt started, if any did.
+    pub started_at_ms: Option<Millis>,
+    /// When the task finished.
+    pub finished_at_ms: Millis,
+}

@@ -1,0 +1,1 @@
+//! Pure compute kernels for taskmesh tasks.

@@ -1,0 +1,2 @@
+//! The `taskmesh` binary.
+fn main() {}
