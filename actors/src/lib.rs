@@ -1,4 +1,24 @@
 //! The actors of a taskmesh node, the task model and the task store.
+//!
+//! # Layout
+//! - [`ingress`]: HttpIngress — the axum server, request validation, [`ingress::error::ApiError`].
+//! - [`dispatcher`]: Dispatcher — admission control and placement ([`dispatcher::policy`]).
+//! - [`worker_pool`]: WorkerPool — queues, supervised workers, retries, cancellation.
+//! - [`health`]: HealthMonitor — readiness.
+//! - [`autoscaler`]: Autoscaler — sizes the pool ([`autoscaler::policy`]).
+//! - [`store`]: the `TaskStore` trait and its implementations.
+//! - [`task`]: the durable task record.
+//! - [`context`], [`metrics`], [`notify`]: what the actors share.
+//!
+//! The supervision tree that ties them together lives in the `node` crate.
 
+pub mod autoscaler;
+pub mod context;
+pub mod dispatcher;
+pub mod health;
+pub mod ingress;
+pub mod metrics;
+pub mod notify;
 pub mod store;
 pub mod task;
+pub mod worker_pool;

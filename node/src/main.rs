@@ -1,2 +1,17 @@
-//! The `taskmesh` binary.
-fn main() {}
+//! The `taskmesh` binary: parse flags, set up logs, run a node until SIGINT/SIGTERM.
+
+use anyhow::Context;
+use clap::Parser;
+use taskmesh_node::config::{Cli, Command, NodeArgs, NodeConfig};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Node(args)) => args,
+        None => NodeArgs::parse_from(["taskmesh node"]),
+    };
+    taskmesh_node::telemetry::init(args.log_format, &args.log)?;
+    let config = NodeConfig::try_from(args).context("invalid configuration")?;
+    taskmesh_node::run(config, taskmesh_node::shutdown::signal()).await
+}

@@ -1,0 +1,56 @@
+//! What every actor of one node shares: immutable handles, cheap to clone.
+
+use std::sync::Arc;
+
+use taskmesh_kernels::Registry;
+
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::store::TaskStore;
+
+/// Registered names of one node's actors. Prefixed with the node id so several nodes
+/// can live in one process (tests) without clashing in ractor's global registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActorNames {
+    /// The Dispatcher.
+    pub dispatcher: String,
+    /// The local WorkerPool.
+    pub pool: String,
+    /// The HealthMonitor.
+    pub health: String,
+    /// The Autoscaler.
+    pub autoscaler: String,
+    /// The HttpIngress.
+    pub ingress: String,
+}
+
+impl ActorNames {
+    /// The names used by node `node_id`.
+    pub fn for_node(node_id: &str) -> Self {
+        let name = |role: &str| format!("{node_id}/{role}");
+        Self {
+            dispatcher: name("dispatcher"),
+            pool: name("worker-pool"),
+            health: name("health-monitor"),
+            autoscaler: name("autoscaler"),
+            ingress: name("http-ingress"),
+        }
+    }
+}
+
+/// Handles shared by all actors of a node.
+#[derive(Clone)]
+pub struct NodeContext {
+    /// This node's unique id (hostname plus a generation suffix).
+    pub node_id: Arc<str>,
+    /// Durable task state.
+    pub store: Arc<dyn TaskStore>,
+    /// The task kinds this node can run.
+    pub kernels: Registry,
+    /// Exported metrics.
+    pub metrics: Metrics,
+    /// Wakes long-polling readers.
+    pub notifier: Arc<Notifier>,
+    /// Names of the node's actors.
+    pub names: Arc<ActorNames>,
+}

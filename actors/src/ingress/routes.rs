@@ -1,0 +1,250 @@
+//! `fn router(state) -> Router`: every HTTP route of a node.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ractor::ActorRef;
+use serde_json::json;
+use taskmesh_cluster::protocol::{TaskId, TaskStatus};
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use super::IngressState;
+use super::dto::{
+    ListQuery, SubmitBatch, SubmitTask, Submitted, SubmittedBatch, TaskList, TaskView, WaitQuery,
+};
+use super::error::ApiError;
+use crate::health::HealthMessage;
+use crate::store::{Created, ListFilter};
+
+/// The node's HTTP API.
+pub fn router(state: IngressState) -> Router {
+    let body_limit = state.limits.max_body_bytes;
+    Router::new()
+        .route("/v1/tasks", post(submit).get(list))
+        .route("/v1/tasks/batch", post(submit_batch))
+        .route("/v1/tasks/{id}", get(get_task).delete(cancel))
+        .route("/health", get(health))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request| {
+                            let request_id = req
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-");
+                            tracing::info_span!(
+                                "http",
+                                method = %req.method(),
+                                path = %req.uri().path(),
+                                request_id,
+                            )
+                        })
+                        .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id()),
+        )
+        .with_state(state)
+}
+
+/// Records the request counter and latency histogram by matched route.
+async fn observe(State(state): State<IngressState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let response = next.run(req).await;
+    let m = &state.ctx.metrics;
+    m.http_duration
+        .with_label_values(&[route.as_str(), method.as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    m.http_requests
+        .with_label_values(&[route.as_str(), method.as_str(), response.status().as_str()])
+        .inc();
+    response
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    let id = headers.get("x-request-id")?.to_str().ok()?;
+    Some(id.chars().take(128).collect())
+}
+
+async fn submit(
+    State(state): State<IngressState>,
+    headers: HeaderMap,
+    body: Result<Json<SubmitTask>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(task) = body?;
+    let spec = state.validate(task, request_id(&headers))?;
+    let created = state.submit(vec![spec]).await?;
+    let Some(created) = created.into_iter().next() else {
+        return Err(ApiError::Internal("store returned no outcome".into()));
+    };
+    match created {
+        Created::New(id) => {
+            let location = HeaderValue::try_from(format!("/v1/tasks/{id}"))
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            let body = Submitted {
+                id: id.to_string(),
+                status: TaskStatus::Queued,
+            };
+            Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(body)).into_response())
+        }
+        Created::Existing(id) => {
+            let status = state
+                .get_record(&id)
+                .await?
+                .map_or(TaskStatus::Queued, |r| r.status);
+            let body = Submitted {
+                id: id.to_string(),
+                status,
+            };
+            Ok((StatusCode::OK, Json(body)).into_response())
+        }
+    }
+}
+
+async fn submit_batch(
+    State(state): State<IngressState>,
+    headers: HeaderMap,
+    body: Result<Json<SubmitBatch>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(batch) = body?;
+    let max = state.limits.max_batch;
+    if batch.tasks.is_empty() || batch.tasks.len() > max {
+        return Err(ApiError::Unprocessable(
+            "invalid_batch",
+            format!("`tasks` must hold 1 to {max} tasks, got {}", batch.tasks.len()),
+        ));
+    }
+    let rid = request_id(&headers);
+    let specs = batch
+        .tasks
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            state.validate(t, rid.clone()).map_err(|e| match e {
+                ApiError::Unprocessable(code, m) => {
+                    ApiError::Unprocessable(code, format!("tasks[{i}]: {m}"))
+                }
+                ApiError::TooLarge(m) => ApiError::TooLarge(format!("tasks[{i}]: {m}")),
+                other => other,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let created = state.submit(specs).await?;
+    let ids = created.iter().map(|c| c.id().to_string()).collect();
+    Ok((StatusCode::ACCEPTED, Json(SubmittedBatch { ids })).into_response())
+}
+
+fn parse_id(id: &str) -> Result<TaskId, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::BadRequest("invalid_id", format!("`{id}` is not a task id")))
+}
+
+async fn get_task(
+    State(state): State<IngressState>,
+    Path(id): Path<String>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+) -> Result<Json<TaskView>, ApiError> {
+    let id = parse_id(&id)?;
+    let Query(query) = query?;
+    let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(state.limits.max_wait);
+    let record = state.require_record(&id).await?;
+    if record.status.is_terminal() || wait.is_zero() {
+        return Ok(Json(record.into()));
+    }
+    // Subscribe first, then re-read, so a completion between the two is not missed.
+    let done = state.ctx.notifier.subscribe(&id);
+    let record = state.require_record(&id).await?;
+    if record.status.is_terminal() {
+        return Ok(Json(record.into()));
+    }
+    let _ = tokio::time::timeout(wait, done).await;
+    Ok(Json(state.require_record(&id).await?.into()))
+}
+
+async fn cancel(
+    State(state): State<IngressState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    state.cancel(&id).await
+}
+
+async fn list(
+    State(state): State<IngressState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<TaskList>, ApiError> {
+    let Query(query) = query?;
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(s.parse::<TaskStatus>().map_err(|e| {
+            ApiError::BadRequest("invalid_query", format!("`status`: {e}"))
+        })?),
+    };
+    let filter = ListFilter {
+        status,
+        kind: query.kind.filter(|k| !k.is_empty()),
+        limit: query.limit.unwrap_or(50).clamp(1, state.limits.max_list),
+    };
+    let records = state.ctx.store.list(&filter).await.map_err(|e| {
+        state.ctx.metrics.store_errors.with_label_values(&["list"]).inc();
+        ApiError::Unavailable("store_unavailable", format!("task store error: {e}"), 1)
+    })?;
+    let tasks = records.into_iter().map(TaskView::from).collect();
+    Ok(Json(TaskList { tasks }))
+}
+
+async fn health(State(state): State<IngressState>) -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "node": &*state.ctx.node_id }))
+}
+
+async fn ready(State(state): State<IngressState>) -> Response {
+    let monitor = ActorRef::<HealthMessage>::where_is(state.ctx.names.health.clone());
+    let verdict = match monitor {
+        Some(m) => ractor::call_t!(m, HealthMessage::GetReadiness, 1000).ok(),
+        None => None,
+    };
+    match verdict {
+        Some(v) if v.ready => (StatusCode::OK, Json(json!({ "status": "ready", "checks": v })))
+            .into_response(),
+        Some(v) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready", "checks": v })),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready", "checks": "health monitor not answering" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<IngressState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.ctx.metrics.render(),
+    )
+}

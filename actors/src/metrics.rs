@@ -1,0 +1,155 @@
+//! Prometheus metrics of one node, registered once and shared by every actor.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric the node exports on `/metrics`.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `taskmesh_tasks_submitted_total{kind,priority}`
+    pub submitted: IntCounterVec,
+    /// `taskmesh_tasks_completed_total{kind,outcome}`
+    pub completed: IntCounterVec,
+    /// `taskmesh_task_retries_total{kind}`
+    pub retries: IntCounterVec,
+    /// `taskmesh_tasks_rejected_total{reason}`: submissions refused with 503.
+    pub rejected: IntCounterVec,
+    /// `taskmesh_duplicate_completions_total`: terminal writes refused because one exists.
+    pub duplicate_completions: IntCounter,
+    /// `taskmesh_queue_depth{priority}`
+    pub queue_depth: IntGaugeVec,
+    /// `taskmesh_workers{state}` with state busy or idle.
+    pub workers: IntGaugeVec,
+    /// `taskmesh_worker_restarts_total`
+    pub worker_restarts: IntCounter,
+    /// `taskmesh_actor_restarts_total{actor}`: top-level actors restarted by the root.
+    pub actor_restarts: IntCounterVec,
+    /// `taskmesh_task_duration_seconds{kind}`: one attempt's run time.
+    pub task_duration: HistogramVec,
+    /// `taskmesh_task_queue_wait_seconds{priority}`: enqueue to start.
+    pub queue_wait: HistogramVec,
+    /// `taskmesh_http_requests_total{route,method,status}`
+    pub http_requests: IntCounterVec,
+    /// `taskmesh_http_request_duration_seconds{route,method}`
+    pub http_duration: HistogramVec,
+    /// `taskmesh_store_errors_total{op}`
+    pub store_errors: IntCounterVec,
+    /// `taskmesh_ready`: 1 when the node is ready.
+    pub ready: IntGauge,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+
+impl Metrics {
+    /// Creates and registers every metric in a fresh registry.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok::<_, prometheus::Error>(c)
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+            let h = HistogramVec::new(opts, labels)?;
+            registry.register(Box::new(h.clone()))?;
+            Ok::<_, prometheus::Error>(h)
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok::<_, prometheus::Error>(g)
+        };
+        let duplicate_completions = IntCounter::new(
+            "taskmesh_duplicate_completions_total",
+            "Terminal writes refused because the task already had a terminal state",
+        )?;
+        registry.register(Box::new(duplicate_completions.clone()))?;
+        let worker_restarts = IntCounter::new(
+            "taskmesh_worker_restarts_total",
+            "Workers restarted by their pool after a panic or error",
+        )?;
+        registry.register(Box::new(worker_restarts.clone()))?;
+        let ready = IntGauge::new("taskmesh_ready", "1 when the node reports ready")?;
+        registry.register(Box::new(ready.clone()))?;
+
+        Ok(Self {
+            submitted: counter(
+                "taskmesh_tasks_submitted_total",
+                "Tasks accepted (202) by this node",
+                &["kind", "priority"],
+            )?,
+            completed: counter(
+                "taskmesh_tasks_completed_total",
+                "Tasks that reached a terminal state on this node",
+                &["kind", "outcome"],
+            )?,
+            retries: counter(
+                "taskmesh_task_retries_total",
+                "Attempts that failed and were scheduled again",
+                &["kind"],
+            )?,
+            rejected: counter(
+                "taskmesh_tasks_rejected_total",
+                "Submissions refused with 503",
+                &["reason"],
+            )?,
+            queue_depth: gauge(
+                "taskmesh_queue_depth",
+                "Tasks waiting in the local pool",
+                &["priority"],
+            )?,
+            workers: gauge("taskmesh_workers", "Workers of the local pool", &["state"])?,
+            actor_restarts: counter(
+                "taskmesh_actor_restarts_total",
+                "Top-level actors restarted by the node supervisor",
+                &["actor"],
+            )?,
+            task_duration: histogram(
+                "taskmesh_task_duration_seconds",
+                "Run time of one attempt",
+                &["kind"],
+            )?,
+            queue_wait: histogram(
+                "taskmesh_task_queue_wait_seconds",
+                "Time from enqueue to start",
+                &["priority"],
+            )?,
+            http_requests: counter(
+                "taskmesh_http_requests_total",
+                "HTTP requests by route and status",
+                &["route", "method", "status"],
+            )?,
+            http_duration: histogram(
+                "taskmesh_http_request_duration_seconds",
+                "HTTP request latency",
+                &["route", "method"],
+            )?,
+            store_errors: counter(
+                "taskmesh_store_errors_total",
+                "Task store operations that failed",
+                &["op"],
+            )?,
+            duplicate_completions,
+            worker_restarts,
+            ready,
+            registry,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

@@ -1,0 +1,263 @@
+//! The WorkerPool: bounded per-priority queues and N supervised [`worker::Worker`]s.
+//!
+//! ```text
+//! WorkerPool ──┬── Worker 1   (one attempt at a time)
+//!              ├── Worker 2
+//!              └── Worker N   (N between --min-workers and --max-workers)
+//! ```
+//! The pool owns every task that was placed on it until the task's terminal write is
+//! issued. A worker that panics is replaced and the attempt it held counts as failed
+//! (retried with backoff, or failed after `max_retries`). On start the pool re-queues every
+//! unfinished task in the store, so a restarted pool or node loses nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use serde::Serialize;
+use taskmesh_cluster::protocol::{TaskId, TaskSpec};
+use tokio_util::task::TaskTracker;
+
+use crate::context::NodeContext;
+use crate::task::TaskRecord;
+
+pub mod executor;
+pub mod queue;
+pub mod retry;
+mod state;
+pub mod worker;
+
+use state::PoolState;
+use worker::AttemptReport;
+
+/// A task as the pool holds it.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// The task.
+    pub id: TaskId,
+    /// What to run.
+    pub spec: Arc<TaskSpec>,
+    /// Attempts already started (0 for a fresh task).
+    pub attempts: u32,
+    /// When it entered the pool's queue.
+    pub enqueued_at: Instant,
+}
+
+impl Job {
+    /// A fresh task.
+    pub fn new(id: TaskId, spec: TaskSpec) -> Self {
+        Self {
+            id,
+            spec: Arc::new(spec),
+            attempts: 0,
+            enqueued_at: Instant::now(),
+        }
+    }
+
+    /// A task read back from the store (recovery).
+    pub fn from_record(record: TaskRecord) -> Self {
+        Self {
+            id: record.id,
+            spec: Arc::new(record.spec),
+            attempts: record.attempts,
+            enqueued_at: Instant::now(),
+        }
+    }
+}
+
+/// Settings of the pool, fixed for its lifetime.
+#[derive(Clone, Debug)]
+pub struct WorkerPoolConfig {
+    /// Workers started with the pool (the autoscaler moves it later).
+    pub initial_workers: usize,
+    /// Tasks that may wait in the queues; the dispatcher refuses more with 503.
+    pub queue_capacity: usize,
+    /// Delay between attempts.
+    pub backoff: retry::Backoff,
+    /// How often the pool reports its load to the dispatcher.
+    pub report_interval: Duration,
+    /// Resource labels of this node.
+    pub labels: Vec<String>,
+}
+
+/// The pool's load, as reported to the dispatcher and the autoscaler.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PoolLoad {
+    /// The node the pool runs on.
+    pub node: String,
+    /// Identifies this incarnation of the pool (changes when it restarts).
+    pub incarnation: u64,
+    /// Tasks waiting, per priority (high, normal, low).
+    pub queued: [usize; 3],
+    /// Tasks waiting for a retry's backoff to elapse.
+    pub delayed: usize,
+    /// Workers running a task.
+    pub busy: usize,
+    /// Live workers.
+    pub workers: usize,
+    /// Queue capacity.
+    pub capacity: usize,
+    /// Tasks received from the dispatcher since this incarnation started.
+    pub received_total: u64,
+    /// Resource labels.
+    pub labels: Vec<String>,
+    /// Whether the pool is draining (takes no new work).
+    pub draining: bool,
+}
+
+/// What a cancel request found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The task was waiting here and will never run; the caller records it cancelled.
+    Removed,
+    /// The task is running here; its cancel flag is raised and its worker will record it.
+    Signalled,
+    /// The task is not held by this pool.
+    NotHere,
+}
+
+/// Messages of the WorkerPool.
+pub enum PoolMessage {
+    /// Tasks placed on this pool by the dispatcher (durably stored already).
+    Enqueue(Vec<Job>),
+    /// Unfinished tasks read back from the store when the pool started.
+    Recovered(Vec<TaskRecord>),
+    /// A worker finished an attempt.
+    Finished {
+        /// The worker, which is free again.
+        worker: ActorId,
+        /// What happened.
+        report: AttemptReport,
+    },
+    /// A retry's backoff elapsed.
+    RetryDue(TaskId),
+    /// Cancel the task if this pool holds it.
+    Cancel(TaskId, RpcReplyPort<CancelOutcome>),
+    /// Run with this many workers.
+    Resize(usize),
+    /// The pool's current load.
+    GetLoad(RpcReplyPort<PoolLoad>),
+    /// Timer: push the load to the dispatcher and the metrics.
+    ReportLoad,
+    /// Re-read unfinished tasks from the store and queue any this pool does not hold
+    /// (sent after a dispatcher restart, which may have lost placements in flight).
+    Rescan,
+    /// Stop starting tasks; reply once no attempt is running and every terminal write
+    /// issued so far is durable.
+    Drain(RpcReplyPort<()>),
+}
+
+/// The WorkerPool actor.
+pub struct WorkerPool;
+
+/// What the pool is started with.
+pub struct WorkerPoolArgs {
+    /// Shared node handles.
+    pub ctx: NodeContext,
+    /// Settings.
+    pub config: WorkerPoolConfig,
+}
+
+impl Actor for WorkerPool {
+    type Msg = PoolMessage;
+    type State = PoolState;
+    type Arguments = WorkerPoolArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: WorkerPoolArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = PoolState::new(args.ctx, args.config, myself.clone(), TaskTracker::new());
+        state.resize(state.config.initial_workers).await?;
+        myself.send_interval(state.config.report_interval, || PoolMessage::ReportLoad);
+        Ok(state)
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        rescan(myself, state);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            PoolMessage::Rescan => rescan(myself, state),
+            PoolMessage::Enqueue(jobs) => {
+                state.received_total += jobs.len() as u64;
+                jobs.into_iter().for_each(|job| state.enqueue(job));
+            }
+            PoolMessage::Recovered(records) => state.recover(records),
+            PoolMessage::Finished { worker, report } => state.finished(worker, report).await?,
+            PoolMessage::RetryDue(id) => state.retry_due(&id),
+            PoolMessage::Cancel(id, reply) => {
+                let _ = reply.send(state.cancel(&id));
+            }
+            PoolMessage::Resize(n) => state.resize(n).await?,
+            PoolMessage::GetLoad(reply) => {
+                let _ = reply.send(state.load());
+            }
+            PoolMessage::ReportLoad => state.report_load(),
+            PoolMessage::Drain(reply) => state.drain(reply),
+        }
+        state.dispatch();
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                state.worker_failed(cell.get_id(), &err.to_string()).await?;
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                state.worker_failed(cell.get_id(), "worker stopped").await?;
+            }
+            _ => {}
+        }
+        state.dispatch();
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.stop_all_workers();
+        Ok(())
+    }
+}
+
+/// Reads every unfinished task from the store in the background and feeds it back to
+/// the pool as [`PoolMessage::Recovered`]; a failed read stops the pool so its
+/// supervisor restarts it and the read is tried again.
+fn rescan(myself: ActorRef<PoolMessage>, state: &PoolState) {
+    let store = state.ctx.store.clone();
+    tokio::spawn(async move {
+        match store.unfinished().await {
+            Ok(records) => {
+                let _ = myself.cast(PoolMessage::Recovered(records));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading unfinished tasks failed; pool restarts");
+                myself.stop(Some("recovery read failed".into()));
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,87 @@
+//! Runs one attempt of a kernel off the async runtime and turns what happened into an
+//! [`AttemptOutcome`].
+//!
+//! Trivial kernels (noop, echo) run inline. Everything else runs on tokio's blocking
+//! pool, so a sleeping kernel holds a thread but not a runtime worker, and CPU kernels
+//! fan out onto rayon's pool from there. A timeout raises the attempt's cancel flag and
+//! frees the worker at once; the kernel notices the flag at its next check.
+
+use std::any::Any;
+use std::time::Duration;
+
+use taskmesh_kernels::{CancelToken, Context, KernelError, Registry};
+
+/// How one attempt ended.
+#[derive(Debug)]
+pub enum AttemptOutcome {
+    /// The kernel returned a result (JSON text).
+    Succeeded(String),
+    /// The kernel returned an error; retrying may help.
+    Failed(String),
+    /// The params were rejected by the kernel; retrying cannot help.
+    Invalid(String),
+    /// The cancel flag was raised by a client.
+    Cancelled,
+    /// The attempt ran past the task's timeout.
+    TimedOut(Duration),
+    /// The kernel panicked; the payload is re-raised in the worker so supervision sees it.
+    Panicked(Box<dyn Any + Send>),
+}
+
+/// Runs `kind` with `params` for attempt number `attempt`.
+pub async fn execute(
+    kernels: &Registry,
+    kind: &str,
+    params: &str,
+    attempt: u32,
+    cancel: CancelToken,
+    timeout: Option<Duration>,
+) -> AttemptOutcome {
+    let ctx = Context {
+        attempt,
+        cancel: cancel.clone(),
+    };
+    if kernels.is_trivial(kind) {
+        return match std::panic::catch_unwind(|| kernels.run(kind, params, &ctx)) {
+            Ok(result) => classify(result),
+            Err(payload) => AttemptOutcome::Panicked(payload),
+        };
+    }
+    let (kernels, kind, params) = (kernels.clone(), kind.to_owned(), params.to_owned());
+    let handle = tokio::task::spawn_blocking(move || kernels.run(&kind, &params, &ctx));
+    let joined = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, handle).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                cancel.cancel();
+                return AttemptOutcome::TimedOut(limit);
+            }
+        },
+        None => handle.await,
+    };
+    match joined {
+        Ok(result) => classify(result),
+        Err(e) if e.is_panic() => AttemptOutcome::Panicked(e.into_panic()),
+        Err(e) => AttemptOutcome::Failed(format!("attempt aborted: {e}")),
+    }
+}
+
+fn classify(result: Result<String, KernelError>) -> AttemptOutcome {
+    match result {
+        Ok(json) => AttemptOutcome::Succeeded(json),
+        Err(KernelError::Cancelled) => AttemptOutcome::Cancelled,
+        Err(e @ (KernelError::InvalidParams { .. } | KernelError::UnknownKind { .. })) => {
+            AttemptOutcome::Invalid(e.to_string())
+        }
+        Err(KernelError::Failed(msg)) => AttemptOutcome::Failed(msg),
+    }
+}
+
+/// The text of a panic payload, for logs and the task's error.
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
+}

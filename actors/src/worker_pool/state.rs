@@ -1,0 +1,421 @@
+//! The pool's state and the effects of each message.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
+use taskmesh_cluster::protocol::{Priority, TaskId, TaskStatus};
+use taskmesh_kernels::CancelToken;
+use tokio_util::task::TaskTracker;
+
+use super::executor::AttemptOutcome;
+use super::queue::PriorityQueues;
+use super::retry::may_retry;
+use super::worker::{AttemptReport, Worker, WorkerArgs, WorkerMessage};
+use super::{CancelOutcome, Job, PoolLoad, PoolMessage, WorkerPoolConfig};
+use crate::context::NodeContext;
+use crate::dispatcher::DispatcherMessage;
+use crate::store::Transition;
+use crate::task::{Finish, TaskRecord, now_ms};
+
+struct Slot {
+    actor: ActorRef<WorkerMessage>,
+    running: Option<Running>,
+}
+
+struct Running {
+    job: Job,
+    cancel: CancelToken,
+}
+
+/// Everything the pool tracks.
+pub struct PoolState {
+    pub(super) ctx: NodeContext,
+    pub(super) config: WorkerPoolConfig,
+    pub(super) received_total: u64,
+    myself: ActorRef<PoolMessage>,
+    queue: PriorityQueues<Job>,
+    queued_ids: HashSet<TaskId>,
+    delayed: HashMap<TaskId, Job>,
+    workers: HashMap<ActorId, Slot>,
+    idle: Vec<ActorId>,
+    target_workers: usize,
+    writes: TaskTracker,
+    drain_reply: Option<RpcReplyPort<()>>,
+    draining: bool,
+}
+
+impl PoolState {
+    pub(super) fn new(
+        ctx: NodeContext,
+        config: WorkerPoolConfig,
+        myself: ActorRef<PoolMessage>,
+        writes: TaskTracker,
+    ) -> Self {
+        Self {
+            ctx,
+            config,
+            received_total: 0,
+            myself,
+            queue: PriorityQueues::default(),
+            queued_ids: HashSet::new(),
+            delayed: HashMap::new(),
+            workers: HashMap::new(),
+            idle: Vec::new(),
+            target_workers: 0,
+            writes,
+            drain_reply: None,
+            draining: false,
+        }
+    }
+
+    fn holds(&self, id: &TaskId) -> bool {
+        self.queued_ids.contains(id)
+            || self.delayed.contains_key(id)
+            || self
+                .workers
+                .values()
+                .any(|s| s.running.as_ref().is_some_and(|r| &r.job.id == id))
+    }
+
+    pub(super) fn enqueue(&mut self, mut job: Job) {
+        if !self.queued_ids.insert(job.id.clone()) {
+            return;
+        }
+        job.enqueued_at = Instant::now();
+        self.queue.push(job.spec.priority, job);
+    }
+
+    pub(super) fn recover(&mut self, records: Vec<TaskRecord>) {
+        let mut requeued = 0usize;
+        for record in records {
+            if self.holds(&record.id) {
+                continue;
+            }
+            let died_running = record.status == TaskStatus::Running;
+            if died_running && !may_retry(record.attempts, record.spec.max_retries) {
+                let job = Job::from_record(record);
+                let error = "the node stopped during the last attempt; retries exhausted";
+                self.finish(&job, TaskStatus::Failed, None, Some(error.into()), None);
+                continue;
+            }
+            requeued += 1;
+            self.enqueue(Job::from_record(record));
+        }
+        if requeued > 0 {
+            tracing::info!(tasks = requeued, "re-queued unfinished tasks from the store");
+        }
+    }
+
+    /// Starts queued tasks on idle workers.
+    pub(super) fn dispatch(&mut self) {
+        while !self.draining && !self.idle.is_empty() && !self.queue.is_empty() {
+            let Some(worker) = self.idle.pop() else { break };
+            let Some((priority, job)) = self.queue.pop() else {
+                self.idle.push(worker);
+                break;
+            };
+            self.queued_ids.remove(&job.id);
+            self.ctx
+                .metrics
+                .queue_wait
+                .with_label_values(&[priority.as_str()])
+                .observe(job.enqueued_at.elapsed().as_secs_f64());
+            let Some(slot) = self.workers.get_mut(&worker) else {
+                self.enqueue(job);
+                continue;
+            };
+            let cancel = CancelToken::new();
+            if slot
+                .actor
+                .cast(WorkerMessage::Run(job.clone(), cancel.clone()))
+                .is_err()
+            {
+                // The worker is gone; its supervision event will replace it.
+                self.enqueue(job);
+                continue;
+            }
+            slot.running = Some(Running { job, cancel });
+        }
+    }
+
+    pub(super) async fn finished(
+        &mut self,
+        worker: ActorId,
+        report: AttemptReport,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(slot) = self.workers.get_mut(&worker) {
+            slot.running = None;
+            if self.workers.len() > self.target_workers {
+                self.retire(worker);
+            } else {
+                self.idle.push(worker);
+            }
+        }
+        self.settle(report);
+        self.maybe_finish_drain();
+        Ok(())
+    }
+
+    /// Decides a task's fate after an attempt.
+    fn settle(&mut self, report: AttemptReport) {
+        let AttemptReport {
+            mut job,
+            outcome,
+            started_at_ms,
+            ..
+        } = report;
+        job.attempts += 1;
+        let started = Some(started_at_ms);
+        match outcome {
+            AttemptOutcome::Succeeded(result) => {
+                self.finish(&job, TaskStatus::Succeeded, Some(result), None, started)
+            }
+            AttemptOutcome::Cancelled => {
+                let msg = "cancelled by client".to_owned();
+                self.finish(&job, TaskStatus::Cancelled, None, Some(msg), started)
+            }
+            AttemptOutcome::Invalid(msg) => {
+                self.finish(&job, TaskStatus::Failed, None, Some(msg), started)
+            }
+            AttemptOutcome::Failed(msg) => self.retry_or_fail(job, msg, started),
+            AttemptOutcome::TimedOut(limit) => {
+                let msg = format!("timed out after {} ms", limit.as_millis());
+                self.retry_or_fail(job, msg, started)
+            }
+            AttemptOutcome::Panicked(payload) => {
+                let msg = super::executor::panic_message(payload.as_ref());
+                self.retry_or_fail(job, format!("kernel panicked: {msg}"), started)
+            }
+        }
+    }
+
+    fn retry_or_fail(&mut self, job: Job, error: String, started: Option<u64>) {
+        if !may_retry(job.attempts, job.spec.max_retries) {
+            tracing::warn!(task_id = %job.id, attempts = job.attempts, %error, "task failed");
+            self.finish(&job, TaskStatus::Failed, None, Some(error), started);
+            return;
+        }
+        let delay = self.config.backoff.delay(job.attempts, rand::random::<f64>());
+        tracing::info!(task_id = %job.id, attempts = job.attempts, %error, ?delay, "retrying");
+        self.ctx
+            .metrics
+            .retries
+            .with_label_values(&[job.spec.kind.as_str()])
+            .inc();
+        let (store, id, attempts) = (self.ctx.store.clone(), job.id.clone(), job.attempts);
+        self.writes.spawn(async move {
+            if let Err(e) = store.requeue(&id, attempts, Some(error)).await {
+                tracing::warn!(task_id = %id, error = %e, "recording retry failed");
+            }
+        });
+        let id = job.id.clone();
+        self.delayed.insert(job.id.clone(), job);
+        self.myself
+            .send_after(delay, move || PoolMessage::RetryDue(id));
+    }
+
+    /// Issues the terminal write; long-pollers are woken once it is durable.
+    fn finish(
+        &self,
+        job: &Job,
+        status: TaskStatus,
+        result: Option<String>,
+        error: Option<String>,
+        started_at_ms: Option<u64>,
+    ) {
+        let finish = Finish {
+            status,
+            result,
+            error,
+            node: started_at_ms.map(|_| self.ctx.node_id.to_string()),
+            attempts: job.attempts,
+            started_at_ms,
+            finished_at_ms: now_ms(),
+        };
+        let (ctx, id, kind) = (self.ctx.clone(), job.id.clone(), job.spec.kind.clone());
+        self.writes.spawn(async move {
+            let mut delay = Duration::from_millis(50);
+            loop {
+                match ctx.store.finish(&id, finish.clone()).await {
+                    Ok(Transition::Applied) => {
+                        ctx.metrics
+                            .completed
+                            .with_label_values(&[kind.as_str(), status.as_str()])
+                            .inc();
+                        break;
+                    }
+                    Ok(Transition::Rejected(_)) => {
+                        ctx.metrics.duplicate_completions.inc();
+                        break;
+                    }
+                    Ok(Transition::NotFound) => break,
+                    Err(e) => {
+                        ctx.metrics.store_errors.with_label_values(&["finish"]).inc();
+                        tracing::warn!(task_id = %id, error = %e, "terminal write failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            ctx.notifier.notify(&id);
+        });
+    }
+
+    pub(super) fn retry_due(&mut self, id: &TaskId) {
+        if let Some(job) = self.delayed.remove(id) {
+            self.enqueue(job);
+        }
+    }
+
+    pub(super) fn cancel(&mut self, id: &TaskId) -> CancelOutcome {
+        if self.queued_ids.remove(id) {
+            self.queue.remove_where(|j| &j.id == id);
+            return CancelOutcome::Removed;
+        }
+        if self.delayed.remove(id).is_some() {
+            return CancelOutcome::Removed;
+        }
+        let running = self
+            .workers
+            .values()
+            .filter_map(|s| s.running.as_ref())
+            .find(|r| &r.job.id == id);
+        match running {
+            Some(r) => {
+                r.cancel.cancel();
+                CancelOutcome::Signalled
+            }
+            None => CancelOutcome::NotHere,
+        }
+    }
+
+    /// Grows or shrinks the pool to `n` workers (idle ones retire first; busy ones when
+    /// they finish).
+    pub(super) async fn resize(&mut self, n: usize) -> Result<(), ActorProcessingErr> {
+        self.target_workers = n;
+        while self.workers.len() < n {
+            self.spawn_worker().await?;
+        }
+        while self.workers.len() > n {
+            let Some(worker) = self.idle.pop() else { break };
+            self.retire(worker);
+        }
+        Ok(())
+    }
+
+    async fn spawn_worker(&mut self) -> Result<(), ActorProcessingErr> {
+        let args = WorkerArgs {
+            ctx: self.ctx.clone(),
+            pool: self.myself.clone(),
+        };
+        let (actor, _) = Actor::spawn_linked(None, Worker, args, self.myself.get_cell()).await?;
+        let id = actor.get_id();
+        self.workers.insert(
+            id,
+            Slot {
+                actor,
+                running: None,
+            },
+        );
+        self.idle.push(id);
+        Ok(())
+    }
+
+    fn retire(&mut self, worker: ActorId) {
+        self.idle.retain(|w| *w != worker);
+        if let Some(slot) = self.workers.remove(&worker) {
+            slot.actor.stop(Some("pool shrinking".into()));
+        }
+    }
+
+    /// A worker died: replace it and settle the attempt it held.
+    pub(super) async fn worker_failed(
+        &mut self,
+        worker: ActorId,
+        reason: &str,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(slot) = self.workers.remove(&worker) else {
+            return Ok(()); // retired on purpose
+        };
+        self.idle.retain(|w| *w != worker);
+        self.ctx.metrics.worker_restarts.inc();
+        tracing::warn!(worker = %worker, reason, "worker died; replacing it");
+        if let Some(running) = slot.running {
+            let report = AttemptReport {
+                job: running.job,
+                outcome: AttemptOutcome::Failed(format!("worker crashed: {reason}")),
+                started_at_ms: now_ms(),
+                elapsed: Duration::ZERO,
+            };
+            self.settle(report);
+        }
+        if self.workers.len() < self.target_workers {
+            self.spawn_worker().await?;
+        }
+        self.maybe_finish_drain();
+        Ok(())
+    }
+
+    pub(super) fn load(&self) -> PoolLoad {
+        let busy = self.workers.values().filter(|s| s.running.is_some()).count();
+        PoolLoad {
+            node: self.ctx.node_id.to_string(),
+            incarnation: self.myself.get_id().pid(),
+            queued: self.queue.depths(),
+            delayed: self.delayed.len(),
+            busy,
+            workers: self.workers.len(),
+            capacity: self.config.queue_capacity,
+            received_total: self.received_total,
+            labels: self.config.labels.clone(),
+            draining: self.draining,
+        }
+    }
+
+    pub(super) fn report_load(&self) {
+        let load = self.load();
+        let m = &self.ctx.metrics;
+        for p in Priority::ALL {
+            m.queue_depth
+                .with_label_values(&[p.as_str()])
+                .set(load.queued[p.index()] as i64);
+        }
+        m.workers.with_label_values(&["busy"]).set(load.busy as i64);
+        m.workers
+            .with_label_values(&["idle"])
+            .set((load.workers - load.busy) as i64);
+        if let Some(d) = ActorRef::<DispatcherMessage>::where_is(self.ctx.names.dispatcher.clone())
+        {
+            let _ = d.cast(DispatcherMessage::PoolLoad(load));
+        }
+        self.ctx.notifier.prune();
+    }
+
+    pub(super) fn drain(&mut self, reply: RpcReplyPort<()>) {
+        self.draining = true;
+        self.drain_reply = Some(reply);
+        self.maybe_finish_drain();
+    }
+
+    fn maybe_finish_drain(&mut self) {
+        let busy = self.workers.values().any(|s| s.running.is_some());
+        if busy || self.drain_reply.is_none() {
+            return;
+        }
+        if let Some(reply) = self.drain_reply.take() {
+            let writes = self.writes.clone();
+            writes.close();
+            tokio::spawn(async move {
+                writes.wait().await;
+                let _ = reply.send(());
+            });
+        }
+    }
+
+    pub(super) fn stop_all_workers(&mut self) {
+        for (_, slot) in self.workers.drain() {
+            slot.actor.stop(Some("pool stopping".into()));
+        }
+    }
+}

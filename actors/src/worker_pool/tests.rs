@@ -1,0 +1,199 @@
+//! WorkerPool tests with real actors and kernels over the in-memory store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use taskmesh_cluster::protocol::{Priority, TaskId, TaskSpec, TaskStatus};
+use taskmesh_kernels::{Registry, RegistryOptions};
+
+use super::retry::Backoff;
+use super::*;
+use crate::context::{ActorNames, NodeContext};
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::store::TaskStore;
+use crate::store::memory::MemoryStore;
+use crate::task::{NewTask, now_ms};
+
+struct Harness {
+    ctx: NodeContext,
+    pool: ActorRef<PoolMessage>,
+}
+
+async fn start_pool(workers: usize) -> Harness {
+    let node = format!("test-{}", TaskId::generate());
+    let ctx = NodeContext {
+        node_id: node.as_str().into(),
+        store: Arc::new(MemoryStore::new()),
+        kernels: Registry::new(RegistryOptions { test_kernels: true }),
+        metrics: Metrics::new().expect("metrics"),
+        notifier: Arc::new(Notifier::default()),
+        names: Arc::new(ActorNames::for_node(&node)),
+    };
+    let config = WorkerPoolConfig {
+        initial_workers: workers,
+        queue_capacity: 1000,
+        backoff: Backoff {
+            base: Duration::from_millis(10),
+            max: Duration::from_millis(20),
+        },
+        report_interval: Duration::from_millis(50),
+        labels: vec![],
+    };
+    let args = WorkerPoolArgs {
+        ctx: ctx.clone(),
+        config,
+    };
+    let (pool, _) = Actor::spawn(Some(ctx.names.pool.clone()), WorkerPool, args)
+        .await
+        .expect("spawn pool");
+    Harness { ctx, pool }
+}
+
+fn spec(kind: &str, params: &str, max_retries: u32) -> TaskSpec {
+    TaskSpec {
+        kind: kind.into(),
+        params: params.into(),
+        priority: Priority::Normal,
+        timeout_ms: None,
+        max_retries,
+        idempotency_key: None,
+        class: None,
+        request_id: None,
+    }
+}
+
+impl Harness {
+    async fn submit(&self, spec: TaskSpec) -> TaskId {
+        let id = TaskId::generate();
+        let task = NewTask {
+            id: id.clone(),
+            spec: spec.clone(),
+            created_at_ms: now_ms(),
+        };
+        self.ctx.store.create(vec![task]).await.expect("create");
+        self.pool
+            .cast(PoolMessage::Enqueue(vec![Job::new(id.clone(), spec)]))
+            .expect("enqueue");
+        id
+    }
+
+    /// Polls the store until the task is terminal (deadline 20 s).
+    async fn terminal(&self, id: &TaskId) -> crate::task::TaskRecord {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let done = self.ctx.notifier.subscribe(id);
+            let record = self.ctx.store.get(id).await.expect("get").expect("exists");
+            if record.status.is_terminal() {
+                return record;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{id} never finished: {record:?}");
+            let _ = tokio::time::timeout(Duration::from_millis(100), done).await;
+        }
+    }
+
+    async fn load(&self) -> PoolLoad {
+        ractor::call_t!(self.pool, PoolMessage::GetLoad, 1000).expect("load")
+    }
+}
+
+#[tokio::test]
+async fn runs_a_task_to_success() {
+    let h = start_pool(2).await;
+    let id = h.submit(spec("echo", r#"{"value":[1,2]}"#, 0)).await;
+    let r = h.terminal(&id).await;
+    assert_eq!(r.status, TaskStatus::Succeeded);
+    assert_eq!(r.attempts, 1);
+    assert_eq!(r.result.as_deref(), Some(r#"{"value":[1,2]}"#));
+    assert_eq!(r.node.as_deref(), Some(&*h.ctx.node_id));
+}
+
+#[tokio::test]
+async fn a_panicking_worker_is_replaced_and_its_task_retried_then_failed() {
+    let h = start_pool(2).await;
+    let id = h.submit(spec("panic", "{}", 2)).await;
+    let r = h.terminal(&id).await;
+    assert_eq!(r.status, TaskStatus::Failed);
+    assert_eq!(r.attempts, 3, "one attempt plus two retries");
+    assert_eq!(h.ctx.metrics.worker_restarts.get(), 3);
+    // The pool is whole again and still works.
+    let ok = h.submit(spec("noop", "{}", 0)).await;
+    assert_eq!(h.terminal(&ok).await.status, TaskStatus::Succeeded);
+    assert_eq!(h.load().await.workers, 2);
+}
+
+#[tokio::test]
+async fn a_flaky_task_succeeds_after_retries() {
+    let h = start_pool(1).await;
+    let id = h.submit(spec("flaky", r#"{"fail_attempts":2}"#, 3)).await;
+    let r = h.terminal(&id).await;
+    assert_eq!(r.status, TaskStatus::Succeeded, "{r:?}");
+    assert_eq!(r.attempts, 3);
+}
+
+#[tokio::test]
+async fn a_timeout_fails_the_task_and_frees_the_worker() {
+    let h = start_pool(1).await;
+    let mut s = spec("sleep", r#"{"ms":60000}"#, 0);
+    s.timeout_ms = Some(50);
+    let slow = h.submit(s).await;
+    let next = h.submit(spec("noop", "{}", 0)).await;
+    let r = h.terminal(&slow).await;
+    assert_eq!(r.status, TaskStatus::Failed);
+    assert!(r.error.as_deref().unwrap_or("").contains("timed out"), "{r:?}");
+    assert_eq!(h.terminal(&next).await.status, TaskStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn cancel_removes_queued_tasks_and_signals_running_ones() {
+    let h = start_pool(1).await;
+    let running = h.submit(spec("sleep", r#"{"ms":60000}"#, 0)).await;
+    let queued = h.submit(spec("noop", "{}", 0)).await;
+    // Wait until the sleep task holds the only worker.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while h.load().await.busy == 0 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let c = ractor::call_t!(h.pool, PoolMessage::Cancel, 1000, queued.clone()).expect("call");
+    assert_eq!(c, CancelOutcome::Removed);
+    let c = ractor::call_t!(h.pool, PoolMessage::Cancel, 1000, running.clone()).expect("call");
+    assert_eq!(c, CancelOutcome::Signalled);
+    assert_eq!(h.terminal(&running).await.status, TaskStatus::Cancelled);
+    let c = ractor::call_t!(h.pool, PoolMessage::Cancel, 1000, TaskId::generate()).expect("call");
+    assert_eq!(c, CancelOutcome::NotHere);
+    let q = h.ctx.store.get(&queued).await.expect("get").expect("exists");
+    assert_eq!(q.status, TaskStatus::Queued, "the pool never ran the removed task");
+}
+
+#[tokio::test]
+async fn a_new_pool_recovers_unfinished_tasks_from_the_store() {
+    let h = start_pool(1).await;
+    // Tasks written to the store but never handed to a pool, as after a crash.
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let id = TaskId::generate();
+        let task = NewTask {
+            id: id.clone(),
+            spec: spec("noop", "{}", 0),
+            created_at_ms: now_ms(),
+        };
+        h.ctx.store.create(vec![task]).await.expect("create");
+        ids.push(id);
+    }
+    h.pool.cast(PoolMessage::Rescan).expect("rescan");
+    for id in &ids {
+        assert_eq!(h.terminal(id).await.status, TaskStatus::Succeeded);
+    }
+}
+
+#[tokio::test]
+async fn resize_grows_and_shrinks_the_pool() {
+    let h = start_pool(2).await;
+    h.pool.cast(PoolMessage::Resize(5)).expect("resize");
+    assert_eq!(h.load().await.workers, 5);
+    h.pool.cast(PoolMessage::Resize(1)).expect("resize");
+    assert_eq!(h.load().await.workers, 1);
+    assert_eq!(h.ctx.metrics.worker_restarts.get(), 0, "retiring is not a restart");
+}

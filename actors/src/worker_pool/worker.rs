@@ -1,0 +1,134 @@
+//! A Worker: runs one attempt at a time for its pool (Celery's `prefetch=1`).
+//!
+//! A kernel panic is re-raised inside the worker's handler, so the worker actor fails
+//! and its pool's supervision replaces it and decides the task's fate.
+
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use taskmesh_kernels::CancelToken;
+use tracing::Instrument;
+
+use super::executor::{self, AttemptOutcome};
+use super::{Job, PoolMessage};
+use crate::context::NodeContext;
+use crate::task::now_ms;
+
+/// The Worker actor.
+pub struct Worker;
+
+/// What a worker is started with.
+pub struct WorkerArgs {
+    /// Shared node handles.
+    pub ctx: NodeContext,
+    /// The pool to report to.
+    pub pool: ActorRef<PoolMessage>,
+}
+
+/// Messages a worker handles.
+pub enum WorkerMessage {
+    /// Run one attempt of `job`; `cancel` is raised by the pool on a client cancel.
+    Run(Job, CancelToken),
+}
+
+/// The result of one attempt, sent back to the pool.
+#[derive(Debug)]
+pub struct AttemptReport {
+    /// The task.
+    pub job: Job,
+    /// How it went (never `Panicked`: a panic fails the worker instead).
+    pub outcome: AttemptOutcome,
+    /// When the attempt started (wall clock).
+    pub started_at_ms: u64,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl Actor for Worker {
+    type Msg = WorkerMessage;
+    type State = WorkerArgs;
+    type Arguments = WorkerArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: WorkerArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let WorkerMessage::Run(job, cancel) = message;
+        let span = tracing::info_span!(
+            "task",
+            task_id = %job.id,
+            kind = %job.spec.kind,
+            attempt = job.attempts + 1,
+            request_id = job.spec.request_id.as_deref().unwrap_or("-"),
+        );
+        let report = run_attempt(&state.ctx, job, cancel).instrument(span).await;
+        let report = match report {
+            Ok(report) => report,
+            Err(payload) => std::panic::resume_unwind(payload),
+        };
+        state
+            .pool
+            .cast(PoolMessage::Finished {
+                worker: myself.get_id(),
+                report,
+            })
+            .map_err(|e| format!("pool is gone: {e}"))?;
+        Ok(())
+    }
+}
+
+type PanicPayload = Box<dyn std::any::Any + Send>;
+
+async fn run_attempt(
+    ctx: &NodeContext,
+    job: Job,
+    cancel: CancelToken,
+) -> Result<AttemptReport, PanicPayload> {
+    let attempt = job.attempts + 1;
+    let started_at_ms = now_ms();
+    // Recording "running" is informational: the terminal write carries every field, and
+    // the store refuses a start over a terminal state, so it need not be awaited.
+    let (store, id, node) = (ctx.store.clone(), job.id.clone(), ctx.node_id.clone());
+    tokio::spawn(async move {
+        if let Err(e) = store.start(&id, &node, attempt, started_at_ms).await {
+            tracing::warn!(task_id = %id, error = %e, "recording task start failed");
+        }
+    });
+    tracing::debug!("attempt started");
+    let timer = Instant::now();
+    let timeout = job.spec.timeout_ms.map(Duration::from_millis);
+    let outcome = executor::execute(
+        &ctx.kernels,
+        &job.spec.kind,
+        &job.spec.params,
+        attempt,
+        cancel,
+        timeout,
+    )
+    .await;
+    let elapsed = timer.elapsed();
+    if let AttemptOutcome::Panicked(payload) = outcome {
+        tracing::error!(panic = %executor::panic_message(payload.as_ref()), "kernel panicked");
+        return Err(payload);
+    }
+    ctx.metrics
+        .task_duration
+        .with_label_values(&[job.spec.kind.as_str()])
+        .observe(elapsed.as_secs_f64());
+    Ok(AttemptReport {
+        job,
+        outcome,
+        started_at_ms,
+        elapsed,
+    })
+}

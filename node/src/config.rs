@@ -1,0 +1,251 @@
+//! The command line and environment of `taskmesh`, and the validated [`NodeConfig`]
+//! built from them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// taskmesh: a distributed task-processing runtime in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "taskmesh", version, about)]
+pub struct Cli {
+    /// What to do; `node` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node: the HTTP API, the dispatcher and a pool of workers (the default).
+    Node(NodeArgs),
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Pretty on a terminal, plain text lines otherwise.
+    Auto,
+    /// Human-readable, multi-line.
+    Pretty,
+    /// One line of text per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `taskmesh node`. Every flag can also be set by its `TASKMESH_*` variable.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "taskmesh node")]
+pub struct NodeArgs {
+    /// Address of the HTTP API.
+    #[arg(long, env = "TASKMESH_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory of the embedded task store.
+    #[arg(long, env = "TASKMESH_DATA_DIR", default_value = "./taskmesh-data")]
+    pub data_dir: PathBuf,
+
+    /// Unique id of this node [default: <hostname>-<random suffix>, new on each start].
+    #[arg(long, env = "TASKMESH_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Workers started with the pool [default: 2 per CPU core].
+    #[arg(long, env = "TASKMESH_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Fewest workers the autoscaler keeps [default: 1 per CPU core, at most --workers].
+    #[arg(long, env = "TASKMESH_MIN_WORKERS")]
+    pub min_workers: Option<usize>,
+
+    /// Most workers the autoscaler runs [default: 8 per CPU core, at least --workers].
+    #[arg(long, env = "TASKMESH_MAX_WORKERS")]
+    pub max_workers: Option<usize>,
+
+    /// Tasks that may wait in this node's queues; beyond it submissions get 503.
+    #[arg(long, env = "TASKMESH_QUEUE_CAPACITY", default_value_t = 100_000)]
+    pub queue_capacity: usize,
+
+    /// Resource labels of this node, comma-separated (tasks with a `class` need one).
+    #[arg(long, env = "TASKMESH_LABELS", value_delimiter = ',')]
+    pub labels: Vec<String>,
+
+    /// Largest HTTP request body in bytes (413 above).
+    #[arg(long, env = "TASKMESH_MAX_BODY_BYTES", default_value_t = 4 << 20)]
+    pub max_body_bytes: usize,
+
+    /// Largest `params` of one task in bytes (413 above).
+    #[arg(long, env = "TASKMESH_MAX_PARAMS_BYTES", default_value_t = 256 << 10)]
+    pub max_params_bytes: usize,
+
+    /// Seconds a finished task's record is kept.
+    #[arg(long, env = "TASKMESH_RESULT_TTL_SECS", default_value_t = 86_400)]
+    pub result_ttl_secs: u64,
+
+    /// Seconds running tasks get to finish on SIGTERM before the node exits anyway.
+    #[arg(long, env = "TASKMESH_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+
+    /// Seconds workers must stand idle before the autoscaler removes them.
+    #[arg(long, env = "TASKMESH_SCALE_DOWN_AFTER_SECS", default_value_t = 30)]
+    pub scale_down_after_secs: u64,
+
+    /// Log format.
+    #[arg(long, env = "TASKMESH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing `EnvFilter` syntax, e.g. `info,taskmesh_actors=debug`).
+    #[arg(long, env = "TASKMESH_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Also register the test-only kernels (`panic`, `fail`, `flaky`, `spin`). Never in
+    /// production.
+    #[arg(long, env = "TASKMESH_TEST_KERNELS")]
+    pub test_kernels: bool,
+}
+
+/// A validated node configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// HTTP API address.
+    pub listen: SocketAddr,
+    /// Embedded store directory.
+    pub data_dir: PathBuf,
+    /// This node's id.
+    pub node_id: String,
+    /// Initial worker count.
+    pub workers: usize,
+    /// Autoscaler lower bound.
+    pub min_workers: usize,
+    /// Autoscaler upper bound.
+    pub max_workers: usize,
+    /// Queue capacity.
+    pub queue_capacity: usize,
+    /// Resource labels.
+    pub labels: Vec<String>,
+    /// Request body limit.
+    pub max_body_bytes: usize,
+    /// Params limit.
+    pub max_params_bytes: usize,
+    /// How long finished records are kept.
+    pub result_ttl: Duration,
+    /// Grace period for running tasks on shutdown.
+    pub shutdown_grace: Duration,
+    /// Autoscaler cool-down.
+    pub scale_down_after: Duration,
+    /// Whether test-only kernels are registered.
+    pub test_kernels: bool,
+}
+
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_owned());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &suffix[..6])
+}
+
+impl TryFrom<NodeArgs> for NodeConfig {
+    type Error = anyhow::Error;
+
+    fn try_from(a: NodeArgs) -> anyhow::Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = a.workers.unwrap_or(2 * cores);
+        let min_workers = a.min_workers.unwrap_or(cores.min(workers));
+        let max_workers = a.max_workers.unwrap_or((8 * cores).max(workers));
+        if workers == 0 || min_workers == 0 {
+            bail!("--workers and --min-workers must be at least 1");
+        }
+        if !(min_workers <= workers && workers <= max_workers) {
+            bail!(
+                "need --min-workers ≤ --workers ≤ --max-workers, got {min_workers} ≤ {workers} ≤ {max_workers}"
+            );
+        }
+        if a.queue_capacity == 0 {
+            bail!("--queue-capacity must be at least 1");
+        }
+        if a.max_params_bytes > a.max_body_bytes {
+            bail!("--max-params-bytes cannot exceed --max-body-bytes");
+        }
+        let node_id = a.node_id.unwrap_or_else(default_node_id);
+        if node_id.is_empty() || node_id.contains('/') {
+            bail!("--node-id must be non-empty and contain no '/'");
+        }
+        let labels = a
+            .labels
+            .into_iter()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        Ok(Self {
+            listen: a.listen,
+            data_dir: a.data_dir,
+            node_id,
+            workers,
+            min_workers,
+            max_workers,
+            queue_capacity: a.queue_capacity,
+            labels,
+            max_body_bytes: a.max_body_bytes,
+            max_params_bytes: a.max_params_bytes,
+            result_ttl: Duration::from_secs(a.result_ttl_secs),
+            shutdown_grace: Duration::from_secs(a.shutdown_grace_secs),
+            scale_down_after: Duration::from_secs(a.scale_down_after_secs),
+            test_kernels: a.test_kernels,
+        })
+    }
+}
+
+impl NodeConfig {
+    /// A configuration for tests: loopback on a free port, data in `data_dir`.
+    pub fn for_test(data_dir: PathBuf) -> anyhow::Result<Self> {
+        let mut args = NodeArgs::try_parse_from(["node"]).context("default args")?;
+        args.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        args.data_dir = data_dir;
+        args.test_kernels = true;
+        args.try_into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_subcommand_means_node_with_defaults() {
+        let cli = Cli::try_parse_from(["taskmesh"]).expect("parse");
+        assert!(cli.command.is_none());
+        let args = NodeArgs::try_parse_from(["node"]).expect("parse");
+        assert_eq!(args.listen, "0.0.0.0:8080".parse().expect("addr"));
+        assert_eq!(args.queue_capacity, 100_000);
+    }
+
+    #[test]
+    fn worker_bounds_are_checked() {
+        let args =
+            NodeArgs::try_parse_from(["node", "--workers", "4", "--max-workers", "2"]).expect("p");
+        let err = NodeConfig::try_from(args).expect_err("must fail");
+        assert!(err.to_string().contains("--max-workers"), "{err}");
+        let args = NodeArgs::try_parse_from(["node", "--workers", "0"]).expect("parse");
+        assert!(NodeConfig::try_from(args).is_err());
+    }
+
+    #[test]
+    fn labels_are_split_and_trimmed() {
+        let args = NodeArgs::try_parse_from(["node", "--labels", "heavy, gpu,,"]).expect("p");
+        let cfg = NodeConfig::try_from(args).expect("valid");
+        assert_eq!(cfg.labels, ["heavy", "gpu"]);
+    }
+}

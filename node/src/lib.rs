@@ -1,0 +1,138 @@
+//! A taskmesh node: configuration, wiring and lifecycle.
+//!
+//! # Layout
+//! - [`config`]: CLI flags and environment → [`config::NodeConfig`].
+//! - [`supervisor`]: the root actor and the supervision tree (drawn there).
+//! - [`telemetry`]: log setup.
+//! - [`shutdown`]: the stop signal.
+//!
+//! [`start`] brings a node up and returns a [`NodeHandle`]; [`run`] is what `main`
+//! calls: start, wait for the shutdown signal, stop gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ractor::{Actor, ActorRef};
+use taskmesh_actors::autoscaler::AutoscalerConfig;
+use taskmesh_actors::autoscaler::policy::AutoscalePolicy;
+use taskmesh_actors::context::{ActorNames, NodeContext};
+use taskmesh_actors::health::HealthConfig;
+use taskmesh_actors::ingress::IngressLimits;
+use taskmesh_actors::metrics::Metrics;
+use taskmesh_actors::notify::Notifier;
+use taskmesh_actors::store::embedded::EmbeddedStore;
+use taskmesh_actors::worker_pool::WorkerPoolConfig;
+use taskmesh_actors::worker_pool::retry::Backoff;
+use taskmesh_kernels::{Registry, RegistryOptions};
+use tokio::task::JoinHandle;
+
+pub mod config;
+pub mod shutdown;
+pub mod supervisor;
+pub mod telemetry;
+
+use config::NodeConfig;
+use supervisor::{NodeSupervisor, SupervisorArgs, SupervisorMessage};
+
+/// A running node.
+pub struct NodeHandle {
+    /// Where the HTTP API listens.
+    pub addr: SocketAddr,
+    /// The node's id.
+    pub node_id: String,
+    supervisor: ActorRef<SupervisorMessage>,
+    join: JoinHandle<()>,
+    grace: Duration,
+}
+
+impl NodeHandle {
+    /// Stops the node gracefully and waits until it has.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let grace = self.grace;
+        let wait = grace + Duration::from_secs(30);
+        let stopped = ractor::call_t!(
+            self.supervisor,
+            |reply| SupervisorMessage::Shutdown { grace, reply },
+            wait.as_millis() as u64
+        );
+        if let Err(e) = stopped {
+            tracing::warn!(error = %e, "graceful shutdown did not complete");
+        }
+        self.join.await.context("supervisor task panicked")?;
+        Ok(())
+    }
+}
+
+/// Opens the store, binds the HTTP port and starts the supervision tree.
+pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
+    let store = {
+        let dir = config.data_dir.clone();
+        tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
+            .await
+            .context("opening the store panicked")?
+            .with_context(|| format!("opening the task store in {}", config.data_dir.display()))?
+    };
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("binding the HTTP API to {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let ctx = NodeContext {
+        node_id: config.node_id.as_str().into(),
+        store: Arc::new(store),
+        kernels: Registry::new(RegistryOptions {
+            test_kernels: config.test_kernels,
+        }),
+        metrics: Metrics::new().context("registering metrics")?,
+        notifier: Arc::new(Notifier::default()),
+        names: Arc::new(ActorNames::for_node(&config.node_id)),
+    };
+    let args = SupervisorArgs {
+        pool: WorkerPoolConfig {
+            initial_workers: config.workers,
+            queue_capacity: config.queue_capacity,
+            backoff: Backoff::default(),
+            report_interval: Duration::from_millis(100),
+            labels: config.labels.clone(),
+        },
+        autoscaler: AutoscalerConfig {
+            policy: AutoscalePolicy {
+                min_workers: config.min_workers,
+                max_workers: config.max_workers,
+                scale_down_after: config.scale_down_after,
+            },
+            interval: Duration::from_secs(1),
+        },
+        health: HealthConfig::default(),
+        limits: Arc::new(IngressLimits {
+            max_body_bytes: config.max_body_bytes,
+            max_params_bytes: config.max_params_bytes,
+            ..IngressLimits::default()
+        }),
+        listener: Arc::new(listener),
+        result_ttl: config.result_ttl,
+        ctx,
+    };
+    let name = format!("{}/supervisor", config.node_id);
+    let (supervisor, join) = Actor::spawn(Some(name), NodeSupervisor, args)
+        .await
+        .context("starting the supervision tree")?;
+    tracing::info!(node = %config.node_id, %addr, data_dir = %config.data_dir.display(), "node started");
+    Ok(NodeHandle {
+        addr,
+        node_id: config.node_id,
+        supervisor,
+        join,
+        grace: config.shutdown_grace,
+    })
+}
+
+/// Runs a node until `shutdown` resolves, then stops it gracefully.
+pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let node = start(config).await?;
+    shutdown.await;
+    node.shutdown().await?;
+    tracing::info!("node stopped");
+    Ok(())
+}

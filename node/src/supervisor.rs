@@ -1,0 +1,350 @@
+//! The node's root supervisor.
+//!
+//! ```text
+//! NodeSupervisor
+//! ├── WorkerPool ──┬── Worker 1
+//! │                ├── ...
+//! │                └── Worker N
+//! ├── Dispatcher
+//! ├── HealthMonitor
+//! ├── Autoscaler
+//! └── HttpIngress  (owns the axum server)
+//! ```
+//! A child that fails or stops unexpectedly is restarted after a backoff that doubles
+//! with each restart in a row (50 ms up to 10 s, reset once the child has run for a
+//! minute). Accepted tasks survive any restart: their state is in the store, and a
+//! restarted pool re-queues every unfinished task it finds there. Workers are supervised
+//! by their pool, not here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
+use taskmesh_actors::autoscaler::{Autoscaler, AutoscalerArgs, AutoscalerConfig};
+use taskmesh_actors::context::NodeContext;
+use taskmesh_actors::dispatcher::Dispatcher;
+use taskmesh_actors::health::{HealthArgs, HealthConfig, HealthMessage, HealthMonitor};
+use taskmesh_actors::ingress::{HttpIngress, HttpIngressArgs, IngressLimits, IngressState};
+use taskmesh_actors::task::now_ms;
+use taskmesh_actors::worker_pool::{PoolMessage, WorkerPool, WorkerPoolArgs, WorkerPoolConfig};
+
+/// The children of the root, in start order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Child {
+    /// The local WorkerPool.
+    WorkerPool,
+    /// The Dispatcher.
+    Dispatcher,
+    /// The HealthMonitor.
+    HealthMonitor,
+    /// The Autoscaler.
+    Autoscaler,
+    /// The HttpIngress.
+    HttpIngress,
+}
+
+impl Child {
+    const ALL: [Child; 5] = [
+        Child::WorkerPool,
+        Child::Dispatcher,
+        Child::HealthMonitor,
+        Child::Autoscaler,
+        Child::HttpIngress,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Child::WorkerPool => "worker_pool",
+            Child::Dispatcher => "dispatcher",
+            Child::HealthMonitor => "health_monitor",
+            Child::Autoscaler => "autoscaler",
+            Child::HttpIngress => "http_ingress",
+        }
+    }
+}
+
+/// Everything the root needs to (re)start its children.
+pub struct SupervisorArgs {
+    /// Shared node handles.
+    pub ctx: NodeContext,
+    /// Pool settings.
+    pub pool: WorkerPoolConfig,
+    /// Autoscaler settings.
+    pub autoscaler: AutoscalerConfig,
+    /// HealthMonitor settings.
+    pub health: HealthConfig,
+    /// HTTP limits.
+    pub limits: Arc<IngressLimits>,
+    /// The bound HTTP listener.
+    pub listener: Arc<std::net::TcpListener>,
+    /// How long finished records are kept.
+    pub result_ttl: Duration,
+}
+
+/// Messages of the root supervisor.
+pub enum SupervisorMessage {
+    /// Start (or restart) one child.
+    Start(Child),
+    /// Timer: delete expired finished tasks.
+    Purge,
+    /// Graceful shutdown: readiness off, stop HTTP, let running tasks finish within
+    /// `grace`, stop everything; reply when done.
+    Shutdown {
+        /// How long running tasks may take.
+        grace: Duration,
+        /// Answered when the node has stopped.
+        reply: RpcReplyPort<()>,
+    },
+}
+
+/// The root supervisor actor.
+pub struct NodeSupervisor;
+
+struct Restarts {
+    in_a_row: u32,
+    started: Instant,
+}
+
+/// The root's state.
+pub struct SupervisorState {
+    args: SupervisorArgs,
+    children: HashMap<ActorId, Child>,
+    cells: HashMap<Child, ActorCell>,
+    restarts: HashMap<Child, Restarts>,
+    shutting_down: bool,
+}
+
+const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+impl SupervisorState {
+    async fn start(
+        &mut self,
+        child: Child,
+        myself: &ActorRef<SupervisorMessage>,
+    ) -> Result<(), ActorProcessingErr> {
+        let (ctx, names) = (self.args.ctx.clone(), self.args.ctx.names.clone());
+        let sup = myself.get_cell();
+        let cell = match child {
+            Child::WorkerPool => {
+                let args = WorkerPoolArgs {
+                    ctx,
+                    config: self.args.pool.clone(),
+                };
+                Actor::spawn_linked(Some(names.pool.clone()), WorkerPool, args, sup)
+                    .await?
+                    .0
+                    .get_cell()
+            }
+            Child::Dispatcher => {
+                Actor::spawn_linked(Some(names.dispatcher.clone()), Dispatcher, ctx, sup)
+                    .await?
+                    .0
+                    .get_cell()
+            }
+            Child::HealthMonitor => {
+                let args = HealthArgs {
+                    ctx,
+                    config: self.args.health,
+                };
+                Actor::spawn_linked(Some(names.health.clone()), HealthMonitor, args, sup)
+                    .await?
+                    .0
+                    .get_cell()
+            }
+            Child::Autoscaler => {
+                let args = AutoscalerArgs {
+                    ctx,
+                    config: self.args.autoscaler,
+                };
+                Actor::spawn_linked(Some(names.autoscaler.clone()), Autoscaler, args, sup)
+                    .await?
+                    .0
+                    .get_cell()
+            }
+            Child::HttpIngress => {
+                let args = HttpIngressArgs {
+                    listener: self.args.listener.clone(),
+                    state: IngressState {
+                        ctx,
+                        limits: self.args.limits.clone(),
+                    },
+                };
+                Actor::spawn_linked(Some(names.ingress.clone()), HttpIngress, args, sup)
+                    .await?
+                    .0
+                    .get_cell()
+            }
+        };
+        self.children.insert(cell.get_id(), child);
+        self.cells.insert(child, cell);
+        Ok(())
+    }
+
+    fn child_died(&mut self, id: ActorId, reason: &str, myself: &ActorRef<SupervisorMessage>) {
+        let Some(child) = self.children.remove(&id) else {
+            return;
+        };
+        self.cells.remove(&child);
+        if self.shutting_down {
+            return;
+        }
+        let m = &self.args.ctx.metrics;
+        m.actor_restarts.with_label_values(&[child.name()]).inc();
+        let r = self.restarts.entry(child).or_insert(Restarts {
+            in_a_row: 0,
+            started: Instant::now(),
+        });
+        if r.started.elapsed() > Duration::from_secs(60) {
+            r.in_a_row = 0;
+        }
+        let delay = restart_delay(r.in_a_row);
+        r.in_a_row = r.in_a_row.saturating_add(1);
+        r.started = Instant::now() + delay;
+        tracing::error!(actor = child.name(), reason, ?delay, "actor died; restarting");
+        myself.send_after(delay, move || SupervisorMessage::Start(child));
+    }
+
+    async fn shutdown(&mut self, grace: Duration) {
+        self.shutting_down = true;
+        let names = self.args.ctx.names.clone();
+        if let Some(h) = ActorRef::<HealthMessage>::where_is(names.health.clone()) {
+            let _ = h.cast(HealthMessage::SetDraining);
+        }
+        for child in [Child::Autoscaler, Child::HttpIngress] {
+            self.stop_child(child).await;
+        }
+        if let Some(pool) = ActorRef::<PoolMessage>::where_is(names.pool.clone()) {
+            let grace_ms = grace.as_millis().min(u64::MAX as u128) as u64;
+            if ractor::call_t!(pool, PoolMessage::Drain, grace_ms).is_err() {
+                tracing::warn!(
+                    ?grace,
+                    "running tasks did not finish within the grace period; they are \
+                     re-run after restart"
+                );
+            }
+        }
+        for child in [Child::WorkerPool, Child::Dispatcher, Child::HealthMonitor] {
+            self.stop_child(child).await;
+        }
+    }
+
+    async fn stop_child(&mut self, child: Child) {
+        if let Some(cell) = self.cells.remove(&child) {
+            self.children.remove(&cell.get_id());
+            let _ = cell
+                .stop_and_wait(Some("node shutting down".into()), Some(Duration::from_secs(10)))
+                .await;
+        }
+    }
+}
+
+/// 50 ms doubling per restart in a row, at most 10 s.
+fn restart_delay(in_a_row: u32) -> Duration {
+    Duration::from_millis(50)
+        .saturating_mul(1 << in_a_row.min(8))
+        .min(Duration::from_secs(10))
+}
+
+impl Actor for NodeSupervisor {
+    type Msg = SupervisorMessage;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = SupervisorState {
+            args,
+            children: HashMap::new(),
+            cells: HashMap::new(),
+            restarts: HashMap::new(),
+            shutting_down: false,
+        };
+        for child in Child::ALL {
+            state.start(child, &myself).await?;
+        }
+        myself.send_interval(PURGE_INTERVAL, || SupervisorMessage::Purge);
+        let _ = myself.cast(SupervisorMessage::Purge);
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMessage::Start(child) if !state.shutting_down => {
+                if let Err(e) = state.start(child, &myself).await {
+                    tracing::error!(actor = child.name(), error = %e, "restart failed; retrying");
+                    myself.send_after(Duration::from_secs(1), move || {
+                        SupervisorMessage::Start(child)
+                    });
+                    return Ok(());
+                }
+                tracing::info!(actor = child.name(), "actor restarted");
+                if child == Child::Dispatcher
+                    && let Some(pool) =
+                        ActorRef::<PoolMessage>::where_is(state.args.ctx.names.pool.clone())
+                {
+                    let _ = pool.cast(PoolMessage::Rescan);
+                }
+            }
+            SupervisorMessage::Start(_) => {}
+            SupervisorMessage::Purge => {
+                let store = state.args.ctx.store.clone();
+                let ttl_ms = state.args.result_ttl.as_millis() as u64;
+                tokio::spawn(async move {
+                    match store.purge_finished(now_ms().saturating_sub(ttl_ms)).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(tasks = n, "purged expired finished tasks"),
+                        Err(e) => tracing::warn!(error = %e, "purging finished tasks failed"),
+                    }
+                });
+            }
+            SupervisorMessage::Shutdown { grace, reply } => {
+                state.shutdown(grace).await;
+                let _ = reply.send(());
+                myself.stop(Some("shutdown".into()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                state.child_died(cell.get_id(), &err.to_string(), &myself);
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                let reason = reason.unwrap_or_else(|| "stopped".into());
+                state.child_died(cell.get_id(), &reason, &myself);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_delay_doubles_and_caps() {
+        assert_eq!(restart_delay(0), Duration::from_millis(50));
+        assert_eq!(restart_delay(1), Duration::from_millis(100));
+        assert_eq!(restart_delay(20), Duration::from_secs(10));
+    }
+}

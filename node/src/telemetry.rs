@@ -1,0 +1,36 @@
+//! The tracing subscriber: pretty on a terminal, JSON lines on request.
+
+use std::io::IsTerminal;
+
+use anyhow::Context;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber. `RUST_LOG`, when set, overrides `filter`.
+pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.is_empty() => EnvFilter::try_new(env),
+        _ => EnvFilter::try_new(filter),
+    }
+    .context("invalid log filter")?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let format = match format {
+        LogFormat::Auto if std::io::stderr().is_terminal() => LogFormat::Pretty,
+        LogFormat::Auto => LogFormat::Text,
+        other => other,
+    };
+    let installed = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Pretty => builder.pretty().try_init(),
+        LogFormat::Text | LogFormat::Auto => builder.with_ansi(false).try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("installing the log subscriber failed: {e}"))
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test of taskmesh, installing what the tests need first.
+# Usage: bash tests/run.sh        (this is what CI runs, via .ci/run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+cargo --version
+if ! cargo nextest --version >/dev/null 2>&1; then
+  step "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build (the black-box tests run the real binary)"
+cargo build --workspace --all-targets --locked
+
+step "tests"
+cargo nextest run --workspace --locked --no-fail-fast
