@@ -4,7 +4,8 @@
 //! - [`memory::MemoryStore`]: in-memory, for unit tests of other modules.
 //! - the Redis store arrives with the cluster.
 //!
-//! Every implementation runs the same conformance suite ([`conformance`]).
+//! Every implementation runs the same conformance suite, `conformance` (built for this
+//! crate's tests and, for other crates, with the `testsuite` feature).
 //!
 //! # Rules every implementation keeps
 //! - A method returns only after its write is durable (for the embedded store: committed
@@ -14,15 +15,25 @@
 //!   with [`Transition::Rejected`].
 //! - An idempotency key maps to the first task created with it, for as long as that task's
 //!   record exists.
+//! - Creating a task whose id already exists writes nothing and answers
+//!   [`Created::Existing`] with that id, so a retried submission cannot reset a task.
+//! - A [`TaskStore::finish`] whose status is not terminal is refused like any other
+//!   disallowed change ([`Transition::Rejected`] with the current status).
+//! - Listings are newest first by id (ids are time-ordered) and examine at most the newest
+//!   `max(limit × 50, 10 000)` records, so a rare filter may find fewer than `limit`.
+//!   `unfinished` is oldest first by id.
 
 use async_trait::async_trait;
 use taskmesh_cluster::protocol::{TaskId, TaskStatus};
 
 use crate::task::{Finish, Millis, NewTask, TaskRecord};
 
-// pub mod conformance;
-// pub mod embedded;
-// pub mod memory;
+mod codec;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod conformance;
+pub mod embedded;
+pub mod memory;
+mod rules;
 
 /// Errors of the store itself (never "not found": that is a normal answer).
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,62 @@
+//! Builders and checked calls shared by the cases.
+
+use taskmesh_cluster::protocol::{Priority, TaskId, TaskSpec, TaskStatus};
+
+use crate::store::{Created, TaskStore};
+use crate::task::{Finish, Millis, NewTask, TaskRecord};
+
+pub(super) fn spec(kind: &str, key: Option<&str>) -> TaskSpec {
+    TaskSpec {
+        kind: kind.to_owned(),
+        params: "{}".to_owned(),
+        priority: Priority::Normal,
+        timeout_ms: None,
+        max_retries: 0,
+        idempotency_key: key.map(str::to_owned),
+        class: None,
+        request_id: None,
+    }
+}
+
+pub(super) fn task(kind: &str, key: Option<&str>) -> NewTask {
+    NewTask {
+        id: TaskId::generate(),
+        spec: spec(kind, key),
+        created_at_ms: 1_000,
+    }
+}
+
+/// A key no other case (nor an earlier run against a shared backend) uses.
+pub(super) fn unique_key() -> String {
+    format!("key-{}", TaskId::generate())
+}
+
+pub(super) fn finish(status: TaskStatus, finished_at_ms: Millis) -> Finish {
+    Finish {
+        status,
+        result: None,
+        error: None,
+        node: None,
+        attempts: 0,
+        started_at_ms: None,
+        finished_at_ms,
+    }
+}
+
+pub(super) async fn create_one(store: &dyn TaskStore, task: NewTask) -> Created {
+    let mut created = store.create(vec![task]).await.expect("create");
+    assert_eq!(created.len(), 1, "create answers once per task");
+    created.remove(0)
+}
+
+pub(super) async fn get(store: &dyn TaskStore, id: &TaskId) -> TaskRecord {
+    store
+        .get(id)
+        .await
+        .expect("get")
+        .unwrap_or_else(|| panic!("task {id} should exist"))
+}
+
+pub(super) fn ids(records: &[TaskRecord]) -> Vec<TaskId> {
+    records.iter().map(|r| r.id.clone()).collect()
+}

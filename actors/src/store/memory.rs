@@ -1,0 +1,193 @@
+//! [`MemoryStore`]: the task store in a mutex, for unit tests of other modules.
+//!
+//! It keeps records as encoded bytes and decodes them on every read, as the durable stores
+//! do, so a type that does not round-trip fails here too. It follows the same rules (the
+//! shared `rules` module) and passes the same conformance suite.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use taskmesh_cluster::protocol::TaskId;
+
+use crate::store::rules::{self, Change};
+use crate::store::{Created, ListFilter, StoreError, TaskStore, Transition, codec};
+use crate::task::{Finish, Millis, NewTask, TaskRecord};
+
+/// An in-memory [`TaskStore`]. Nothing survives a drop.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Encoded records by id; ids sort by creation time.
+    tasks: BTreeMap<TaskId, Vec<u8>>,
+    /// Idempotency key → the first task created with it.
+    keys: HashMap<String, TaskId>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        self.inner
+            .lock()
+            .map_err(|_| StoreError::Backend("memory store lock poisoned".into()))
+    }
+
+    fn change(&self, id: &TaskId, change: Change) -> Result<Transition, StoreError> {
+        let mut inner = self.lock()?;
+        let Some(bytes) = inner.tasks.get(id) else {
+            return Ok(Transition::NotFound);
+        };
+        let mut record = codec::decode(id.as_str(), bytes)?;
+        let outcome = rules::apply(&mut record, change);
+        if outcome == Transition::Applied {
+            inner.tasks.insert(id.clone(), codec::encode(&record)?);
+        }
+        Ok(outcome)
+    }
+
+    /// Decodes every record, oldest first.
+    fn records(inner: &Inner) -> impl DoubleEndedIterator<Item = Result<TaskRecord, StoreError>> {
+        inner
+            .tasks
+            .iter()
+            .map(|(id, bytes)| codec::decode(id.as_str(), bytes))
+    }
+}
+
+#[async_trait]
+impl TaskStore for MemoryStore {
+    async fn create(&self, tasks: Vec<NewTask>) -> Result<Vec<Created>, StoreError> {
+        let mut inner = self.lock()?;
+        let mut created = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let key = task.spec.idempotency_key.clone();
+            if let Some(first) = key.as_ref().and_then(|k| inner.keys.get(k)) {
+                created.push(Created::Existing(first.clone()));
+                continue;
+            }
+            if inner.tasks.contains_key(&task.id) {
+                created.push(Created::Existing(task.id));
+                continue;
+            }
+            let record = TaskRecord::queued(task);
+            inner
+                .tasks
+                .insert(record.id.clone(), codec::encode(&record)?);
+            if let Some(key) = key {
+                inner.keys.insert(key, record.id.clone());
+            }
+            created.push(Created::New(record.id));
+        }
+        Ok(created)
+    }
+
+    async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let inner = self.lock()?;
+        inner
+            .tasks
+            .get(id)
+            .map(|bytes| codec::decode(id.as_str(), bytes))
+            .transpose()
+    }
+
+    async fn start(
+        &self,
+        id: &TaskId,
+        node: &str,
+        attempts: u32,
+        started_at_ms: Millis,
+    ) -> Result<Transition, StoreError> {
+        let change = Change::Start {
+            node: node.to_owned(),
+            attempts,
+            started_at_ms,
+        };
+        self.change(id, change)
+    }
+
+    async fn requeue(
+        &self,
+        id: &TaskId,
+        attempts: u32,
+        error: Option<String>,
+    ) -> Result<Transition, StoreError> {
+        self.change(id, Change::Requeue { attempts, error })
+    }
+
+    async fn finish(&self, id: &TaskId, finish: Finish) -> Result<Transition, StoreError> {
+        self.change(id, Change::Finish(finish))
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<TaskRecord>, StoreError> {
+        let inner = self.lock()?;
+        let mut found = Vec::new();
+        for record in Self::records(&inner)
+            .rev()
+            .take(rules::list_scan_budget(filter.limit))
+        {
+            if found.len() >= filter.limit {
+                break;
+            }
+            let record = record?;
+            if rules::matches(filter, &record) {
+                found.push(record);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        let inner = self.lock()?;
+        let mut found = Vec::new();
+        for record in Self::records(&inner) {
+            let record = record?;
+            if !record.status.is_terminal() {
+                found.push(record);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn purge_finished(&self, finished_before: Millis) -> Result<usize, StoreError> {
+        let mut inner = self.lock()?;
+        let mut doomed = Vec::new();
+        for record in Self::records(&inner) {
+            let record = record?;
+            if rules::purgeable(&record, finished_before) {
+                doomed.push(record);
+            }
+        }
+        for record in &doomed {
+            inner.tasks.remove(&record.id);
+            if let Some(key) = &record.spec.idempotency_key
+                && inner.keys.get(key) == Some(&record.id)
+            {
+                inner.keys.remove(key);
+            }
+        }
+        Ok(doomed.len())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.lock().map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+
+    #[tokio::test]
+    async fn memory_store_passes_the_conformance_suite() {
+        conformance::run_all(async || MemoryStore::new()).await;
+    }
+}
