@@ -1,1 +1,79 @@
 //! Pure compute kernels for taskmesh tasks.
+//!
+//! A task names a kernel *kind* and carries its parameters as JSON text. The
+//! [`Registry`] maps kinds to kernels: it validates parameters without running
+//! anything ([`Registry::validate`]) and runs a kernel synchronously on the
+//! calling thread ([`Registry::run`]), returning the result as JSON text.
+//!
+//! This crate has no async runtime. Callers move [`Registry::run`] off their
+//! async threads (only [`Registry::is_trivial`] kernels may run inline); the
+//! heavy kernels fan out over the rayon pool they are called from. Long
+//! kernels poll the [`CancelToken`] in [`Context`] between chunks of work and
+//! stop with [`KernelError::Cancelled`].
+//!
+//! Randomised kernels are deterministic: for a given seed the result is
+//! bit-identical whatever the rayon thread count, because the work is split
+//! into fixed-size chunks, each drawing from its own RNG stream, and the
+//! chunk results are combined in chunk order.
+//!
+//! ```
+//! use taskmesh_kernels::{Context, KernelError, Registry, RegistryOptions};
+//!
+//! let registry = Registry::new(RegistryOptions::default());
+//! registry.validate("matmul", r#"{"n": 64, "seed": 7}"#)?;
+//! let echoed = registry.run("echo", r#"{"value": [1, 2]}"#, &Context::default())?;
+//! assert_eq!(echoed, r#"{"value":[1,2]}"#);
+//!
+//! let err = registry.validate("matmul", r#"{"n": 4096}"#).unwrap_err();
+//! assert_eq!(err.to_string(), "invalid params: field `n`: must be at most 1024");
+//! # Ok::<(), KernelError>(())
+//! ```
+//!
+//! # Kinds
+//! | kind | params | result |
+//! |---|---|---|
+//! | `noop` | `{}` or `null` | `null` |
+//! | `echo` | `{value}` | `{value}` |
+//! | `sleep` | `{ms ≤ 600000}` | `{slept_ms}` |
+//! | `monte_carlo_option` | `{s0, k, r, sigma, t, paths, seed?, option?}` | `{price, std_error, paths}` |
+//! | `matmul` | `{n ≤ 1024, seed?}` | `{n, trace, checksum}` |
+//! | `portfolio_var` | `{assets, scenarios, confidence, seed?}` | `{var, cvar, mean_loss}` |
+//!
+//! Each kernel's module documents its params, limits and model. Params are a
+//! JSON object (`noop` also takes `null`); unknown fields are rejected, and
+//! every error names the offending field as a JSON path.
+//!
+//! With [`RegistryOptions::test_kernels`] the registry also holds `panic`,
+//! `fail`, `flaky` and `spin`, which exist to exercise failure handling.
+//!
+//! # Layout
+//! - `context`: [`CancelToken`] and [`Context`], what a run gets besides its params.
+//! - `error`: [`KernelError`].
+//! - `registry`: [`Registry`] and [`RegistryOptions`].
+//! - `kernel`: the object-safe `Kernel` trait and the typed helper that parses
+//!   params with serde and checks their ranges.
+//! - `check`: range checks shared by the params types.
+//! - `chunked`: deterministic chunked parallelism with cancellation, and the
+//!   per-chunk RNG.
+//! - one module per kernel: `noop`, `echo`, `sleep`, `monte_carlo`, `matmul`,
+//!   `portfolio_var`, and `testing` for the test-only kinds.
+
+mod check;
+mod chunked;
+mod context;
+mod echo;
+mod error;
+mod kernel;
+mod matmul;
+mod monte_carlo;
+mod noop;
+mod portfolio_var;
+mod registry;
+mod sleep;
+#[cfg(test)]
+mod test_support;
+mod testing;
+
+pub use context::{CancelToken, Context};
+pub use error::KernelError;
+pub use registry::{Registry, RegistryOptions};
