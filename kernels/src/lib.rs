@@ -1,42 +1,79 @@
-//! TEMPORARY stub: replaced by the kernels branch at merge.
-#![allow(missing_docs)]
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+//! Pure compute kernels for taskmesh tasks.
+//!
+//! A task names a kernel *kind* and carries its parameters as JSON text. The
+//! [`Registry`] maps kinds to kernels: it validates parameters without running
+//! anything ([`Registry::validate`]) and runs a kernel synchronously on the
+//! calling thread ([`Registry::run`]), returning the result as JSON text.
+//!
+//! This crate has no async runtime. Callers move [`Registry::run`] off their
+//! async threads (only [`Registry::is_trivial`] kernels may run inline); the
+//! heavy kernels fan out over the rayon pool they are called from. Long
+//! kernels poll the [`CancelToken`] in [`Context`] between chunks of work and
+//! stop with [`KernelError::Cancelled`].
+//!
+//! Randomised kernels are deterministic: for a given seed the result is
+//! bit-identical whatever the rayon thread count, because the work is split
+//! into fixed-size chunks, each drawing from its own RNG stream, and the
+//! chunk results are combined in chunk order.
+//!
+//! ```
+//! use taskmesh_kernels::{Context, KernelError, Registry, RegistryOptions};
+//!
+//! let registry = Registry::new(RegistryOptions::default());
+//! registry.validate("matmul", r#"{"n": 64, "seed": 7}"#)?;
+//! let echoed = registry.run("echo", r#"{"value": [1, 2]}"#, &Context::default())?;
+//! assert_eq!(echoed, r#"{"value":[1,2]}"#);
+//!
+//! let err = registry.validate("matmul", r#"{"n": 4096}"#).unwrap_err();
+//! assert_eq!(err.to_string(), "invalid params: field `n`: must be at most 1024");
+//! # Ok::<(), KernelError>(())
+//! ```
+//!
+//! # Kinds
+//! | kind | params | result |
+//! |---|---|---|
+//! | `noop` | `{}` or `null` | `null` |
+//! | `echo` | `{value}` | `{value}` |
+//! | `sleep` | `{ms ≤ 600000}` | `{slept_ms}` |
+//! | `monte_carlo_option` | `{s0, k, r, sigma, t, paths, seed?, option?}` | `{price, std_error, paths}` |
+//! | `matmul` | `{n ≤ 1024, seed?}` | `{n, trace, checksum}` |
+//! | `portfolio_var` | `{assets, scenarios, confidence, seed?}` | `{var, cvar, mean_loss}` |
+//!
+//! Each kernel's module documents its params, limits and model. Params are a
+//! JSON object (`noop` also takes `null`); unknown fields are rejected, and
+//! every error names the offending field as a JSON path.
+//!
+//! With [`RegistryOptions::test_kernels`] the registry also holds `panic`,
+//! `fail`, `flaky` and `spin`, which exist to exercise failure handling.
+//!
+//! # Layout
+//! - `context`: [`CancelToken`] and [`Context`], what a run gets besides its params.
+//! - `error`: [`KernelError`].
+//! - `registry`: [`Registry`] and [`RegistryOptions`].
+//! - `kernel`: the object-safe `Kernel` trait and the typed helper that parses
+//!   params with serde and checks their ranges.
+//! - `check`: range checks shared by the params types.
+//! - `chunked`: deterministic chunked parallelism with cancellation, and the
+//!   per-chunk RNG.
+//! - one module per kernel: `noop`, `echo`, `sleep`, `monte_carlo`, `matmul`,
+//!   `portfolio_var`, and `testing` for the test-only kinds.
 
-#[derive(Clone, Default, Debug)]
-pub struct CancelToken(Arc<AtomicBool>);
-impl CancelToken {
-    pub fn new() -> Self { Self::default() }
-    pub fn cancel(&self) { self.0.store(true, Ordering::SeqCst) }
-    pub fn is_cancelled(&self) -> bool { self.0.load(Ordering::SeqCst) }
-}
-pub struct Context { pub attempt: u32, pub cancel: CancelToken }
-#[derive(Debug, thiserror::Error, Clone, PartialEq)]
-pub enum KernelError {
-    #[error("unknown kind `{kind}`; known kinds: {}", known.join(", "))]
-    UnknownKind { kind: String, known: Vec<&'static str> },
-    #[error("invalid params: field `{field}`: {reason}")]
-    InvalidParams { field: String, reason: String },
-    #[error("cancelled")]
-    Cancelled,
-    #[error("{0}")]
-    Failed(String),
-}
-#[derive(Default, Clone, Copy)]
-pub struct RegistryOptions { pub test_kernels: bool }
-#[derive(Clone)]
-pub struct Registry;
-impl Registry {
-    pub fn new(_o: RegistryOptions) -> Self { Registry }
-    pub fn kinds(&self) -> Vec<&'static str> { vec!["noop", "sleep"] }
-    pub fn contains(&self, kind: &str) -> bool { self.kinds().contains(&kind) }
-    pub fn validate(&self, kind: &str, _p: &str) -> Result<(), KernelError> {
-        if self.contains(kind) { Ok(()) } else { Err(KernelError::UnknownKind { kind: kind.into(), known: self.kinds() }) }
-    }
-    pub fn run(&self, kind: &str, p: &str, ctx: &Context) -> Result<String, KernelError> {
-        self.validate(kind, p)?;
-        if kind == "sleep" { std::thread::sleep(std::time::Duration::from_millis(50)); if ctx.cancel.is_cancelled() { return Err(KernelError::Cancelled) } }
-        Ok("null".into())
-    }
-    pub fn is_trivial(&self, kind: &str) -> bool { kind == "noop" }
-}
+mod check;
+mod chunked;
+mod context;
+mod echo;
+mod error;
+mod kernel;
+mod matmul;
+mod monte_carlo;
+mod noop;
+mod portfolio_var;
+mod registry;
+mod sleep;
+#[cfg(test)]
+mod test_support;
+mod testing;
+
+pub use context::{CancelToken, Context};
+pub use error::KernelError;
+pub use registry::{Registry, RegistryOptions};

@@ -1,0 +1,224 @@
+//! Test-only kinds that exercise failure handling; registered only with
+//! [`RegistryOptions::test_kernels`](crate::RegistryOptions::test_kernels).
+//!
+//! - `panic {}` panics.
+//! - `fail {"message": str}` fails with [`KernelError::Failed`]`(message)`.
+//! - `flaky {"fail_attempts": u32}` fails with `Failed("flaky attempt N")` while
+//!   the attempt `N` is at most `fail_attempts`, then returns `{"attempt": N}`.
+//! - `spin {"ms": u64 ≤ 60000}` burns CPU for `ms` milliseconds, checking the
+//!   cancel flag as it goes, and returns `{"spun_ms": ms}`.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::kernel::{Kernel, Params, TypedKernel};
+use crate::noop::Empty;
+use crate::{Context, KernelError, check};
+
+/// The test-only kernels.
+pub(crate) fn kernels() -> Vec<Box<dyn Kernel>> {
+    vec![
+        Box::new(Panic),
+        Box::new(Fail),
+        Box::new(Flaky),
+        Box::new(Spin),
+    ]
+}
+
+/// The `panic` kernel.
+pub(crate) struct Panic;
+
+impl TypedKernel for Panic {
+    const NAME: &'static str = "panic";
+    type Params = Empty;
+    type Output = ();
+
+    fn execute(&self, _params: Empty, _ctx: &Context) -> Result<(), KernelError> {
+        panic!("the `panic` test kernel panics by design");
+    }
+}
+
+/// The `fail` kernel.
+pub(crate) struct Fail;
+
+/// Params of `fail`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FailParams {
+    message: String,
+}
+
+impl Params for FailParams {}
+
+impl TypedKernel for Fail {
+    const NAME: &'static str = "fail";
+    type Params = FailParams;
+    type Output = ();
+
+    fn execute(&self, params: FailParams, _ctx: &Context) -> Result<(), KernelError> {
+        Err(KernelError::Failed(params.message))
+    }
+}
+
+/// The `flaky` kernel.
+pub(crate) struct Flaky;
+
+/// Params of `flaky`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlakyParams {
+    fail_attempts: u32,
+}
+
+impl Params for FlakyParams {}
+
+/// Result of `flaky`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Attempt {
+    attempt: u32,
+}
+
+impl TypedKernel for Flaky {
+    const NAME: &'static str = "flaky";
+    type Params = FlakyParams;
+    type Output = Attempt;
+
+    fn execute(&self, params: FlakyParams, ctx: &Context) -> Result<Attempt, KernelError> {
+        if ctx.attempt <= params.fail_attempts {
+            return Err(KernelError::Failed(format!(
+                "flaky attempt {}",
+                ctx.attempt
+            )));
+        }
+        Ok(Attempt {
+            attempt: ctx.attempt,
+        })
+    }
+}
+
+/// The longest spin accepted, in milliseconds.
+const MAX_SPIN_MS: u64 = 60_000;
+
+/// The `spin` kernel.
+pub(crate) struct Spin;
+
+/// Params of `spin`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SpinParams {
+    ms: u64,
+}
+
+impl Params for SpinParams {
+    fn check(&self) -> Result<(), KernelError> {
+        check::at_most("ms", self.ms, MAX_SPIN_MS)
+    }
+}
+
+/// Result of `spin`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Spun {
+    spun_ms: u64,
+}
+
+impl TypedKernel for Spin {
+    const NAME: &'static str = "spin";
+    type Params = SpinParams;
+    type Output = Spun;
+
+    fn execute(&self, params: SpinParams, ctx: &Context) -> Result<Spun, KernelError> {
+        let deadline = Instant::now() + Duration::from_millis(params.ms);
+        while Instant::now() < deadline {
+            if ctx.cancel.is_cancelled() {
+                return Err(KernelError::Cancelled);
+            }
+            std::hint::spin_loop();
+        }
+        Ok(Spun { spun_ms: params.ms })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::thread;
+
+    use super::*;
+
+    fn attempt(n: u32) -> Context {
+        Context {
+            attempt: n,
+            ..Context::default()
+        }
+    }
+
+    #[test]
+    fn panic_panics_with_a_clear_message() {
+        let caught = catch_unwind(AssertUnwindSafe(|| Panic.run("{}", &Context::default())));
+        let payload = caught.unwrap_err();
+        let message = payload.downcast_ref::<&str>().unwrap();
+        assert!(message.contains("panic` test kernel"), "{message}");
+    }
+
+    #[test]
+    fn fail_returns_the_message() {
+        assert_eq!(
+            Fail.run(r#"{"message": "boom"}"#, &Context::default()),
+            Err(KernelError::Failed("boom".into()))
+        );
+    }
+
+    #[test]
+    fn flaky_fails_until_the_attempt_exceeds_fail_attempts() {
+        let params = r#"{"fail_attempts": 2}"#;
+        assert_eq!(
+            Flaky.run(params, &attempt(1)),
+            Err(KernelError::Failed("flaky attempt 1".into()))
+        );
+        assert_eq!(
+            Flaky.run(params, &attempt(2)),
+            Err(KernelError::Failed("flaky attempt 2".into()))
+        );
+        assert_eq!(
+            Flaky.run(params, &attempt(3)),
+            Ok(r#"{"attempt":3}"#.into())
+        );
+        assert_eq!(
+            Flaky.run(r#"{"fail_attempts": 0}"#, &attempt(1)),
+            Ok(r#"{"attempt":1}"#.into())
+        );
+    }
+
+    #[test]
+    fn spin_runs_for_the_duration_and_stops_when_cancelled() {
+        let start = Instant::now();
+        assert_eq!(
+            Spin.run(r#"{"ms": 20}"#, &Context::default()),
+            Ok(r#"{"spun_ms":20}"#.into())
+        );
+        assert!(start.elapsed() >= Duration::from_millis(20));
+
+        let ctx = Context::default();
+        let cancel = ctx.cancel.clone();
+        let canceller = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            cancel.cancel();
+        });
+        let start = Instant::now();
+        assert_eq!(
+            Spin.run(r#"{"ms": 60000}"#, &ctx),
+            Err(KernelError::Cancelled)
+        );
+        canceller.join().unwrap();
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn spin_limit_is_enforced() {
+        assert_eq!(
+            Spin.validate(r#"{"ms": 60001}"#),
+            Err(KernelError::invalid("ms", "must be at most 60000"))
+        );
+    }
+}
