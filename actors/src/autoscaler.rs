@@ -93,7 +93,12 @@ impl Actor for Autoscaler {
             &mut state.memory,
             Instant::now(),
         ) {
-            tracing::info!(from = load.workers, to = n, queued = sample.queued, "resizing pool");
+            tracing::info!(
+                from = load.workers,
+                to = n,
+                queued = sample.queued,
+                "resizing pool"
+            );
             let _ = pool.cast(PoolMessage::Resize(n));
         }
         Ok(())

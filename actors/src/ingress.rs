@@ -89,7 +89,9 @@ impl IngressState {
         request_id: Option<String>,
     ) -> Result<TaskSpec, ApiError> {
         let limits = &self.limits;
-        let params = task.params.map_or_else(|| "{}".to_owned(), |p| p.get().to_owned());
+        let params = task
+            .params
+            .map_or_else(|| "{}".to_owned(), |p| p.get().to_owned());
         if params.len() > limits.max_params_bytes {
             return Err(ApiError::TooLarge(format!(
                 "`params` is {} bytes; the limit is {}",
@@ -157,7 +159,11 @@ impl IngressState {
         let reservation = match admitted {
             Ok(r) => r,
             Err(PlaceError::Saturated) => {
-                self.ctx.metrics.rejected.with_label_values(&["saturated"]).inc();
+                self.ctx
+                    .metrics
+                    .rejected
+                    .with_label_values(&["saturated"])
+                    .inc();
                 return Err(unavailable(
                     "saturated",
                     "every worker queue is full; retry later",
@@ -179,11 +185,22 @@ impl IngressState {
         let created = match self.ctx.store.create(tasks.clone()).await {
             Ok(c) => c,
             Err(e) => {
-                self.ctx.metrics.store_errors.with_label_values(&["create"]).inc();
-                self.ctx.metrics.rejected.with_label_values(&["store"]).inc();
+                self.ctx
+                    .metrics
+                    .store_errors
+                    .with_label_values(&["create"])
+                    .inc();
+                self.ctx
+                    .metrics
+                    .rejected
+                    .with_label_values(&["store"])
+                    .inc();
                 let jobs = (0..reservation.len()).map(|_| None).collect();
                 let _ = dispatcher.cast(DispatcherMessage::Place { reservation, jobs });
-                return Err(unavailable("store_unavailable", format!("task store error: {e}")));
+                return Err(unavailable(
+                    "store_unavailable",
+                    format!("task store error: {e}"),
+                ));
             }
         };
         let jobs: Vec<Option<Job>> = tasks
@@ -215,7 +232,11 @@ impl IngressState {
     /// The task's record, or `None`.
     pub async fn get_record(&self, id: &TaskId) -> Result<Option<TaskRecord>, ApiError> {
         self.ctx.store.get(id).await.map_err(|e| {
-            self.ctx.metrics.store_errors.with_label_values(&["get"]).inc();
+            self.ctx
+                .metrics
+                .store_errors
+                .with_label_values(&["get"])
+                .inc();
             unavailable("store_unavailable", format!("task store error: {e}"))
         })
     }
@@ -239,9 +260,8 @@ impl IngressState {
         if record.status.is_terminal() {
             return Err(terminal(record.status));
         }
-        let dispatcher =
-            ActorRef::<DispatcherMessage>::where_is(self.ctx.names.dispatcher.clone())
-                .ok_or_else(|| unavailable("not_ready", "the dispatcher is restarting"))?;
+        let dispatcher = ActorRef::<DispatcherMessage>::where_is(self.ctx.names.dispatcher.clone())
+            .ok_or_else(|| unavailable("not_ready", "the dispatcher is restarting"))?;
         let outcome = ractor::call_t!(dispatcher, DispatcherMessage::Cancel, 3000, id.clone())
             .map_err(|_| unavailable("not_ready", "the dispatcher is not answering"))?;
         if outcome == CancelOutcome::Signalled {
@@ -270,7 +290,10 @@ impl IngressState {
             }
             Ok(Transition::Rejected(status)) => Err(terminal(status)),
             Ok(Transition::NotFound) => Err(ApiError::NotFound(format!("no task with id {id}"))),
-            Err(e) => Err(unavailable("store_unavailable", format!("task store error: {e}"))),
+            Err(e) => Err(unavailable(
+                "store_unavailable",
+                format!("task store error: {e}"),
+            )),
         }
     }
 }
@@ -355,7 +378,10 @@ impl Actor for HttpIngress {
         }
         if let Some(server) = state.server.take() {
             // In-flight requests get a bounded time to finish (long-polls are cut).
-            if tokio::time::timeout(Duration::from_secs(5), server).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), server)
+                .await
+                .is_err()
+            {
                 tracing::warn!("HTTP server did not stop within 5 s");
             }
         }

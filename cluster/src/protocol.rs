@@ -70,7 +70,7 @@ impl fmt::Display for TaskId {
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
 )]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Priority {
     /// Served first.
     High,
@@ -97,6 +97,24 @@ impl Priority {
     /// Position in [`Priority::ALL`], for per-priority arrays.
     pub fn index(self) -> usize {
         self as usize
+    }
+}
+
+/// A priority name that is not one of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown priority `{0}` (expected high, normal or low)")]
+pub struct InvalidPriority(String);
+
+impl TryFrom<String> for Priority {
+    type Error = InvalidPriority;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.as_str() {
+            "high" => Ok(Priority::High),
+            "normal" => Ok(Priority::Normal),
+            "low" => Ok(Priority::Low),
+            _ => Err(InvalidPriority(s)),
+        }
     }
 }
 
@@ -216,7 +234,10 @@ mod tests {
     fn spec_round_trips_through_messagepack_and_json() {
         let s = spec();
         let bytes = rmp_serde::to_vec_named(&s).expect("encode");
-        assert_eq!(rmp_serde::from_slice::<TaskSpec>(&bytes).expect("decode"), s);
+        assert_eq!(
+            rmp_serde::from_slice::<TaskSpec>(&bytes).expect("decode"),
+            s
+        );
         let json = serde_json::to_string(&s).expect("encode");
         assert_eq!(serde_json::from_str::<TaskSpec>(&json).expect("decode"), s);
     }
@@ -234,6 +255,19 @@ mod tests {
         }
         assert!(!TaskStatus::Running.is_terminal());
         assert!(TaskStatus::Cancelled.is_terminal());
-        assert_eq!(serde_json::to_string(&Priority::High).expect("json"), "\"high\"");
+        assert_eq!(
+            serde_json::to_string(&Priority::High).expect("json"),
+            "\"high\""
+        );
+        assert_eq!(
+            serde_json::from_str::<Priority>("\"low\"").expect("json"),
+            Priority::Low
+        );
+        let err = serde_json::from_str::<Priority>("5").expect_err("number");
+        assert!(
+            err.is_data(),
+            "a wrong type is a data error, not a syntax error: {err}"
+        );
+        assert!(serde_json::from_str::<Priority>("\"urgent\"").is_err());
     }
 }

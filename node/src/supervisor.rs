@@ -203,7 +203,12 @@ impl SupervisorState {
         let delay = restart_delay(r.in_a_row);
         r.in_a_row = r.in_a_row.saturating_add(1);
         r.started = Instant::now() + delay;
-        tracing::error!(actor = child.name(), reason, ?delay, "actor died; restarting");
+        tracing::error!(
+            actor = child.name(),
+            reason,
+            ?delay,
+            "actor died; restarting"
+        );
         myself.send_after(delay, move || SupervisorMessage::Start(child));
     }
 
@@ -235,7 +240,10 @@ impl SupervisorState {
         if let Some(cell) = self.cells.remove(&child) {
             self.children.remove(&cell.get_id());
             let _ = cell
-                .stop_and_wait(Some("node shutting down".into()), Some(Duration::from_secs(10)))
+                .stop_and_wait(
+                    Some("node shutting down".into()),
+                    Some(Duration::from_secs(10)),
+                )
                 .await;
         }
     }

@@ -201,7 +201,13 @@ impl TestNode {
 
     /// The `/metrics` text.
     pub async fn metrics(&self) -> anyhow::Result<String> {
-        Ok(self.http.get(self.url("/metrics")).send().await?.text().await?)
+        Ok(self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?)
     }
 }
 

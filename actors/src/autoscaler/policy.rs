@@ -42,7 +42,10 @@ pub fn decide(
     memory: &mut AutoscaleMemory,
     now: Instant,
 ) -> Option<usize> {
-    let (min, max) = (policy.min_workers, policy.max_workers.max(policy.min_workers));
+    let (min, max) = (
+        policy.min_workers,
+        policy.max_workers.max(policy.min_workers),
+    );
     let clamped = sample.workers.clamp(min, max);
     if clamped != sample.workers {
         memory.idle_since = None;
@@ -97,7 +100,10 @@ mod tests {
     #[test]
     fn does_not_grow_while_workers_are_free() {
         let mut m = AutoscaleMemory::default();
-        assert_eq!(decide(&POLICY, sample(4, 3, 1), &mut m, Instant::now()), None);
+        assert_eq!(
+            decide(&POLICY, sample(4, 3, 1), &mut m, Instant::now()),
+            None
+        );
     }
 
     #[test]
@@ -116,7 +122,12 @@ mod tests {
         let mut m = AutoscaleMemory::default();
         let t0 = Instant::now();
         decide(&POLICY, sample(8, 1, 0), &mut m, t0);
-        decide(&POLICY, sample(8, 8, 0), &mut m, t0 + Duration::from_secs(3));
+        decide(
+            &POLICY,
+            sample(8, 8, 0),
+            &mut m,
+            t0 + Duration::from_secs(3),
+        );
         let later = t0 + Duration::from_secs(6);
         assert_eq!(decide(&POLICY, sample(8, 1, 0), &mut m, later), None);
     }

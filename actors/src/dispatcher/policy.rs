@@ -67,7 +67,9 @@ pub fn place_all(pools: &[PoolView], classes: &[Option<&str>]) -> Result<Vec<usi
                 placed.push(i);
             }
             None if class.is_some() && !pools.iter().any(|p| eligible(p, *class)) => {
-                return Err(PlaceError::NoSuchClass(class.unwrap_or_default().to_owned()));
+                return Err(PlaceError::NoSuchClass(
+                    class.unwrap_or_default().to_owned(),
+                ));
             }
             None => return Err(PlaceError::Saturated),
         }
@@ -114,7 +116,10 @@ mod tests {
     #[test]
     fn full_or_unavailable_pools_get_nothing() {
         let mut full = pool("a", true, 10, 0, 1);
-        assert_eq!(place_all(&[full.clone()], &[None]), Err(PlaceError::Saturated));
+        assert_eq!(
+            place_all(&[full.clone()], &[None]),
+            Err(PlaceError::Saturated)
+        );
         full.queued = 0;
         full.available = false;
         assert_eq!(place_all(&[full], &[None]), Err(PlaceError::Saturated));

@@ -108,7 +108,12 @@ async fn submit(
                 id: id.to_string(),
                 status: TaskStatus::Queued,
             };
-            Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(body)).into_response())
+            Ok((
+                StatusCode::ACCEPTED,
+                [(header::LOCATION, location)],
+                Json(body),
+            )
+                .into_response())
         }
         Created::Existing(id) => {
             let status = state
@@ -134,7 +139,10 @@ async fn submit_batch(
     if batch.tasks.is_empty() || batch.tasks.len() > max {
         return Err(ApiError::Unprocessable(
             "invalid_batch",
-            format!("`tasks` must hold 1 to {max} tasks, got {}", batch.tasks.len()),
+            format!(
+                "`tasks` must hold 1 to {max} tasks, got {}",
+                batch.tasks.len()
+            ),
         ));
     }
     let rid = request_id(&headers);
@@ -199,9 +207,10 @@ async fn list(
     let Query(query) = query?;
     let status = match query.status.as_deref() {
         None | Some("") => None,
-        Some(s) => Some(s.parse::<TaskStatus>().map_err(|e| {
-            ApiError::BadRequest("invalid_query", format!("`status`: {e}"))
-        })?),
+        Some(s) => Some(
+            s.parse::<TaskStatus>()
+                .map_err(|e| ApiError::BadRequest("invalid_query", format!("`status`: {e}")))?,
+        ),
     };
     let filter = ListFilter {
         status,
@@ -209,7 +218,12 @@ async fn list(
         limit: query.limit.unwrap_or(50).clamp(1, state.limits.max_list),
     };
     let records = state.ctx.store.list(&filter).await.map_err(|e| {
-        state.ctx.metrics.store_errors.with_label_values(&["list"]).inc();
+        state
+            .ctx
+            .metrics
+            .store_errors
+            .with_label_values(&["list"])
+            .inc();
         ApiError::Unavailable("store_unavailable", format!("task store error: {e}"), 1)
     })?;
     let tasks = records.into_iter().map(TaskView::from).collect();
@@ -227,7 +241,10 @@ async fn ready(State(state): State<IngressState>) -> Response {
         None => None,
     };
     match verdict {
-        Some(v) if v.ready => (StatusCode::OK, Json(json!({ "status": "ready", "checks": v })))
+        Some(v) if v.ready => (
+            StatusCode::OK,
+            Json(json!({ "status": "ready", "checks": v })),
+        )
             .into_response(),
         Some(v) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -7,6 +7,7 @@
 //! frees the worker at once; the kernel notices the flag at its next check.
 
 use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use taskmesh_kernels::{CancelToken, Context, KernelError, Registry};
@@ -42,7 +43,9 @@ pub async fn execute(
         cancel: cancel.clone(),
     };
     if kernels.is_trivial(kind) {
-        return match std::panic::catch_unwind(|| kernels.run(kind, params, &ctx)) {
+        // Kernels are stateless, so a panic cannot leave the registry half-updated.
+        return match std::panic::catch_unwind(AssertUnwindSafe(|| kernels.run(kind, params, &ctx)))
+        {
             Ok(result) => classify(result),
             Err(payload) => AttemptOutcome::Panicked(payload),
         };

@@ -103,7 +103,10 @@ impl PoolState {
             self.enqueue(Job::from_record(record));
         }
         if requeued > 0 {
-            tracing::info!(tasks = requeued, "re-queued unfinished tasks from the store");
+            tracing::info!(
+                tasks = requeued,
+                "re-queued unfinished tasks from the store"
+            );
         }
     }
 
@@ -196,7 +199,10 @@ impl PoolState {
             self.finish(&job, TaskStatus::Failed, None, Some(error), started);
             return;
         }
-        let delay = self.config.backoff.delay(job.attempts, rand::random::<f64>());
+        let delay = self
+            .config
+            .backoff
+            .delay(job.attempts, rand::random::<f64>());
         tracing::info!(task_id = %job.id, attempts = job.attempts, %error, ?delay, "retrying");
         self.ctx
             .metrics
@@ -358,7 +364,11 @@ impl PoolState {
     }
 
     pub(super) fn load(&self) -> PoolLoad {
-        let busy = self.workers.values().filter(|s| s.running.is_some()).count();
+        let busy = self
+            .workers
+            .values()
+            .filter(|s| s.running.is_some())
+            .count();
         PoolLoad {
             node: self.ctx.node_id.to_string(),
             incarnation: self.myself.get_id().pid(),

@@ -12,7 +12,6 @@ use super::*;
 use crate::context::{ActorNames, NodeContext};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::store::TaskStore;
 use crate::store::memory::MemoryStore;
 use crate::task::{NewTask, now_ms};
 
@@ -88,7 +87,10 @@ impl Harness {
             if record.status.is_terminal() {
                 return record;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{id} never finished: {record:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} never finished: {record:?}"
+            );
             let _ = tokio::time::timeout(Duration::from_millis(100), done).await;
         }
     }
@@ -141,7 +143,10 @@ async fn a_timeout_fails_the_task_and_frees_the_worker() {
     let next = h.submit(spec("noop", "{}", 0)).await;
     let r = h.terminal(&slow).await;
     assert_eq!(r.status, TaskStatus::Failed);
-    assert!(r.error.as_deref().unwrap_or("").contains("timed out"), "{r:?}");
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("timed out"),
+        "{r:?}"
+    );
     assert_eq!(h.terminal(&next).await.status, TaskStatus::Succeeded);
 }
 
@@ -163,8 +168,18 @@ async fn cancel_removes_queued_tasks_and_signals_running_ones() {
     assert_eq!(h.terminal(&running).await.status, TaskStatus::Cancelled);
     let c = ractor::call_t!(h.pool, PoolMessage::Cancel, 1000, TaskId::generate()).expect("call");
     assert_eq!(c, CancelOutcome::NotHere);
-    let q = h.ctx.store.get(&queued).await.expect("get").expect("exists");
-    assert_eq!(q.status, TaskStatus::Queued, "the pool never ran the removed task");
+    let q = h
+        .ctx
+        .store
+        .get(&queued)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        q.status,
+        TaskStatus::Queued,
+        "the pool never ran the removed task"
+    );
 }
 
 #[tokio::test]
@@ -195,5 +210,9 @@ async fn resize_grows_and_shrinks_the_pool() {
     assert_eq!(h.load().await.workers, 5);
     h.pool.cast(PoolMessage::Resize(1)).expect("resize");
     assert_eq!(h.load().await.workers, 1);
-    assert_eq!(h.ctx.metrics.worker_restarts.get(), 0, "retiring is not a restart");
+    assert_eq!(
+        h.ctx.metrics.worker_restarts.get(),
+        0,
+        "retiring is not a restart"
+    );
 }
