@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// taskmesh: a distributed task-processing runtime in one binary.
 #[derive(Debug, Parser)]
-#[command(name = "taskmesh", version, about)]
+#[command(name = "taskmesh", version)]
 pub struct Cli {
     /// What to do; `node` when omitted.
     #[command(subcommand)]
