@@ -49,6 +49,10 @@ pub struct NodeArgs {
     #[arg(long, env = "TASKMESH_DATA_DIR", default_value = "./taskmesh-data")]
     pub data_dir: PathBuf,
 
+    /// Memory for the embedded store's page cache, in MiB.
+    #[arg(long, env = "TASKMESH_STORE_CACHE_MB", default_value_t = 64)]
+    pub store_cache_mb: usize,
+
     /// Unique id of this node [default: <hostname>-<random suffix>, new on each start].
     #[arg(long, env = "TASKMESH_NODE_ID")]
     pub node_id: Option<String>,
@@ -114,6 +118,8 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Embedded store directory.
     pub data_dir: PathBuf,
+    /// Embedded store page cache, in bytes.
+    pub store_cache_bytes: usize,
     /// This node's id.
     pub node_id: String,
     /// Initial worker count.
@@ -186,6 +192,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
         Ok(Self {
             listen: a.listen,
             data_dir: a.data_dir,
+            store_cache_bytes: a.store_cache_mb.saturating_mul(1 << 20).max(1 << 20),
             node_id,
             workers,
             min_workers,

@@ -69,8 +69,8 @@ impl NodeHandle {
 /// Opens the store, binds the HTTP port and starts the supervision tree.
 pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let store = {
-        let dir = config.data_dir.clone();
-        tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
+        let (dir, cache) = (config.data_dir.clone(), config.store_cache_bytes);
+        tokio::task::spawn_blocking(move || EmbeddedStore::open_with_cache(&dir, cache))
             .await
             .context("opening the store panicked")?
             .with_context(|| format!("opening the task store in {}", config.data_dir.display()))?

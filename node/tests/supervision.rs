@@ -88,7 +88,11 @@ async fn a_killed_worker_pool_is_restarted_and_its_queued_tasks_still_run() {
     let (node, client) = start(dir.path()).await;
     let mut ids = Vec::new();
     for _ in 0..10 {
-        ids.push(client.submit_ok(&json!({"kind": "sleep", "params": {"ms": 30}})).await);
+        ids.push(
+            client
+                .submit_ok(&json!({"kind": "sleep", "params": {"ms": 30}}))
+                .await,
+        );
     }
     let names = ActorNames::for_node(&node.node_id);
     let pool = ActorRef::<PoolMessage>::where_is(names.pool.clone()).expect("pool");

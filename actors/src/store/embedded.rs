@@ -79,14 +79,24 @@ impl EmbeddedStore {
     /// The database file's name inside the store's directory.
     pub const FILE_NAME: &'static str = "tasks.redb";
 
-    /// Opens the store in `dir`, creating the directory and the database as needed, and
-    /// starts the committer thread.
+    /// redb's page cache when [`EmbeddedStore::open`] is used: bounds the node's memory.
+    pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
+    /// Opens the store in `dir` with a [`Self::DEFAULT_CACHE_BYTES`] cache.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, Self::DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens the store in `dir`, creating the directory and the database as needed, and
+    /// starts the committer thread. redb keeps at most `cache_bytes` of pages in memory.
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Backend(format!("cannot create store dir {}: {e}", dir.display()))
         })?;
         let path = dir.join(Self::FILE_NAME);
-        let db = Database::create(&path)?;
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(&path)?;
         let txn = db.begin_write()?;
         schema::create_tables(&txn)?;
         txn.commit()?;

@@ -3,6 +3,7 @@
 //! A kernel panic is re-raised inside the worker's handler, so the worker actor fails
 //! and its pool's supervision replaces it and decides the task's fate.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -89,6 +90,20 @@ impl Actor for Worker {
 
 type PanicPayload = Box<dyn std::any::Any + Send>;
 
+/// How long an attempt runs before the store is told it is running.
+pub const RECORD_RUNNING_AFTER: Duration = Duration::from_millis(25);
+
+/// Writes `running` without waiting: the store refuses it over a terminal state, so a
+/// late write can never undo a completion.
+fn record_running(ctx: &NodeContext, job: &Job, attempt: u32, started_at_ms: u64) {
+    let (store, id, node) = (ctx.store.clone(), job.id.clone(), ctx.node_id.clone());
+    tokio::spawn(async move {
+        if let Err(e) = store.start(&id, &node, attempt, started_at_ms).await {
+            tracing::warn!(task_id = %id, error = %e, "recording task start failed");
+        }
+    });
+}
+
 async fn run_attempt(
     ctx: &NodeContext,
     job: Job,
@@ -96,26 +111,30 @@ async fn run_attempt(
 ) -> Result<AttemptReport, PanicPayload> {
     let attempt = job.attempts + 1;
     let started_at_ms = now_ms();
-    // Recording "running" is informational: the terminal write carries every field, and
-    // the store refuses a start over a terminal state, so it need not be awaited.
-    let (store, id, node) = (ctx.store.clone(), job.id.clone(), ctx.node_id.clone());
-    tokio::spawn(async move {
-        if let Err(e) = store.start(&id, &node, attempt, started_at_ms).await {
-            tracing::warn!(task_id = %id, error = %e, "recording task start failed");
-        }
-    });
     tracing::debug!("attempt started");
     let timer = Instant::now();
     let timeout = job.spec.timeout_ms.map(Duration::from_millis);
-    let outcome = executor::execute(
+    let spec = Arc::clone(&job.spec);
+    let execution = executor::execute(
         &ctx.kernels,
-        &job.spec.kind,
-        &job.spec.params,
+        &spec.kind,
+        &spec.params,
         attempt,
         cancel,
         timeout,
-    )
-    .await;
+    );
+    tokio::pin!(execution);
+    // Short attempts go from queued straight to their terminal write, which carries every
+    // field; only an attempt still running after RECORD_RUNNING_AFTER is recorded as
+    // running (so the API shows it, and a crash during it counts against its retries).
+    let outcome = tokio::select! {
+        biased;
+        outcome = &mut execution => outcome,
+        () = tokio::time::sleep(RECORD_RUNNING_AFTER) => {
+            record_running(ctx, &job, attempt, started_at_ms);
+            execution.await
+        }
+    };
     let elapsed = timer.elapsed();
     if let AttemptOutcome::Panicked(payload) = outcome {
         tracing::error!(panic = %executor::panic_message(payload.as_ref()), "kernel panicked");
