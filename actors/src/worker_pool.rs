@@ -54,6 +54,18 @@ impl Job {
         }
     }
 
+    /// The tracing span of every log line about this task: its id, kind, the attempt
+    /// about to run, and the submission's request id.
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "task",
+            task_id = %self.id,
+            kind = %self.spec.kind,
+            attempt = self.attempts + 1,
+            request_id = self.spec.request_id.as_deref().unwrap_or("-"),
+        )
+    }
+
     /// A task read back from the store (recovery).
     pub fn from_record(record: TaskRecord) -> Self {
         Self {

@@ -194,8 +194,10 @@ impl PoolState {
     }
 
     fn retry_or_fail(&mut self, job: Job, error: String, started: Option<u64>) {
+        // `job.attempts` already counts the attempt that failed; the span names the next.
+        let _span = job.span().entered();
         if !may_retry(job.attempts, job.spec.max_retries) {
-            tracing::warn!(task_id = %job.id, attempts = job.attempts, %error, "task failed");
+            tracing::warn!(attempts = job.attempts, %error, "task failed");
             self.finish(&job, TaskStatus::Failed, None, Some(error), started);
             return;
         }
@@ -203,7 +205,7 @@ impl PoolState {
             .config
             .backoff
             .delay(job.attempts, rand::random::<f64>());
-        tracing::info!(task_id = %job.id, attempts = job.attempts, %error, ?delay, "retrying");
+        tracing::info!(attempts = job.attempts, %error, ?delay, "retrying");
         self.ctx
             .metrics
             .retries

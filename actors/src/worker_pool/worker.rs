@@ -65,13 +65,7 @@ impl Actor for Worker {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let WorkerMessage::Run(job, cancel) = message;
-        let span = tracing::info_span!(
-            "task",
-            task_id = %job.id,
-            kind = %job.spec.kind,
-            attempt = job.attempts + 1,
-            request_id = job.spec.request_id.as_deref().unwrap_or("-"),
-        );
+        let span = job.span();
         let report = run_attempt(&state.ctx, job, cancel).instrument(span).await;
         let report = match report {
             Ok(report) => report,
