@@ -33,6 +33,7 @@ mod codec;
 pub mod conformance;
 pub mod embedded;
 pub mod memory;
+pub mod redis;
 mod rules;
 
 /// Errors of the store itself (never "not found": that is a normal answer).

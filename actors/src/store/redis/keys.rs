@@ -1,0 +1,96 @@
+//! The key schema of the Redis store, in one place. Every key starts with the store's
+//! prefix (`taskmesh:` by default), written `{p}` below.
+//!
+//! | key                 | type       | holds                                                |
+//! |---------------------|------------|------------------------------------------------------|
+//! | `{p}task:{id}`      | hash       | one task record, a field per part (see `record.rs`)  |
+//! | `{p}idem:{key}`     | string     | the id of the first task created with `key`          |
+//! | `{p}unfinished`     | sorted set | ids of queued and running tasks (score 0, by id)     |
+//! | `{p}recent`         | sorted set | ids of every stored task (score 0, by id)            |
+//! | `{p}finished`       | sorted set | ids of terminal tasks, scored by `finished_at_ms`    |
+//! | `{p}owner:{node}`   | set        | ids of non-terminal tasks last started on `node`     |
+//!
+//! Ids are UUIDv7 text, so members of the score-0 sets sort by creation time and are read
+//! with `ZRANGE … BYLEX`. The Lua scripts reach two kinds of keys they cannot be told in
+//! advance (the previous owner's set, a record's idempotency key during a purge), so on
+//! Redis Cluster the prefix must be a hash tag such as `{taskmesh}:`, putting every key of
+//! a store in one slot.
+
+/// The names of one store's keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// The keys of the store whose every key starts with `prefix`.
+    pub(super) fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The prefix every key starts with.
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `{p}task:{id}`: the record's hash.
+    pub(super) fn task(&self, id: &str) -> String {
+        format!("{}{id}", self.task_prefix())
+    }
+
+    /// `{p}task:`, which the purge script completes with ids from the finished index.
+    pub(super) fn task_prefix(&self) -> String {
+        format!("{}task:", self.prefix)
+    }
+
+    /// `{p}idem:{key}`: the task an idempotency key names.
+    pub(super) fn idempotency(&self, key: &str) -> String {
+        format!("{}idem:{key}", self.prefix)
+    }
+
+    /// `{p}unfinished`: queued and running tasks.
+    pub(super) fn unfinished(&self) -> String {
+        format!("{}unfinished", self.prefix)
+    }
+
+    /// `{p}recent`: every task, for listings.
+    pub(super) fn recent(&self) -> String {
+        format!("{}recent", self.prefix)
+    }
+
+    /// `{p}finished`: terminal tasks by finish time, for purges.
+    pub(super) fn finished(&self) -> String {
+        format!("{}finished", self.prefix)
+    }
+
+    /// `{p}owner:{node}`: the non-terminal tasks whose latest attempt started on `node`.
+    pub(super) fn owner(&self, node: &str) -> String {
+        format!("{}{node}", self.owner_prefix())
+    }
+
+    /// `{p}owner:`, which the change script completes with a record's previous node.
+    pub(super) fn owner_prefix(&self) -> String {
+        format!("{}owner:", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_starts_with_the_prefix() {
+        let keys = Keys::new("{tm}:");
+        assert_eq!(keys.task("0190-ab"), "{tm}:task:0190-ab");
+        assert_eq!(keys.idempotency("order 7"), "{tm}:idem:order 7");
+        assert_eq!(keys.unfinished(), "{tm}:unfinished");
+        assert_eq!(keys.recent(), "{tm}:recent");
+        assert_eq!(keys.finished(), "{tm}:finished");
+        assert_eq!(keys.owner("node-a"), "{tm}:owner:node-a");
+        assert!(keys.owner("n").starts_with(&keys.owner_prefix()));
+        assert!(keys.task("x").starts_with(&keys.task_prefix()));
+        assert_eq!(keys.prefix(), "{tm}:");
+    }
+}

@@ -1,0 +1,341 @@
+//! How a [`TaskRecord`] is laid out in its Redis hash, and how a [`Change`] becomes a
+//! patch of that hash.
+//!
+//! Each part of the record that a transition can change is its own hash field, so the
+//! Lua scripts can check the status and write a transition without decoding anything:
+//!
+//! | field         | value                                  | absent when  |
+//! |---------------|----------------------------------------|--------------|
+//! | `status`      | `queued`, `running`, `succeeded`, …    | never        |
+//! | `attempts`    | decimal                                | never        |
+//! | `spec`        | MessagePack [`TaskSpec`] (named)       | never        |
+//! | `created_at`  | decimal milliseconds                   | never        |
+//! | `result`      | text                                   | `None`       |
+//! | `error`       | text                                   | `None`       |
+//! | `node`        | text                                   | `None`       |
+//! | `started_at`  | decimal milliseconds                   | `None`       |
+//! | `finished_at` | decimal milliseconds                   | `None`       |
+//! | `idem`        | the `{p}idem:{key}` key naming the task | no key       |
+//!
+//! The spec never changes after creation, so it is one MessagePack blob, like the whole
+//! record in the other stores. [`Patch::of`] mirrors the shared `rules::apply`, and a
+//! test below checks that patching the fields gives the same record as the rules do.
+//!
+//! [`TaskSpec`]: taskmesh_cluster::protocol::TaskSpec
+
+use taskmesh_cluster::protocol::{TaskId, TaskStatus};
+
+use crate::store::StoreError;
+use crate::store::rules::Change;
+use crate::task::{Millis, TaskRecord};
+
+/// The hash fields [`decode`] reads, in the order it expects them (an `HMGET`).
+pub(super) const FIELDS: [&str; 9] = [
+    "status",
+    "attempts",
+    "spec",
+    "created_at",
+    "result",
+    "error",
+    "node",
+    "started_at",
+    "finished_at",
+];
+
+/// One hash field and its value.
+pub(super) type Field = (&'static str, Vec<u8>);
+
+/// The fields of a record, `None`s left out.
+pub(super) fn encode(record: &TaskRecord) -> Result<Vec<Field>, StoreError> {
+    let spec = rmp_serde::to_vec_named(&record.spec)
+        .map_err(|e| StoreError::Backend(format!("cannot encode task {}: {e}", record.id)))?;
+    let mut fields = vec![
+        ("status", record.status.as_str().into()),
+        ("attempts", record.attempts.to_string().into()),
+        ("spec", spec),
+        ("created_at", record.created_at_ms.to_string().into()),
+    ];
+    let optional = [
+        ("result", record.result.clone().map(String::into_bytes)),
+        ("error", record.error.clone().map(String::into_bytes)),
+        ("node", record.node.clone().map(String::into_bytes)),
+        ("started_at", record.started_at_ms.map(millis)),
+        ("finished_at", record.finished_at_ms.map(millis)),
+    ];
+    fields.extend(optional.into_iter().filter_map(|(f, v)| Some((f, v?))));
+    Ok(fields)
+}
+
+/// The record from the values of [`FIELDS`], or `None` if the hash does not exist.
+pub(super) fn decode(
+    id: &TaskId,
+    values: Vec<Option<Vec<u8>>>,
+) -> Result<Option<TaskRecord>, StoreError> {
+    if values.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let corrupt = |reason: String| StoreError::Corrupt {
+        id: id.to_string(),
+        reason,
+    };
+    let [
+        status,
+        attempts,
+        spec,
+        created,
+        result,
+        error,
+        node,
+        started,
+        finished,
+    ] = <[Option<Vec<u8>>; 9]>::try_from(values)
+        .map_err(|v| corrupt(format!("expected 9 fields, got {}", v.len())))?;
+    let required = |name: &str, value: Option<Vec<u8>>| {
+        value.ok_or_else(|| corrupt(format!("field `{name}` is missing")))
+    };
+    let spec = rmp_serde::from_slice(&required("spec", spec)?)
+        .map_err(|e| corrupt(format!("field `spec`: {e}")))?;
+    Ok(Some(TaskRecord {
+        id: id.clone(),
+        spec,
+        status: parse(&corrupt, "status", required("status", status)?)?,
+        attempts: parse(&corrupt, "attempts", required("attempts", attempts)?)?,
+        result: result.map(|v| text(&corrupt, "result", v)).transpose()?,
+        error: error.map(|v| text(&corrupt, "error", v)).transpose()?,
+        node: node.map(|v| text(&corrupt, "node", v)).transpose()?,
+        created_at_ms: parse(&corrupt, "created_at", required("created_at", created)?)?,
+        started_at_ms: started
+            .map(|v| parse(&corrupt, "started_at", v))
+            .transpose()?,
+        finished_at_ms: finished
+            .map(|v| parse(&corrupt, "finished_at", v))
+            .transpose()?,
+    }))
+}
+
+fn millis(ms: Millis) -> Vec<u8> {
+    ms.to_string().into_bytes()
+}
+
+fn text(
+    corrupt: &impl Fn(String) -> StoreError,
+    name: &str,
+    v: Vec<u8>,
+) -> Result<String, StoreError> {
+    String::from_utf8(v).map_err(|_| corrupt(format!("field `{name}` is not UTF-8")))
+}
+
+fn parse<T: std::str::FromStr>(
+    corrupt: &impl Fn(String) -> StoreError,
+    name: &str,
+    v: Vec<u8>,
+) -> Result<T, StoreError> {
+    let s = text(corrupt, name, v)?;
+    s.parse()
+        .map_err(|_| corrupt(format!("field `{name}` has the bad value {s:?}")))
+}
+
+/// What the change script writes when the task's current status allows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Patch {
+    /// The new status; `None` for a `finish` with a live status, which only reads the
+    /// current status so it can be refused (as `rules::apply` refuses it).
+    pub(super) status: Option<TaskStatus>,
+    /// For a start: the node, whose owner set gains the task.
+    pub(super) owner: Option<String>,
+    /// For a finish: when, the task's score in the finished index.
+    pub(super) finished_at: Option<Millis>,
+    /// Fields to set, besides `status`.
+    pub(super) set: Vec<Field>,
+    /// Fields to delete (parts that become `None`).
+    pub(super) unset: Vec<&'static str>,
+}
+
+impl Patch {
+    /// The patch that makes the same change as `rules::apply(record, change)`.
+    pub(super) fn of(change: Change) -> Self {
+        let mut patch = Self {
+            status: None,
+            owner: None,
+            finished_at: None,
+            set: Vec::new(),
+            unset: Vec::new(),
+        };
+        match change {
+            Change::Start {
+                node,
+                attempts,
+                started_at_ms,
+            } => {
+                patch.status = Some(TaskStatus::Running);
+                patch.put("node", Some(node.clone().into_bytes()));
+                patch.put("attempts", Some(attempts.to_string().into_bytes()));
+                patch.put("started_at", Some(millis(started_at_ms)));
+                patch.owner = Some(node);
+            }
+            Change::Requeue { attempts, error } => {
+                patch.status = Some(TaskStatus::Queued);
+                patch.put("attempts", Some(attempts.to_string().into_bytes()));
+                patch.put("error", error.map(String::into_bytes));
+            }
+            Change::Finish(finish) if finish.status.is_terminal() => {
+                patch.status = Some(finish.status);
+                patch.put("result", finish.result.map(String::into_bytes));
+                patch.put("error", finish.error.map(String::into_bytes));
+                patch.put("node", finish.node.map(String::into_bytes));
+                patch.put("attempts", Some(finish.attempts.to_string().into_bytes()));
+                patch.put("started_at", finish.started_at_ms.map(millis));
+                patch.put("finished_at", Some(millis(finish.finished_at_ms)));
+                patch.finished_at = Some(finish.finished_at_ms);
+            }
+            Change::Finish(_) => {}
+        }
+        patch
+    }
+
+    fn put(&mut self, field: &'static str, value: Option<Vec<u8>>) {
+        match value {
+            Some(value) => self.set.push((field, value)),
+            None => self.unset.push(field),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use taskmesh_cluster::protocol::{Priority, TaskSpec};
+
+    use super::*;
+    use crate::store::Transition;
+    use crate::store::rules;
+    use crate::task::{Finish, NewTask};
+
+    fn queued() -> TaskRecord {
+        TaskRecord::queued(NewTask {
+            id: TaskId::generate(),
+            spec: TaskSpec {
+                kind: "echo".into(),
+                params: r#"{"x":"ü"}"#.into(),
+                priority: Priority::Low,
+                timeout_ms: Some(9),
+                max_retries: 2,
+                idempotency_key: Some("k".into()),
+                class: Some("gpu".into()),
+                request_id: None,
+            },
+            created_at_ms: 1_700_000_000_000,
+        })
+    }
+
+    fn running() -> TaskRecord {
+        TaskRecord {
+            status: TaskStatus::Running,
+            attempts: 1,
+            error: Some("earlier".into()),
+            node: Some("a".into()),
+            started_at_ms: Some(5),
+            ..queued()
+        }
+    }
+
+    /// What Redis would hold after the change script ran `patch` on `record`'s hash.
+    fn patched(record: &TaskRecord, patch: &Patch) -> TaskRecord {
+        let mut hash: HashMap<&str, Vec<u8>> =
+            encode(record).expect("encode").into_iter().collect();
+        if let Some(status) = patch.status {
+            hash.insert("status", status.as_str().into());
+        }
+        hash.extend(patch.set.iter().cloned());
+        for field in &patch.unset {
+            hash.remove(field);
+        }
+        let values = FIELDS.iter().map(|f| hash.get(f).cloned()).collect();
+        decode(&record.id, values).expect("decode").expect("exists")
+    }
+
+    fn changes() -> Vec<Change> {
+        let finish = |status, result: Option<&str>, node: Option<&str>| {
+            Change::Finish(Finish {
+                status,
+                result: result.map(str::to_owned),
+                error: None,
+                node: node.map(str::to_owned),
+                attempts: 3,
+                started_at_ms: node.map(|_| 7),
+                finished_at_ms: 11,
+            })
+        };
+        vec![
+            Change::Start {
+                node: "b".into(),
+                attempts: 2,
+                started_at_ms: 6,
+            },
+            Change::Requeue {
+                attempts: 2,
+                error: Some("boom".into()),
+            },
+            Change::Requeue {
+                attempts: 2,
+                error: None,
+            },
+            finish(TaskStatus::Succeeded, Some("42"), Some("b")),
+            finish(TaskStatus::Cancelled, None, None),
+            finish(TaskStatus::Running, None, None),
+        ]
+    }
+
+    #[test]
+    fn records_round_trip_through_their_fields() {
+        for record in [queued(), running()] {
+            let hash: HashMap<_, _> = encode(&record).expect("encode").into_iter().collect();
+            let values = FIELDS.iter().map(|f| hash.get(f).cloned()).collect();
+            assert_eq!(decode(&record.id, values).expect("decode"), Some(record));
+        }
+    }
+
+    #[test]
+    fn patches_make_the_same_change_as_the_shared_rules() {
+        for before in [queued(), running()] {
+            for change in changes() {
+                let patch = Patch::of(change.clone());
+                let mut expected = before.clone();
+                let outcome = rules::apply(&mut expected, change.clone());
+                assert_eq!(
+                    outcome == Transition::Applied,
+                    patch.status.is_some(),
+                    "{change:?}"
+                );
+                if patch.status.is_some() {
+                    assert_eq!(patched(&before, &patch), expected, "{change:?}");
+                }
+                let is_start = matches!(change, Change::Start { .. });
+                assert_eq!(patch.owner.is_some(), is_start);
+                let terminal = patch.status.is_some_and(TaskStatus::is_terminal);
+                assert_eq!(patch.finished_at.is_some(), terminal);
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_hash_is_none_and_a_broken_one_is_corrupt() {
+        let id = TaskId::generate();
+        assert_eq!(decode(&id, vec![None; 9]).expect("decode"), None);
+        let mut values: Vec<_> = FIELDS.iter().map(|_| None).collect();
+        values[0] = Some(b"running".to_vec());
+        assert!(matches!(
+            decode(&id, values),
+            Err(StoreError::Corrupt { .. })
+        ));
+        let record = queued();
+        let hash: HashMap<_, _> = encode(&record).expect("encode").into_iter().collect();
+        let mut values: Vec<_> = FIELDS.iter().map(|f| hash.get(f).cloned()).collect();
+        values[0] = Some(b"sleeping".to_vec());
+        assert!(matches!(
+            decode(&record.id, values),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,38 @@
+#!lua
+-- Creates tasks in order, atomically: one call of TaskStore::create.
+-- A task is written only if its idempotency key is free and its id unused; a key taken
+-- by an earlier task of the same call is seen as taken, because the tasks run in order.
+--
+-- KEYS[1]  the unfinished index      KEYS[2]  the recent index
+-- then per task: its record hash, its idempotency key (the hash again when it has none)
+-- ARGV per task: id, has_key ('1' or '0'), field count n, then n field/value pairs
+-- Returns per task, flattened: 0 and the id (created) or 1 and the first task's id.
+--
+-- The shebang (Redis >= 7.0) makes Redis refuse the script up front when it is out of
+-- memory, so it never fails halfway through.
+local out = {}
+local arg = 1
+for k = 3, #KEYS, 2 do
+  local task, idem = KEYS[k], KEYS[k + 1]
+  local id, has_key, n = ARGV[arg], ARGV[arg + 1] == '1', tonumber(ARGV[arg + 2])
+  local first = has_key and redis.call('GET', idem)
+  if first then
+    out[#out + 1] = 1
+    out[#out + 1] = first
+  elseif redis.call('EXISTS', task) == 1 then
+    out[#out + 1] = 1
+    out[#out + 1] = id
+  else
+    redis.call('HSET', task, unpack(ARGV, arg + 3, arg + 2 + 2 * n))
+    if has_key then
+      redis.call('HSET', task, 'idem', idem)
+      redis.call('SET', idem, id)
+    end
+    redis.call('ZADD', KEYS[1], 0, id)
+    redis.call('ZADD', KEYS[2], 0, id)
+    out[#out + 1] = 0
+    out[#out + 1] = id
+  end
+  arg = arg + 3 + 2 * n
+end
+return out
