@@ -13,6 +13,16 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+if ! command -v redis-server >/dev/null 2>&1; then
+  step "installing redis-server (the Redis store tests start their own on loopback)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends redis-server
+  # Tests start their own servers on free ports; the packaged service is not needed.
+  (service redis-server stop || true) >/dev/null 2>&1
+fi
+redis-server --version
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

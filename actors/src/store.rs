@@ -2,7 +2,8 @@
 //!
 //! - [`embedded::EmbeddedStore`]: the single-node default, on redb with group commit.
 //! - [`memory::MemoryStore`]: in-memory, for unit tests of other modules.
-//! - the Redis store arrives with the cluster.
+//! - [`redis::RedisStore`]: the shared store of a cluster; Lua scripts for atomic
+//!   transitions, one pipeline per batch of concurrent calls.
 //!
 //! Every implementation runs the same conformance suite, `conformance` (built for this
 //! crate's tests and, for other crates, with the `testsuite` feature).

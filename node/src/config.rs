@@ -49,6 +49,11 @@ pub struct NodeArgs {
     #[arg(long, env = "TASKMESH_DATA_DIR", default_value = "./taskmesh-data")]
     pub data_dir: PathBuf,
 
+    /// Task store: `embedded` (on --data-dir) or a Redis URL such as
+    /// `redis://127.0.0.1:6379/0`.
+    #[arg(long, env = "TASKMESH_STORE", default_value = "embedded")]
+    pub store: String,
+
     /// Memory for the embedded store's page cache, in MiB.
     #[arg(long, env = "TASKMESH_STORE_CACHE_MB", default_value_t = 64)]
     pub store_cache_mb: usize,
@@ -111,6 +116,44 @@ pub struct NodeArgs {
     pub test_kernels: bool,
 }
 
+/// The task store a node uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// redb in `--data-dir`: the single-node default.
+    Embedded,
+    /// A Redis server (URL `redis://host:port/db`).
+    Redis(String),
+}
+
+impl std::fmt::Display for StoreKind {
+    /// The store for logs, with any password in a Redis URL hidden.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreKind::Embedded => f.write_str("embedded"),
+            StoreKind::Redis(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    write!(f, "{}://***{}", &url[..scheme], &url[at..])
+                }
+                _ => f.write_str(url),
+            },
+        }
+    }
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "embedded" => Ok(StoreKind::Embedded),
+            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Ok(StoreKind::Redis(url.to_owned()))
+            }
+            other => bail!("--store must be `embedded` or a redis:// URL, got `{other}`"),
+        }
+    }
+}
+
 /// A validated node configuration.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -118,6 +161,8 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Embedded store directory.
     pub data_dir: PathBuf,
+    /// Which task store to use.
+    pub store: StoreKind,
     /// Embedded store page cache, in bytes.
     pub store_cache_bytes: usize,
     /// This node's id.
@@ -192,6 +237,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
         Ok(Self {
             listen: a.listen,
             data_dir: a.data_dir,
+            store: a.store.parse()?,
             store_cache_bytes: a.store_cache_mb.saturating_mul(1 << 20).max(1 << 20),
             node_id,
             workers,
@@ -247,6 +293,22 @@ mod tests {
         assert!(err.to_string().contains("--max-workers"), "{err}");
         let args = NodeArgs::try_parse_from(["node", "--workers", "0"]).expect("parse");
         assert!(NodeConfig::try_from(args).is_err());
+    }
+
+    #[test]
+    fn store_is_embedded_or_a_redis_url() {
+        let cfg = |s: &str| NodeArgs::try_parse_from(["node", "--store", s]).expect("p");
+        let embedded = NodeConfig::try_from(cfg("embedded")).expect("valid");
+        assert_eq!(embedded.store, StoreKind::Embedded);
+        let redis = NodeConfig::try_from(cfg("redis://127.0.0.1:6379/0")).expect("valid");
+        assert_eq!(
+            redis.store,
+            StoreKind::Redis("redis://127.0.0.1:6379/0".into())
+        );
+        let secret = StoreKind::Redis("redis://user:pw@db:6379/0".into());
+        assert_eq!(secret.to_string(), "redis://***@db:6379/0");
+        let err = NodeConfig::try_from(cfg("postgres://x")).expect_err("invalid");
+        assert!(err.to_string().contains("--store"), "{err}");
     }
 
     #[test]

@@ -23,7 +23,9 @@ use taskmesh_actors::health::HealthConfig;
 use taskmesh_actors::ingress::IngressLimits;
 use taskmesh_actors::metrics::Metrics;
 use taskmesh_actors::notify::Notifier;
+use taskmesh_actors::store::TaskStore;
 use taskmesh_actors::store::embedded::EmbeddedStore;
+use taskmesh_actors::store::redis::RedisStore;
 use taskmesh_actors::worker_pool::WorkerPoolConfig;
 use taskmesh_actors::worker_pool::retry::Backoff;
 use taskmesh_kernels::{Registry, RegistryOptions};
@@ -34,7 +36,7 @@ pub mod shutdown;
 pub mod supervisor;
 pub mod telemetry;
 
-use config::NodeConfig;
+use config::{NodeConfig, StoreKind};
 use supervisor::{NodeSupervisor, SupervisorArgs, SupervisorMessage};
 
 /// A running node.
@@ -68,19 +70,13 @@ impl NodeHandle {
 
 /// Opens the store, binds the HTTP port and starts the supervision tree.
 pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
-    let store = {
-        let (dir, cache) = (config.data_dir.clone(), config.store_cache_bytes);
-        tokio::task::spawn_blocking(move || EmbeddedStore::open_with_cache(&dir, cache))
-            .await
-            .context("opening the store panicked")?
-            .with_context(|| format!("opening the task store in {}", config.data_dir.display()))?
-    };
+    let store = open_store(&config).await?;
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("binding the HTTP API to {}", config.listen))?;
     let addr = listener.local_addr()?;
     let ctx = NodeContext {
         node_id: config.node_id.as_str().into(),
-        store: Arc::new(store),
+        store,
         kernels: Registry::new(RegistryOptions {
             test_kernels: config.test_kernels,
         }),
@@ -118,7 +114,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let (supervisor, join) = Actor::spawn(Some(name), NodeSupervisor, args)
         .await
         .context("starting the supervision tree")?;
-    tracing::info!(node = %config.node_id, %addr, data_dir = %config.data_dir.display(), "node started");
+    tracing::info!(node = %config.node_id, %addr, store = %config.store, "node started");
     Ok(NodeHandle {
         addr,
         node_id: config.node_id,
@@ -126,6 +122,29 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         join,
         grace: config.shutdown_grace,
     })
+}
+
+/// Opens the configured task store.
+async fn open_store(config: &NodeConfig) -> anyhow::Result<Arc<dyn TaskStore>> {
+    match &config.store {
+        StoreKind::Embedded => {
+            let (dir, cache) = (config.data_dir.clone(), config.store_cache_bytes);
+            let store =
+                tokio::task::spawn_blocking(move || EmbeddedStore::open_with_cache(&dir, cache))
+                    .await
+                    .context("opening the store panicked")?
+                    .with_context(|| {
+                        format!("opening the task store in {}", config.data_dir.display())
+                    })?;
+            Ok(Arc::new(store))
+        }
+        StoreKind::Redis(url) => {
+            let store = RedisStore::connect(url)
+                .await
+                .with_context(|| format!("connecting to the Redis task store at {url}"))?;
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 /// Runs a node until `shutdown` resolves, then stops it gracefully.
