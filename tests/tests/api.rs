@@ -452,3 +452,67 @@ async fn metrics_count_tasks_workers_and_requests() -> anyhow::Result<()> {
     assert!(text.contains("# TYPE taskmesh_task_duration_seconds histogram"));
     Ok(())
 }
+
+#[tokio::test]
+async fn every_standard_kind_runs_over_http() -> anyhow::Result<()> {
+    let node = TestNode::start_temp(&[]).await?;
+    let value = json!({ "nested": [1, 2.5, null, true], "text": "héllo \u{1F600}", "empty": {} });
+    let matmul = json!({ "kind": "matmul", "params": { "n": 64, "seed": 7 } });
+    let tasks = [
+        json!({ "kind": "noop" }),
+        json!({ "kind": "echo", "params": { "value": value } }),
+        json!({ "kind": "echo", "params": { "value": null } }),
+        json!({ "kind": "sleep", "params": { "ms": 1 } }),
+        matmul.clone(),
+        matmul,
+        json!({ "kind": "portfolio_var", "params": { "assets": 10, "scenarios": 10_000, "confidence": 0.99 } }),
+        json!({
+            "kind": "monte_carlo_option",
+            "params": { "s0": 100.0, "k": 100.0, "r": 0.05, "sigma": 0.2, "t": 1.0, "paths": 200_000, "option": "put" },
+        }),
+    ];
+    let ids = node.submit_batch(&tasks).await?;
+    let views = node.wait_all_terminal(&ids, WITHIN).await?;
+    for view in &views {
+        assert_eq!(view["status"], "succeeded", "{view}");
+    }
+    let results: Vec<&Value> = views.iter().map(|v| &v["result"]).collect();
+    assert_eq!(results[0], &Value::Null);
+    assert_eq!(
+        results[1],
+        &json!({ "value": value }),
+        "echo returns its input exactly"
+    );
+    assert_eq!(results[2], &json!({ "value": null }));
+    assert_eq!(results[3], &json!({ "slept_ms": 1 }));
+    assert_eq!(results[4]["n"], 64);
+    assert!(results[4]["checksum"].as_f64().is_some_and(f64::is_finite));
+    assert_eq!(results[4], results[5], "seeded kernels are deterministic");
+    let var = results[6]["var"].as_f64().expect("var");
+    let cvar = results[6]["cvar"].as_f64().expect("cvar");
+    assert!(var > 0.0 && cvar >= var, "{}", results[6]);
+    // Black–Scholes price of the matching put.
+    let put = results[7]["price"].as_f64().expect("price");
+    let std_error = results[7]["std_error"].as_f64().expect("std_error");
+    assert!((put - 5.5735).abs() <= 3.0 * std_error, "{}", results[7]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn tasks_with_a_class_need_a_node_with_that_label() -> anyhow::Result<()> {
+    let node = TestNode::start_temp(&["--labels", "heavy,gpu"]).await?;
+    let id = node
+        .submit(&json!({ "kind": "noop", "class": "gpu" }))
+        .await?;
+    assert_eq!(
+        node.wait_terminal(&id, WITHIN).await?["status"],
+        "succeeded"
+    );
+
+    let answer = node
+        .post("/v1/tasks", &json!({ "kind": "noop", "class": "tpu" }))
+        .await?;
+    assert_eq!((answer.status, answer.error_code()), (422, "unknown_class"));
+    assert!(answer.error_message().contains("tpu"), "{:?}", answer.body);
+    Ok(())
+}
