@@ -145,7 +145,18 @@ impl IngressState {
     }
 
     /// Admits, durably stores and places tasks. Returns once every record is durable.
+    ///
+    /// The work runs in a task of its own: hyper drops a handler's future when its client
+    /// hangs up, and stopping between admission and placement would leak the reserved
+    /// room and leave a stored task that no pool runs.
     pub async fn submit(&self, specs: Vec<TaskSpec>) -> Result<Vec<Created>, ApiError> {
+        let this = self.clone();
+        tokio::spawn(async move { this.admit_store_place(specs).await })
+            .await
+            .map_err(|e| ApiError::Internal(format!("submission task failed: {e}")))?
+    }
+
+    async fn admit_store_place(&self, specs: Vec<TaskSpec>) -> Result<Vec<Created>, ApiError> {
         let names = &self.ctx.names;
         let dispatcher = ActorRef::<DispatcherMessage>::where_is(names.dispatcher.clone())
             .ok_or_else(|| unavailable("not_ready", "the dispatcher is restarting"))?;

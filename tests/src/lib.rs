@@ -3,18 +3,47 @@
 //!
 //! The binary is looked up as `$TASKMESH_BIN`, or next to the test executable's target
 //! directory (`target/<profile>/taskmesh`), which `cargo test --workspace` and
-//! `cargo nextest run --workspace` build because the node package has integration tests.
+//! `cargo nextest run --workspace` build because the node package has integration tests
+//! (`node/tests/cli.rs`).
+//!
+//! # Layout
+//! - [`TestNode`]: one `taskmesh node` process (SIGKILL on drop), its HTTP client and
+//!   the calls the tests make through it.
+//! - [`Answer`]: an HTTP answer with its JSON body.
+//! - [`eventually`]: poll a condition until it holds or a deadline passes (never a bare
+//!   sleep for correctness).
+//! - [`metric`] and [`metric_sum`]: read values out of the Prometheus text.
+//!
+//! Every wait has a deadline; the deadlines are generous because CI machines are slow,
+//! and no test asserts that something happens *quickly* unless the product promises it.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::Value;
+use reqwest::RequestBuilder;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use tempfile::TempDir;
 use tokio::time::Instant;
+
+/// How long a node may take to report ready after its process starts.
+pub const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// How many times [`TestNode::restart`] tries a fresh port when the one it picked was
+/// taken between [`free_port`] and the node's bind.
+const BIND_ATTEMPTS: usize = 5;
+
+/// Log lines of the node kept for error messages.
+const LOG_TAIL: usize = 200;
 
 /// Path of the `taskmesh` binary under test.
 pub fn taskmesh_bin() -> anyhow::Result<PathBuf> {
@@ -37,12 +66,74 @@ pub fn taskmesh_bin() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// A free loopback port (bound then released; the node binds it right after).
+/// A free loopback port (bound then released; the node binds it right after, and
+/// [`TestNode::restart`] retries with another port if someone else was faster).
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Whether a task status is terminal (`succeeded`, `failed` or `cancelled`).
+pub fn is_terminal(status: &str) -> bool {
+    matches!(status, "succeeded" | "failed" | "cancelled")
+}
+
+/// Polls `check` every 20 ms until it yields `Some`, and returns that value; fails with
+/// `what` and the last error once `within` has passed. `check` errors are retried too
+/// (the condition may depend on a node that is still starting).
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let last = match check().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => String::from("condition not met"),
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() > deadline {
+            bail!("{what}: still not true after {within:?} ({last})");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An HTTP answer of the node.
+#[derive(Debug)]
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The body parsed as JSON; `Null` when it is empty or not JSON.
+    pub body: Value,
+}
+
+impl Answer {
+    /// `error.code` of an error answer, or `""`.
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+
+    /// `error.message` of an error answer, or `""`.
+    pub fn error_message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or_default()
+    }
+
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+}
+
+/// The last lines a node wrote to stderr, shared with the thread that forwards them.
+type LogTail = Arc<Mutex<VecDeque<String>>>;
+
 /// A `taskmesh node` process, killed (SIGKILL) when dropped.
+///
+/// Its stderr (the logs) is forwarded to the test's stderr, prefixed with the node's
+/// address, so a failing test shows what the node said.
 pub struct TestNode {
     child: Option<Child>,
     /// Its HTTP address.
@@ -50,55 +141,114 @@ pub struct TestNode {
     /// Its data directory.
     pub data_dir: PathBuf,
     args: Vec<String>,
-    /// An HTTP client with keep-alive.
+    /// An HTTP client with keep-alive, for requests the helpers do not cover.
     pub http: reqwest::Client,
+    log: LogTail,
+    // Declared last: dropped after the process is killed.
+    _temp: Option<TempDir>,
 }
 
 impl TestNode {
     /// Starts a node with the test kernels on, storing in `data_dir`, with extra flags,
     /// and waits until it reports ready.
     pub async fn start(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_in(data_dir.to_path_buf(), None, extra).await
+    }
+
+    /// Like [`TestNode::start`] in a fresh temporary directory, deleted with the node.
+    pub async fn start_temp(extra: &[&str]) -> anyhow::Result<Self> {
+        let temp = tempfile::tempdir()?;
+        Self::start_in(temp.path().to_path_buf(), Some(temp), extra).await
+    }
+
+    async fn start_in(
+        data_dir: PathBuf,
+        temp: Option<TempDir>,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut node = Self {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir: data_dir.to_path_buf(),
+            data_dir,
             args: extra.iter().map(|s| (*s).to_owned()).collect(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
+            log: LogTail::default(),
+            _temp: temp,
         };
         node.restart().await?;
         Ok(node)
     }
 
-    /// (Re)starts the process on a fresh port with the same data directory and flags.
+    /// (Re)starts the process on a fresh port with the same data directory and flags,
+    /// and waits until it reports ready. A running process is SIGKILLed first.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
+        for _ in 0..BIND_ATTEMPTS {
+            self.spawn()?;
+            match self.wait_ready(READY_WITHIN).await {
+                Ok(()) => return Ok(()),
+                // Another process took the port between `free_port` and the bind.
+                Err(_) if self.child.is_none() && self.log_contains("binding the HTTP API") => {
+                    continue;
+                }
+                Err(e) => return Err(e.context(self.log_excerpt())),
+            }
+        }
+        bail!("no free port after {BIND_ATTEMPTS} attempts")
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
         let port = free_port()?;
         self.addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let child = Command::new(taskmesh_bin()?)
+        let mut child = Command::new(taskmesh_bin()?)
             .arg("node")
             .arg("--listen")
             .arg(self.addr.to_string())
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--test-kernels")
+            .arg("--log-format")
+            .arg("text")
             .args(&self.args)
             .env("TASKMESH_LOG", "warn")
+            .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .context("spawning taskmesh")?;
+        if let Some(stderr) = child.stderr.take() {
+            self.log = LogTail::default();
+            forward_logs(stderr, self.addr, Arc::clone(&self.log));
+        }
         self.child = Some(child);
-        self.wait_ready(Duration::from_secs(30)).await
+        Ok(())
     }
 
-    /// Polls `/health/ready` until 200 or the deadline.
+    fn log_contains(&self, needle: &str) -> bool {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter().any(|l| l.contains(needle))
+    }
+
+    /// The node's last log lines, for error messages.
+    pub fn log_excerpt(&self) -> String {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let lines: Vec<&str> = log.iter().map(String::as_str).collect();
+        format!("last log lines of {}:\n{}", self.addr, lines.join("\n"))
+    }
+
+    /// Polls `/health/ready` until 200 or the deadline; fails at once if the process
+    /// exits.
     pub async fn wait_ready(&mut self, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
             {
+                self.child = None;
+                // Let the forwarding thread catch up with the last lines.
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 bail!("taskmesh exited before becoming ready: {status}");
             }
             if let Ok(r) = self.http.get(self.url("/health/ready")).send().await
@@ -118,7 +268,7 @@ impl TestNode {
         format!("http://{}{path}", self.addr)
     }
 
-    /// The process id.
+    /// The process id, while the process runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -138,7 +288,8 @@ impl TestNode {
         Ok(())
     }
 
-    /// Waits for the process to exit and returns its exit code.
+    /// Waits for the process to exit and returns its exit code (`None` if a signal
+    /// killed it).
     pub async fn wait_exit(&mut self, within: Duration) -> anyhow::Result<Option<i32>> {
         let deadline = Instant::now() + within;
         let child = self.child.as_mut().context("not running")?;
@@ -154,60 +305,170 @@ impl TestNode {
         }
     }
 
-    /// POSTs JSON to `path`; returns status and parsed body.
-    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-        let r = self.http.post(self.url(path)).json(body).send().await?;
+    /// Sends a request built from [`TestNode::http`] and reads the answer.
+    pub async fn send(&self, request: RequestBuilder) -> anyhow::Result<Answer> {
+        let r = request.send().await?;
         let status = r.status().as_u16();
-        Ok((status, r.json().await.unwrap_or(Value::Null)))
+        let headers = r.headers().clone();
+        let bytes = r.bytes().await?;
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
     }
 
-    /// GETs `path`; returns status and parsed body.
-    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
-        let r = self.http.get(self.url(path)).send().await?;
-        let status = r.status().as_u16();
-        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    /// POSTs JSON to `path`.
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    /// POSTs raw bytes with the given content type to `path`.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> anyhow::Result<Answer> {
+        let request = self
+            .http
+            .post(self.url(path))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        self.send(request).await
+    }
+
+    /// GETs `path`.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Answer> {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    /// DELETEs `path`.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Answer> {
+        self.send(self.http.delete(self.url(path))).await
     }
 
     /// Submits one task; fails unless the node answers 202.
     pub async fn submit(&self, task: &Value) -> anyhow::Result<String> {
-        let (status, body) = self.post("/v1/tasks", task).await?;
-        if status != 202 {
-            bail!("submit answered {status}: {body}");
-        }
-        body["id"]
+        let answer = self.post("/v1/tasks", task).await?;
+        ensure!(
+            answer.status == 202,
+            "submit answered {}: {}",
+            answer.status,
+            answer.body
+        );
+        answer.body["id"]
             .as_str()
             .map(str::to_owned)
             .context("no id in the answer")
+    }
+
+    /// Submits a batch; fails unless the node answers 202 with one id per task.
+    pub async fn submit_batch(&self, tasks: &[Value]) -> anyhow::Result<Vec<String>> {
+        let answer = self
+            .post("/v1/tasks/batch", &json!({ "tasks": tasks }))
+            .await?;
+        ensure!(
+            answer.status == 202,
+            "batch answered {}: {}",
+            answer.status,
+            answer.body
+        );
+        let ids: Vec<String> = answer.body["ids"]
+            .as_array()
+            .context("no ids in the answer")?
+            .iter()
+            .filter_map(|id| id.as_str().map(str::to_owned))
+            .collect();
+        ensure!(
+            ids.len() == tasks.len(),
+            "{} ids for {} tasks",
+            ids.len(),
+            tasks.len()
+        );
+        Ok(ids)
+    }
+
+    /// The task's view; fails unless the node answers 200.
+    pub async fn task(&self, id: &str) -> anyhow::Result<Value> {
+        let answer = self.get(&format!("/v1/tasks/{id}")).await?;
+        ensure!(
+            answer.status == 200,
+            "GET task {id} answered {}: {}",
+            answer.status,
+            answer.body
+        );
+        Ok(answer.body)
+    }
+
+    /// `GET /v1/tasks?{query}`: the listed tasks; fails unless the node answers 200.
+    pub async fn list(&self, query: &str) -> anyhow::Result<Vec<Value>> {
+        let answer = self.get(&format!("/v1/tasks?{query}")).await?;
+        ensure!(
+            answer.status == 200,
+            "listing answered {}: {}",
+            answer.status,
+            answer.body
+        );
+        answer.body["tasks"]
+            .as_array()
+            .cloned()
+            .context("no tasks in the listing")
     }
 
     /// Long-polls the task until it is terminal (deadline `within`); returns its view.
     pub async fn wait_terminal(&self, id: &str, within: Duration) -> anyhow::Result<Value> {
         let deadline = Instant::now() + within;
         loop {
-            let (status, body) = self.get(&format!("/v1/tasks/{id}?wait_ms=2000")).await?;
-            if status == 200
-                && matches!(
-                    body["status"].as_str(),
-                    Some("succeeded" | "failed" | "cancelled")
-                )
-            {
-                return Ok(body);
+            let answer = self.get(&format!("/v1/tasks/{id}?wait_ms=2000")).await?;
+            if answer.status == 200 && answer.body["status"].as_str().is_some_and(is_terminal) {
+                return Ok(answer.body);
             }
             if Instant::now() > deadline {
-                bail!("task {id} not terminal within {within:?}: {status} {body}");
+                bail!(
+                    "task {id} not terminal within {within:?}: {} {}",
+                    answer.status,
+                    answer.body
+                );
             }
         }
     }
 
+    /// Waits until every task is terminal; returns their views in the same order.
+    pub async fn wait_all_terminal(
+        &self,
+        ids: &[String],
+        within: Duration,
+    ) -> anyhow::Result<Vec<Value>> {
+        let deadline = Instant::now() + within;
+        let mut views = Vec::with_capacity(ids.len());
+        for id in ids {
+            let left = deadline.saturating_duration_since(Instant::now());
+            views.push(self.wait_terminal(id, left).await?);
+        }
+        Ok(views)
+    }
+
+    /// Polls the task until it has `status` (e.g. `running`); returns its view.
+    pub async fn wait_status(
+        &self,
+        id: &str,
+        status: &str,
+        within: Duration,
+    ) -> anyhow::Result<Value> {
+        eventually(within, &format!("task {id} is {status}"), || async {
+            let view = self.task(id).await?;
+            Ok((view["status"] == status).then_some(view))
+        })
+        .await
+    }
+
     /// The `/metrics` text.
     pub async fn metrics(&self) -> anyhow::Result<String> {
-        Ok(self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?)
+        let r = self.http.get(self.url("/metrics")).send().await?;
+        ensure!(r.status() == 200, "/metrics answered {}", r.status());
+        Ok(r.text().await?)
     }
 }
 
@@ -217,11 +478,97 @@ impl Drop for TestNode {
     }
 }
 
-/// The value of a metric line in Prometheus text (`name{labels} value`), summed over
-/// every line whose name and labels start with `prefix`.
+/// Copies the node's stderr line by line to ours (prefixed) and into `tail`.
+fn forward_logs(stderr: ChildStderr, addr: SocketAddr, tail: LogTail) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[node {addr}] {line}");
+            let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+            if tail.len() == LOG_TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+    });
+}
+
+/// The value of the sample `name{labels}` in Prometheus text, where `labels` must match
+/// the sample's label set exactly (in any order); `None` when there is no such sample.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (sample_name, sample_labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, parse_labels(rest.strip_suffix('}')?)?),
+            None => (series, Vec::new()),
+        };
+        let same_labels = sample_labels.len() == labels.len()
+            && labels
+                .iter()
+                .all(|(k, v)| sample_labels.iter().any(|(sk, sv)| sk == k && sv == v));
+        (sample_name == name && same_labels)
+            .then(|| value.parse().ok())
+            .flatten()
+    })
+}
+
+/// `k="v",k2="v2"` → pairs (values in our metrics never hold quotes or commas).
+fn parse_labels(text: &str) -> Option<Vec<(String, String)>> {
+    text.split(',')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            Some((k.to_owned(), v.trim_matches('"').to_owned()))
+        })
+        .collect()
+}
+
+/// The sum of every sample whose `name{labels}` text starts with `prefix` (for example
+/// `taskmesh_task_retries_total` for all kinds at once).
 pub fn metric_sum(text: &str, prefix: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\
+# HELP taskmesh_workers Workers of the local pool
+# TYPE taskmesh_workers gauge
+taskmesh_workers{state=\"busy\"} 1
+taskmesh_workers{state=\"idle\"} 3
+taskmesh_tasks_completed_total{kind=\"noop\",outcome=\"succeeded\"} 5
+taskmesh_worker_restarts_total 2
+";
+
+    #[test]
+    fn metric_matches_the_exact_label_set() {
+        assert_eq!(
+            metric(TEXT, "taskmesh_workers", &[("state", "idle")]),
+            Some(3.0)
+        );
+        let labels = [("outcome", "succeeded"), ("kind", "noop")];
+        assert_eq!(
+            metric(TEXT, "taskmesh_tasks_completed_total", &labels),
+            Some(5.0)
+        );
+        assert_eq!(
+            metric(TEXT, "taskmesh_tasks_completed_total", &[("kind", "noop")]),
+            None
+        );
+        assert_eq!(
+            metric(TEXT, "taskmesh_worker_restarts_total", &[]),
+            Some(2.0)
+        );
+        assert_eq!(metric(TEXT, "taskmesh_worker", &[]), None);
+    }
+
+    #[test]
+    fn metric_sum_adds_every_matching_sample() {
+        assert_eq!(metric_sum(TEXT, "taskmesh_workers{"), 4.0);
+        assert_eq!(metric_sum(TEXT, "taskmesh_nothing"), 0.0);
+    }
 }

@@ -425,8 +425,15 @@ impl PoolState {
         }
     }
 
+    /// Stops every worker and raises the cancel flag of every running attempt: stopping
+    /// an actor does not stop the kernel thread it waits on, and the runtime waits for
+    /// that thread before the process can exit. The tasks stay `running` in the store
+    /// and are re-run by the next pool.
     pub(super) fn stop_all_workers(&mut self) {
         for (_, slot) in self.workers.drain() {
+            if let Some(running) = &slot.running {
+                running.cancel.cancel();
+            }
             slot.actor.stop(Some("pool stopping".into()));
         }
     }
