@@ -193,7 +193,12 @@ impl Actor for Dispatcher {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             DispatcherMessage::Admit { classes, reply } => {
-                let _ = reply.send(state.admit(&classes));
+                let admitted = state.admit(&classes);
+                if let Err(ractor::MessagingErr::SendErr(Ok(reservation))) = reply.send(admitted) {
+                    // The caller gave up waiting: give the room back.
+                    let jobs = (0..reservation.len()).map(|_| None).collect();
+                    state.place(reservation, jobs);
+                }
             }
             DispatcherMessage::Place { reservation, jobs } => state.place(reservation, jobs),
             DispatcherMessage::PoolLoad(load) => state.record_load(load),

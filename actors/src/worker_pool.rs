@@ -206,6 +206,8 @@ impl Actor for WorkerPool {
             PoolMessage::Enqueue(jobs) => {
                 state.received_total += jobs.len() as u64;
                 jobs.into_iter().for_each(|job| state.enqueue(job));
+                state.dispatch();
+                state.send_load();
             }
             PoolMessage::Recovered(records) => state.recover(records),
             PoolMessage::Finished { worker, report } => state.finished(worker, report).await?,

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use integration_tests::{TestNode, metric};
+use integration_tests::{TestNode, eventually, metric};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
@@ -183,10 +183,16 @@ async fn sigterm_exits_soon_after_the_grace_period_even_if_a_task_still_runs() -
     let code = node.wait_exit(EXIT_AFTER_GRACE).await?;
     assert_eq!(code, Some(0));
 
-    // The interrupted task is run again after the restart.
+    // The interrupted task is run again after the restart: its record still says
+    // `running` from the first attempt until the second has run long enough (25 ms) to
+    // be recorded, so wait for the second attempt's own record.
     node.restart().await?;
-    let view = node.wait_status(&long, "running", WITHIN).await?;
-    assert_eq!(view["attempts"], 2, "{view}");
+    let view = eventually(WITHIN, "the second attempt is recorded", || async {
+        let view = node.task(&long).await?;
+        Ok((view["attempts"] == 2).then_some(view))
+    })
+    .await?;
+    assert_eq!(view["status"], "running", "{view}");
     let answer = node.delete(&format!("/v1/tasks/{long}")).await?;
     assert_eq!(answer.status, 202, "{:?}", answer.body);
     assert_eq!(

@@ -315,9 +315,6 @@ fn submit_and_hang_up(addr: SocketAddr, body: &str, delay: Duration) -> std::io:
 }
 
 #[tokio::test]
-#[ignore = "product bug: the dispatcher counts every task placed since the pool's last \
-            load report (100 ms) as queued, so an idle node answers 503 `saturated` to a \
-            client that submits one task at a time; run with --run-ignored"]
 async fn an_idle_node_accepts_one_task_at_a_time_beyond_its_queue_capacity() -> anyhow::Result<()> {
     let node = TestNode::start_temp(&[
         "--workers",

@@ -14,7 +14,7 @@ use serde_json::json;
 use taskmesh_cluster::protocol::{TaskId, TaskStatus};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use super::IngressState;
@@ -57,7 +57,10 @@ pub fn router(state: IngressState) -> Router {
                                 request_id,
                             )
                         })
-                        .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+                        .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                        // 503s under overload are expected answers, not errors to log one
+                        // by one; internal errors are logged by `ApiError`.
+                        .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
                 )
                 .layer(PropagateRequestIdLayer::x_request_id()),
         )

@@ -26,6 +26,7 @@ struct Slot {
 struct Running {
     job: Job,
     cancel: CancelToken,
+    started_at_ms: u64,
 }
 
 /// Everything the pool tracks.
@@ -138,7 +139,11 @@ impl PoolState {
                 self.enqueue(job);
                 continue;
             }
-            slot.running = Some(Running { job, cancel });
+            slot.running = Some(Running {
+                job,
+                cancel,
+                started_at_ms: now_ms(),
+            });
         }
     }
 
@@ -353,7 +358,7 @@ impl PoolState {
             let report = AttemptReport {
                 job: running.job,
                 outcome: AttemptOutcome::Failed(format!("worker crashed: {reason}")),
-                started_at_ms: now_ms(),
+                started_at_ms: running.started_at_ms,
                 elapsed: Duration::ZERO,
             };
             self.settle(report);
@@ -382,6 +387,15 @@ impl PoolState {
             received_total: self.received_total,
             labels: self.config.labels.clone(),
             draining: self.draining,
+        }
+    }
+
+    /// Sends the current load to the dispatcher, so its admission view is exact right
+    /// after a placement instead of up to a report interval late.
+    pub(super) fn send_load(&self) {
+        if let Some(d) = ActorRef::<DispatcherMessage>::where_is(self.ctx.names.dispatcher.clone())
+        {
+            let _ = d.cast(DispatcherMessage::PoolLoad(self.load()));
         }
     }
 
