@@ -30,5 +30,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build (the black-box tests run the real binary)"
 cargo build --workspace --all-targets --locked
 
+step "container images (built locally, no registry needed) and their checks"
+bash compose/build-images.sh
+bash compose/verify-images.sh
+
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast
