@@ -101,8 +101,8 @@ open() {
 mc() {
   start_node
   lg mc-kernel-loop --mode kernel-loop --kind monte_carlo_option --params "$MC_PARAMS" \
-    --tasks 200 --warmup 5 -c 1 --label "kernel alone, sequential, in-process"
-  lg mc-node -c 4 --kind monte_carlo_option --params "$MC_PARAMS" --tasks 200 \
+    --tasks 1000 --warmup 10 -c 1 --label "kernel alone, sequential, in-process"
+  lg mc-node -c 4 --kind monte_carlo_option --params "$MC_PARAMS" --tasks 1000 \
     --label "monte_carlo_option 1e6 paths through the node, 4 conns"
   stop_node
 }

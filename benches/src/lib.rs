@@ -24,8 +24,10 @@
 //! - [`submit`]: the closed and open loop submit phases.
 //! - [`complete`]: waiting for and verifying every accepted task.
 //! - [`rtt`], [`kernel_loop`], [`startup`]: the other modes.
-//! - [`procstat`]: CPU time and RSS of the node (from `/proc`) and of the generator
-//!   (`getrusage`), and the load average.
+//! - [`procstat`]: CPU time, core waits and RSS of the node (from `/proc`) and of the
+//!   generator (`getrusage`), and the load average.
+//! - [`machine`]: how busy the cores were, and which other processes (kernel workers
+//!   included) used them.
 //! - [`stats`]: latency histograms and their percentiles.
 //! - [`report`]: the report, its table and its JSON.
 
@@ -33,6 +35,7 @@ pub mod cli;
 pub mod complete;
 pub mod http;
 pub mod kernel_loop;
+pub mod machine;
 pub mod procstat;
 pub mod report;
 pub mod rtt;

@@ -1,10 +1,12 @@
 //! CPU time and memory of a process: the node's from `/proc` (Linux), the generator's
 //! own from `getrusage`, and the machine's load average.
 //!
-//! Per-thread CPU comes from `/proc/PID/task/*/stat` and is grouped by thread name
-//! (`tokio-runtime-worker`, `rayon` threads, `taskmesh-store-committer`, …): a cheap
-//! profile of which threads burn the node's CPU. Threads that exit between the two
-//! samples are missing from the per-thread table but not from the process total.
+//! Per-thread CPU comes from `/proc/PID/task/*/stat` and is grouped by thread name (the
+//! kernel keeps 15 bytes of it: `tokio-rt-worker`, `taskmesh-store-`, …): a cheap profile
+//! of which threads burn the node's CPU. Each thread's `schedstat` adds how long it was
+//! runnable but waiting for a core, which shows when the cores were oversubscribed.
+//! Threads that exit between the two samples are missing from the per-thread table but
+//! not from the process total.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -26,8 +28,21 @@ pub struct ProcSample {
     pub rss_kib: u64,
     /// Peak resident set size since the process started, KiB.
     pub hwm_kib: u64,
-    /// Per thread: (tid, name, user + system ticks).
-    pub threads: Vec<(u32, String, u64)>,
+    /// Per thread.
+    pub threads: Vec<ThreadSample>,
+}
+
+/// One reading of one thread.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ThreadSample {
+    /// Thread id.
+    pub tid: u32,
+    /// Thread name (`comm`).
+    pub name: String,
+    /// User + system CPU, in clock ticks.
+    pub ticks: u64,
+    /// Time spent runnable but waiting for a CPU, in ns (`schedstat`; 0 if unavailable).
+    pub wait_ns: u64,
 }
 
 /// Reads `/proc/PID/stat`, `/proc/PID/status` and each thread's stat.
@@ -44,7 +59,16 @@ pub fn sample(pid: u32) -> io::Result<ProcSample> {
         if let Ok(text) = fs::read_to_string(entry.path().join("stat"))
             && let Ok((name, u, s)) = parse_stat(&text)
         {
-            threads.push((tid, name, u + s));
+            let wait_ns = fs::read_to_string(entry.path().join("schedstat"))
+                .ok()
+                .and_then(|t| t.split_whitespace().nth(1)?.parse().ok())
+                .unwrap_or(0);
+            threads.push(ThreadSample {
+                tid,
+                name,
+                ticks: u + s,
+                wait_ns,
+            });
         }
     }
     Ok(ProcSample {
@@ -57,7 +81,7 @@ pub fn sample(pid: u32) -> io::Result<ProcSample> {
 }
 
 /// (comm, utime, stime) from a `stat` line; comm may hold spaces and parentheses.
-fn parse_stat(text: &str) -> io::Result<(String, u64, u64)> {
+pub(crate) fn parse_stat(text: &str) -> io::Result<(String, u64, u64)> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc stat format");
     let open = text.find('(').ok_or_else(bad)?;
     let close = text.rfind(')').ok_or_else(bad)?;
@@ -86,7 +110,7 @@ pub fn clock_ticks() -> u64 {
 }
 
 /// CPU seconds of `ticks` clock ticks.
-fn seconds(ticks: u64) -> f64 {
+pub(crate) fn seconds(ticks: u64) -> f64 {
     ticks as f64 / clock_ticks() as f64
 }
 
@@ -120,24 +144,29 @@ pub struct ThreadUsage {
     pub count: usize,
     /// Their CPU seconds between the samples.
     pub cpu_s: f64,
+    /// Seconds they were runnable but waiting for a CPU (from `schedstat`): high values
+    /// mean the cores were oversubscribed.
+    pub runqueue_wait_s: f64,
 }
 
 /// The usage between `before` and `after` of process `pid`.
 pub fn usage(pid: u32, before: &ProcSample, after: &ProcSample) -> NodeUsage {
-    let earlier: BTreeMap<u32, u64> = before.threads.iter().map(|(t, _, c)| (*t, *c)).collect();
-    let mut by_name: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
-    for (tid, name, ticks) in &after.threads {
-        let spent = ticks.saturating_sub(earlier.get(tid).copied().unwrap_or(0));
-        let entry = by_name.entry(name).or_default();
+    let earlier: BTreeMap<u32, &ThreadSample> = before.threads.iter().map(|t| (t.tid, t)).collect();
+    let mut by_name: BTreeMap<&str, (usize, u64, u64)> = BTreeMap::new();
+    for t in &after.threads {
+        let (ticks, wait) = earlier.get(&t.tid).map_or((0, 0), |e| (e.ticks, e.wait_ns));
+        let entry = by_name.entry(&t.name).or_default();
         entry.0 += 1;
-        entry.1 += spent;
+        entry.1 += t.ticks.saturating_sub(ticks);
+        entry.2 += t.wait_ns.saturating_sub(wait);
     }
     let mut threads: Vec<ThreadUsage> = by_name
         .into_iter()
-        .map(|(name, (count, ticks))| ThreadUsage {
+        .map(|(name, (count, ticks, wait_ns))| ThreadUsage {
             name: name.to_owned(),
             count,
             cpu_s: seconds(ticks),
+            runqueue_wait_s: wait_ns as f64 / 1e9,
         })
         .collect();
     threads.sort_by(|a, b| b.cpu_s.total_cmp(&a.cpu_s));
@@ -261,18 +290,24 @@ mod tests {
 
     #[test]
     fn usage_groups_threads_by_name() {
+        let thread = |tid, name: &str, ticks, wait_ns| ThreadSample {
+            tid,
+            name: name.into(),
+            ticks,
+            wait_ns,
+        };
         let before = ProcSample {
             utime: 100,
-            threads: vec![(1, "a".into(), 10), (2, "b".into(), 0)],
+            threads: vec![thread(1, "a", 10, 0), thread(2, "b", 0, 0)],
             ..ProcSample::default()
         };
         let after = ProcSample {
             utime: 300,
             stime: 100,
             threads: vec![
-                (1, "a".into(), 110),
-                (2, "b".into(), 50),
-                (3, "b".into(), 50),
+                thread(1, "a", 110, 500_000_000),
+                thread(2, "b", 50, 0),
+                thread(3, "b", 50, 0),
             ],
             ..ProcSample::default()
         };
@@ -280,6 +315,7 @@ mod tests {
         let ticks = clock_ticks() as f64;
         assert!((u.cpu_s - 300.0 / ticks).abs() < 1e-9);
         assert_eq!(u.threads[0].name, "a");
+        assert!((u.threads[0].runqueue_wait_s - 0.5).abs() < 1e-9);
         assert_eq!(u.threads[1].count, 2);
         assert!((u.threads[1].cpu_s - 100.0 / ticks).abs() < 1e-9);
     }

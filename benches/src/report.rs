@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::cli::Mode;
 use crate::complete::Tally;
 use crate::kernel_loop::KernelLoopReport;
+use crate::machine::MachineUsage;
 use crate::procstat::{NodeUsage, SelfUsage};
 use crate::rtt::RttReport;
 use crate::startup::StartupReport;
@@ -47,6 +48,8 @@ pub struct Report {
     pub nodes_verify_cpu_s: Vec<f64>,
     /// The generator itself over the same interval as `nodes`.
     pub generator: SelfUsage,
+    /// The whole machine over the same interval as `nodes`.
+    pub machine: MachineUsage,
 }
 
 /// The settings a run was started with.
@@ -249,7 +252,12 @@ impl Report {
                 .threads
                 .iter()
                 .filter(|t| t.cpu_s > 0.0)
-                .map(|t| format!("{}×{} {:.2}s", t.name, t.count, t.cpu_s))
+                .map(|t| {
+                    format!(
+                        "{}×{} {:.2}s (waited for a core {:.2}s)",
+                        t.name, t.count, t.cpu_s, t.runqueue_wait_s
+                    )
+                })
                 .collect();
             writeln!(out, "  threads         {}", threads.join(", "))?;
         }
@@ -258,7 +266,26 @@ impl Report {
             out,
             "generator       cpu {:.2} s (user {:.2}, sys {:.2}), peak RSS {} KiB — shares the machine with the node",
             g.cpu_s, g.user_s, g.sys_s, g.max_rss_kib
-        )
+        )?;
+        let m = &self.machine;
+        writeln!(
+            out,
+            "machine         {:.2} of {} cores busy (user {:.1}%, system {:.1}%, irq+softirq {:.1}%, iowait {:.1}%, idle {:.1}%, steal {:.1}%)",
+            m.busy_cores,
+            m.cores,
+            m.user_pct,
+            m.system_pct,
+            m.softirq_pct,
+            m.iowait_pct,
+            m.idle_pct,
+            m.steal_pct
+        )?;
+        let others: Vec<String> = m
+            .others
+            .iter()
+            .map(|p| format!("{} {:.2}s", p.name, p.cpu_s))
+            .collect();
+        writeln!(out, "  other procs     {}", others.join(", "))
     }
 }
 

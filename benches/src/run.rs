@@ -9,6 +9,7 @@ use anyhow::Context;
 use crate::cli::{Args, Mode, Verify};
 use crate::complete::{self, CompletionPlan};
 use crate::http::Target;
+use crate::machine::{self, MachineSample, MachineUsage};
 use crate::procstat::{self, NodeUsage, ProcSample, SelfUsage};
 use crate::report::{CompletionReport, Report, RunConfig, SubmitReport};
 use crate::stats::per_second;
@@ -36,8 +37,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         nodes: Vec::new(),
         nodes_verify_cpu_s: Vec::new(),
         generator: SelfUsage::default(),
+        machine: MachineUsage::default(),
     };
-    let nodes = NodeSampler::start(&args.node_pids)?;
+    let nodes = Sampler::start(&args.node_pids)?;
     let me = SelfUsage::now()?;
     let targets = args
         .targets
@@ -80,7 +82,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         }
     }
     if !sampled {
-        report.nodes = nodes.usage()?;
+        (report.nodes, report.machine) = nodes.usage()?;
         report.generator = SelfUsage::now()?.since(&me);
     }
     report.load_after = procstat::load_average();
@@ -115,7 +117,7 @@ fn config(args: &Args) -> anyhow::Result<RunConfig> {
 async fn load(
     args: &Args,
     report: &mut Report,
-    nodes: &NodeSampler,
+    nodes: &Sampler,
     me: &SelfUsage,
     targets: Vec<Arc<Target>>,
     workload: Workload,
@@ -142,12 +144,12 @@ async fn load(
     };
     let (_, seen_done) = complete::wait_for(&completion, &sent.last_ids).await?;
     // The node's and the generator's figures stop here: what follows only reads back.
-    report.nodes = nodes.usage()?;
+    (report.nodes, report.machine) = nodes.usage()?;
     report.generator = SelfUsage::now()?.since(me);
-    let verify_nodes = NodeSampler::start(&args.node_pids)?;
+    let verify_nodes = Sampler::start(&args.node_pids)?;
     let (tally, verified) =
         complete::verify(&completion, &sent.ids, &sent.last_ids, args.verify).await?;
-    report.nodes_verify_cpu_s = verify_nodes.usage()?.iter().map(|u| u.cpu_s).collect();
+    report.nodes_verify_cpu_s = verify_nodes.usage()?.0.iter().map(|u| u.cpu_s).collect();
     let accepted = sent.accepted();
     let first_ms = sent
         .first_send_wall
@@ -192,12 +194,15 @@ fn submit_report(s: &SubmitOutcome) -> SubmitReport {
     }
 }
 
-/// The first samples of the nodes given by `--node-pid`.
-struct NodeSampler(Vec<(u32, ProcSample)>);
+/// The first samples of the nodes given by `--node-pid`, and of the machine.
+struct Sampler {
+    nodes: Vec<(u32, ProcSample)>,
+    machine: MachineSample,
+}
 
-impl NodeSampler {
+impl Sampler {
     fn start(pids: &[u32]) -> anyhow::Result<Self> {
-        let samples = pids
+        let nodes = pids
             .iter()
             .map(|&pid| {
                 procstat::sample(pid)
@@ -205,17 +210,27 @@ impl NodeSampler {
                     .with_context(|| format!("reading /proc/{pid} (is --node-pid right?)"))
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Self(samples))
+        Ok(Self {
+            nodes,
+            machine: machine::sample(),
+        })
     }
 
-    fn usage(&self) -> anyhow::Result<Vec<NodeUsage>> {
-        self.0
+    /// The nodes' usage since [`Sampler::start`], and the machine's, listing the
+    /// processes other than the nodes and this one.
+    fn usage(&self) -> anyhow::Result<(Vec<NodeUsage>, MachineUsage)> {
+        let machine = machine::sample();
+        let nodes = self
+            .nodes
             .iter()
             .map(|(pid, before)| {
                 let after = procstat::sample(*pid)
                     .with_context(|| format!("reading /proc/{pid}: did the node exit?"))?;
                 Ok(procstat::usage(*pid, before, &after))
             })
-            .collect()
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut exclude: Vec<u32> = self.nodes.iter().map(|(pid, _)| *pid).collect();
+        exclude.push(std::process::id());
+        Ok((nodes, machine::usage(&self.machine, &machine, &exclude)))
     }
 }
