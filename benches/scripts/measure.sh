@@ -11,7 +11,8 @@
 #   PORT       node port              [18080]
 #   WAIT_LOAD  start each run once the 1-minute load average is below this [1.5]
 #   DURATION   seconds of each closed/open run [15]
-#   RATES      open-loop request rates [1000 2000 4000 6000]
+#   RATES      open-loop request rates [2500 5000 10000 15000 18000]
+#   REPEAT     runs of the single-POST scenario [3]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -20,7 +21,8 @@ DATA_ROOT=${DATA_ROOT:-target/tmp}
 PORT=${PORT:-18080}
 WAIT_LOAD=${WAIT_LOAD:-1.5}
 DURATION=${DURATION:-15}
-RATES=${RATES:-1000 2000 4000 6000}
+RATES=${RATES:-2500 5000 10000 15000 18000}
+REPEAT=${REPEAT:-3}
 NODE=target/release/taskmesh
 LOADGEN=target/release/loadgen
 URL=http://127.0.0.1:$PORT
@@ -69,9 +71,12 @@ lg() {
 }
 
 single() {
-  start_node
-  lg e2e-single -c 64 --duration "$DURATION" --label "noop, single POSTs, 64 conns, embedded store"
-  stop_node
+  for i in $(seq 1 "$REPEAT"); do
+    start_node
+    lg "e2e-single-$i" -c 64 --duration "$DURATION" \
+      --label "noop, single POSTs, 64 conns, embedded store (run $i)"
+    stop_node
+  done
 }
 
 batch() {
