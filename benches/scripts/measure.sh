@@ -132,16 +132,28 @@ startup() {
 }
 
 profile() {
-  # perf sampling of the node under the single-POST load (needs perf_event_paranoid <= 2).
-  start_node
-  perf record -F 999 -g -p "$NODE_PID" -o "$OUT/perf.data" -- sleep 12 2>"$OUT/perf.log" &
-  local perf_pid=$!
-  sleep 0.5
-  lg profile-single -c 64 --duration 10 --verify none
-  wait "$perf_pid" || true
-  perf report -i "$OUT/perf.data" --no-children --sort comm,dso,symbol -g none 2>/dev/null \
-    | grep -v '^#' | grep -v '^$' | head -80 >"$OUT/perf-top.txt"
-  stop_node
+  # perf samples of the node (DWARF stacks: release builds keep no frame pointers) under
+  # the single-POST and the batch load, grouped per thread by benches/scripts/fold.py.
+  # Needs perf and perf_event_paranoid <= 2.
+  local name flags
+  for name in single batch; do
+    if [ "$name" = single ]; then flags=(-c 64); else flags=(-c 2 --batch 1000); fi
+    start_node
+    perf record -F 299 --call-graph dwarf,16384 -p "$NODE_PID" -o "$OUT/perf-$name.data" \
+      -- sleep 6 2>"$OUT/perf-$name.log" &
+    local perf_pid=$!
+    sleep 0.5
+    lg "profile-$name" "${flags[@]}" --duration 5 --verify none
+    wait "$perf_pid" || true
+    for thread in taskmesh-store- tokio-rt-worker; do
+      for mode in "" --callers; do
+        echo "== $thread $mode"
+        perf script -i "$OUT/perf-$name.data" --comm "$thread" 2>/dev/null |
+          python3 benches/scripts/fold.py $mode
+      done
+    done | tee "$OUT/profile-$name-folded.txt"
+    stop_node
+  done
 }
 
 scenarios=("$@")
