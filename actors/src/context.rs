@@ -48,7 +48,7 @@ pub struct NodeContext {
     /// The task kinds this node can run.
     pub kernels: Registry,
     /// Exported metrics.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Wakes long-polling readers.
     pub notifier: Arc<Notifier>,
     /// Names of the node's actors.

@@ -80,7 +80,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         kernels: Registry::new(RegistryOptions {
             test_kernels: config.test_kernels,
         }),
-        metrics: Metrics::new().context("registering metrics")?,
+        metrics: Arc::new(Metrics::new().context("registering metrics")?),
         notifier: Arc::new(Notifier::default()),
         names: Arc::new(ActorNames::for_node(&config.node_id)),
     };

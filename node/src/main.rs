@@ -4,6 +4,11 @@ use anyhow::Context;
 use clap::Parser;
 use taskmesh_node::config::{Cli, Command, NodeArgs, NodeConfig};
 
+// Profiling showed glibc malloc's arena locks contended between the runtime threads and
+// the store's committer thread; mimalloc's thread-local heaps avoid that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

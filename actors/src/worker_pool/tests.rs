@@ -26,7 +26,7 @@ async fn start_pool(workers: usize) -> Harness {
         node_id: node.as_str().into(),
         store: Arc::new(MemoryStore::new()),
         kernels: Registry::new(RegistryOptions { test_kernels: true }),
-        metrics: Metrics::new().expect("metrics"),
+        metrics: Arc::new(Metrics::new().expect("metrics")),
         notifier: Arc::new(Notifier::default()),
         names: Arc::new(ActorNames::for_node(&node)),
     };
