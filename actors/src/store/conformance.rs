@@ -15,7 +15,7 @@
 //! and, for other crates, with the `testsuite` feature.
 
 pub mod create;
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod queries;
 pub mod transitions;
 

@@ -5,7 +5,7 @@ use taskmesh_cluster::protocol::{Priority, TaskId, TaskSpec, TaskStatus};
 use crate::store::{Created, TaskStore};
 use crate::task::{Finish, Millis, NewTask, TaskRecord};
 
-pub(super) fn spec(kind: &str, key: Option<&str>) -> TaskSpec {
+pub(crate) fn spec(kind: &str, key: Option<&str>) -> TaskSpec {
     TaskSpec {
         kind: kind.to_owned(),
         params: "{}".to_owned(),
@@ -18,11 +18,26 @@ pub(super) fn spec(kind: &str, key: Option<&str>) -> TaskSpec {
     }
 }
 
-pub(super) fn task(kind: &str, key: Option<&str>) -> NewTask {
+pub(crate) fn task(kind: &str, key: Option<&str>) -> NewTask {
     NewTask {
         id: TaskId::generate(),
         spec: spec(kind, key),
         created_at_ms: 1_000,
+    }
+}
+
+/// A successful finish at `at` (started 1 ms before) on node `a`; used by the
+/// implementation-specific tests of each store.
+#[cfg(test)]
+pub(crate) fn succeeded(at: Millis) -> Finish {
+    Finish {
+        status: TaskStatus::Succeeded,
+        result: Some("42".to_owned()),
+        error: None,
+        node: Some("a".to_owned()),
+        attempts: 1,
+        started_at_ms: Some(at - 1),
+        finished_at_ms: at,
     }
 }
 

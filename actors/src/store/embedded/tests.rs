@@ -7,42 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use redb::ReadableDatabase as _;
-use taskmesh_cluster::protocol::{Priority, TaskId, TaskSpec, TaskStatus};
+use taskmesh_cluster::protocol::{TaskId, TaskStatus};
 use tempfile::TempDir;
 use tokio::task::JoinSet;
 
 use super::schema::{TASKS, UNFINISHED};
 use super::*;
 use crate::store::conformance;
-
-fn task(kind: &str, key: Option<&str>) -> NewTask {
-    NewTask {
-        id: TaskId::generate(),
-        spec: TaskSpec {
-            kind: kind.into(),
-            params: "{}".into(),
-            priority: Priority::Normal,
-            timeout_ms: None,
-            max_retries: 0,
-            idempotency_key: key.map(str::to_owned),
-            class: None,
-            request_id: None,
-        },
-        created_at_ms: 1,
-    }
-}
-
-fn succeeded(at: Millis) -> Finish {
-    Finish {
-        status: TaskStatus::Succeeded,
-        result: Some("42".into()),
-        error: None,
-        node: Some("n1".into()),
-        attempts: 1,
-        started_at_ms: Some(at - 1),
-        finished_at_ms: at,
-    }
-}
+use crate::store::conformance::fixtures::{succeeded, task};
 
 fn open(dir: &TempDir) -> Arc<EmbeddedStore> {
     Arc::new(EmbeddedStore::open(dir.path()).expect("open store"))
