@@ -45,6 +45,10 @@ const BIND_ATTEMPTS: usize = 5;
 /// Log lines of the node kept for error messages.
 const LOG_TAIL: usize = 200;
 
+/// Flags for a node with exactly one worker (the autoscaler pinned), so tests control
+/// what runs and what waits.
+pub const ONE_WORKER: &[&str] = &["--workers", "1", "--min-workers", "1", "--max-workers", "1"];
+
 /// Path of the `taskmesh` binary under test.
 pub fn taskmesh_bin() -> anyhow::Result<PathBuf> {
     if let Ok(p) = std::env::var("TASKMESH_BIN") {

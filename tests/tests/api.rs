@@ -4,15 +4,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use integration_tests::{TestNode, eventually, is_terminal, metric};
+use integration_tests::{ONE_WORKER, TestNode, eventually, is_terminal, metric};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 /// Deadline of any single wait in these tests (generous: CI machines are slow).
 const WITHIN: Duration = Duration::from_secs(60);
-
-/// One worker and no autoscaling: tasks run strictly one at a time.
-const ONE_WORKER: &[&str] = &["--workers", "1", "--min-workers", "1", "--max-workers", "1"];
 
 fn ids_of(tasks: &[Value]) -> Vec<String> {
     tasks

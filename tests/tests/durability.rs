@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use integration_tests::{TestNode, eventually, metric};
+use integration_tests::{ONE_WORKER, TestNode, eventually, metric};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
@@ -18,16 +18,7 @@ const WITHIN: Duration = Duration::from_secs(120);
 const EXIT_AFTER_GRACE: Duration = Duration::from_secs(20);
 
 fn one_worker(grace_secs: &str) -> Vec<&str> {
-    vec![
-        "--workers",
-        "1",
-        "--min-workers",
-        "1",
-        "--max-workers",
-        "1",
-        "--shutdown-grace-secs",
-        grace_secs,
-    ]
+    [ONE_WORKER, &["--shutdown-grace-secs", grace_secs]].concat()
 }
 
 /// Submits `count` copies of `task`, `parallel` requests at a time; returns the ids in

@@ -5,14 +5,11 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use integration_tests::{TestNode, eventually, metric};
+use integration_tests::{ONE_WORKER, TestNode, eventually, metric};
 use serde_json::{Value, json};
 
 /// Deadline of any single wait in these tests (generous: CI machines are slow).
 const WITHIN: Duration = Duration::from_secs(60);
-
-/// One worker and no autoscaling: tasks run strictly one at a time.
-const ONE_WORKER: &[&str] = &["--workers", "1", "--min-workers", "1", "--max-workers", "1"];
 
 fn text<'a>(view: &'a Value, field: &str) -> &'a str {
     view[field].as_str().unwrap_or_default()
@@ -222,17 +219,7 @@ async fn a_panicking_kernel_fails_its_task_and_the_node_carries_on() -> anyhow::
 
 #[tokio::test]
 async fn a_full_queue_answers_503_with_retry_after() -> anyhow::Result<()> {
-    let node = TestNode::start_temp(&[
-        "--workers",
-        "1",
-        "--min-workers",
-        "1",
-        "--max-workers",
-        "1",
-        "--queue-capacity",
-        "5",
-    ])
-    .await?;
+    let node = TestNode::start_temp(&[ONE_WORKER, &["--queue-capacity", "5"]].concat()).await?;
     let task = json!({ "kind": "sleep", "params": { "ms": 100 } });
     let mut accepted = Vec::new();
     let mut refusal = None;
@@ -316,17 +303,7 @@ fn submit_and_hang_up(addr: SocketAddr, body: &str, delay: Duration) -> std::io:
 
 #[tokio::test]
 async fn an_idle_node_accepts_one_task_at_a_time_beyond_its_queue_capacity() -> anyhow::Result<()> {
-    let node = TestNode::start_temp(&[
-        "--workers",
-        "1",
-        "--min-workers",
-        "1",
-        "--max-workers",
-        "1",
-        "--queue-capacity",
-        "5",
-    ])
-    .await?;
+    let node = TestNode::start_temp(&[ONE_WORKER, &["--queue-capacity", "5"]].concat()).await?;
     // Never more than one task waits: each is finished before the next is submitted.
     for i in 0..20 {
         let answer = node.post("/v1/tasks", &json!({ "kind": "noop" })).await?;
@@ -343,17 +320,7 @@ async fn an_idle_node_accepts_one_task_at_a_time_beyond_its_queue_capacity() -> 
 
 #[tokio::test]
 async fn clients_hanging_up_mid_submission_leak_neither_tasks_nor_capacity() -> anyhow::Result<()> {
-    let node = TestNode::start_temp(&[
-        "--workers",
-        "1",
-        "--min-workers",
-        "1",
-        "--max-workers",
-        "1",
-        "--queue-capacity",
-        "5",
-    ])
-    .await?;
+    let node = TestNode::start_temp(&[ONE_WORKER, &["--queue-capacity", "5"]].concat()).await?;
     // Hang up at many points of the submission's life: before the node reads it, while
     // it is admitted, while it is written, after it is answered.
     let addr = node.addr;
