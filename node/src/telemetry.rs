@@ -1,4 +1,5 @@
-//! The tracing subscriber: pretty on a terminal, JSON lines on request.
+//! The tracing subscriber: logs go to stdout (what container runtimes collect), pretty on a
+//! terminal, JSON lines on request. Errors that stop the process go to stderr.
 
 use std::io::IsTerminal;
 
@@ -16,9 +17,9 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     .context("invalid log filter")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stdout);
     let format = match format {
-        LogFormat::Auto if std::io::stderr().is_terminal() => LogFormat::Pretty,
+        LogFormat::Auto if std::io::stdout().is_terminal() => LogFormat::Pretty,
         LogFormat::Auto => LogFormat::Text,
         other => other,
     };

@@ -22,7 +22,7 @@ use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -131,12 +131,12 @@ impl Answer {
     }
 }
 
-/// The last lines a node wrote to stderr, shared with the thread that forwards them.
+/// The last lines a node wrote to stdout (its logs), shared with the thread that forwards them.
 type LogTail = Arc<Mutex<VecDeque<String>>>;
 
 /// A `taskmesh node` process, killed (SIGKILL) when dropped.
 ///
-/// Its stderr (the logs) is forwarded to the test's stderr, prefixed with the node's
+/// Its stdout (the logs) is forwarded to the test's stderr, prefixed with the node's
 /// address, so a failing test shows what the node said.
 pub struct TestNode {
     child: Option<Child>,
@@ -219,12 +219,12 @@ impl TestNode {
             .env("TASKMESH_LOG", "warn")
             .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
             .spawn()
             .context("spawning taskmesh")?;
-        if let Some(stderr) = child.stderr.take() {
+        if let Some(stdout) = child.stdout.take() {
             self.log = LogTail::default();
-            forward_logs(stderr, self.addr, Arc::clone(&self.log));
+            forward_logs(stdout, self.addr, Arc::clone(&self.log));
         }
         self.child = Some(child);
         Ok(())
@@ -482,10 +482,11 @@ impl Drop for TestNode {
     }
 }
 
-/// Copies the node's stderr line by line to ours (prefixed) and into `tail`.
-fn forward_logs(stderr: ChildStderr, addr: SocketAddr, tail: LogTail) {
+/// Copies the node's stdout (its logs) line by line to our stderr (prefixed) and into
+/// `tail`.
+fn forward_logs(stdout: ChildStdout, addr: SocketAddr, tail: LogTail) {
     std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             eprintln!("[node {addr}] {line}");
             let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
             if tail.len() == LOG_TAIL {
