@@ -41,6 +41,33 @@ pub(crate) fn succeeded(at: Millis) -> Finish {
     }
 }
 
+/// Creates `creates` single tasks from `callers` concurrent tasks, one task per call, and
+/// returns how long that took: the group-commit / pipelining measurement each store's
+/// ignored throughput test reports.
+#[cfg(test)]
+pub(crate) async fn concurrent_single_creates(
+    store: std::sync::Arc<dyn TaskStore>,
+    callers: usize,
+    creates: usize,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for caller in 0..callers {
+        let store = std::sync::Arc::clone(&store);
+        let share = creates / callers + usize::from(caller < creates % callers);
+        tasks.spawn(async move {
+            for _ in 0..share {
+                store
+                    .create(vec![task("echo", None)])
+                    .await
+                    .expect("create");
+            }
+        });
+    }
+    tasks.join_all().await;
+    started.elapsed()
+}
+
 /// A key no other case (nor an earlier run against a shared backend) uses.
 pub(super) fn unique_key() -> String {
     format!("key-{}", TaskId::generate())

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redb::ReadableDatabase as _;
 use taskmesh_cluster::protocol::{TaskId, TaskStatus};
@@ -237,22 +237,8 @@ async fn throughput_of_concurrent_single_task_creates() {
     const CREATES: usize = 20_000;
     let dir = TempDir::new().expect("tempdir");
     let store = open(&dir);
-    let started = Instant::now();
-    let mut callers = JoinSet::new();
-    for caller in 0..CALLERS {
-        let store = Arc::clone(&store);
-        let share = CREATES / CALLERS + usize::from(caller < CREATES % CALLERS);
-        callers.spawn(async move {
-            for _ in 0..share {
-                store
-                    .create(vec![task("echo", None)])
-                    .await
-                    .expect("create");
-            }
-        });
-    }
-    callers.join_all().await;
-    let elapsed = started.elapsed();
+    let elapsed =
+        conformance::fixtures::concurrent_single_creates(store.clone(), CALLERS, CREATES).await;
     let stats = store.commit_stats();
     assert_eq!(stats.ops, CREATES as u64);
     eprintln!(

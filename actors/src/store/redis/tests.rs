@@ -526,22 +526,8 @@ async fn measure_creates(server: &RedisServer, label: &str) {
     const CALLERS: usize = 64;
     const CREATES: usize = 20_000;
     let store = connect(server, &format!("bench-{}:", TaskId::generate())).await;
-    let started = Instant::now();
-    let mut callers = JoinSet::new();
-    for caller in 0..CALLERS {
-        let store = Arc::clone(&store);
-        let share = CREATES / CALLERS + usize::from(caller < CREATES % CALLERS);
-        callers.spawn(async move {
-            for _ in 0..share {
-                store
-                    .create(vec![task("echo", None)])
-                    .await
-                    .expect("create");
-            }
-        });
-    }
-    callers.join_all().await;
-    let elapsed = started.elapsed();
+    let elapsed =
+        conformance::fixtures::concurrent_single_creates(store.clone(), CALLERS, CREATES).await;
     let stats = store.pipeline_stats();
     assert_eq!(stats.ops, CREATES as u64);
     eprintln!(
