@@ -30,6 +30,9 @@ pub enum AutoscalerMessage {
     Tick,
 }
 
+// Local only: the cluster feature of ractor needs the impl spelled out.
+impl ractor::Message for AutoscalerMessage {}
+
 /// The Autoscaler actor.
 pub struct Autoscaler;
 

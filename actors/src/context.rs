@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use taskmesh_cluster::wire::NodeInfo;
 use taskmesh_kernels::Registry;
 
 use crate::metrics::Metrics;
@@ -22,7 +23,12 @@ pub struct ActorNames {
     pub autoscaler: String,
     /// The HttpIngress.
     pub ingress: String,
+    /// The PeerEndpoint (clustered nodes only).
+    pub endpoint: String,
 }
+
+/// The role part of the endpoint's name: peers find a node's id by stripping it.
+pub const ENDPOINT_ROLE: &str = "endpoint";
 
 impl ActorNames {
     /// The names used by node `node_id`.
@@ -34,6 +40,7 @@ impl ActorNames {
             health: name("health-monitor"),
             autoscaler: name("autoscaler"),
             ingress: name("http-ingress"),
+            endpoint: name(ENDPOINT_ROLE),
         }
     }
 }
@@ -53,4 +60,6 @@ pub struct NodeContext {
     pub notifier: Arc<Notifier>,
     /// Names of the node's actors.
     pub names: Arc<ActorNames>,
+    /// How this node introduces itself to peers; `None` when it runs alone.
+    pub cluster: Option<Arc<NodeInfo>>,
 }

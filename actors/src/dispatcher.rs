@@ -1,40 +1,77 @@
-//! The Dispatcher: admission control and placement.
+//! The Dispatcher: admission control, placement across the cluster, and what this node
+//! knows of its peers.
 //!
 //! A submission is admitted before it is stored (so a 503 never leaves a stored task
 //! behind) and placed after: [`DispatcherMessage::Admit`] reserves room on the chosen
-//! pools, the ingress writes the tasks durably, then [`DispatcherMessage::Place`] hands
-//! them over (or releases the room of tasks that were not created). The decision itself
-//! is [`policy::place_all`], a pure function over a view of every pool; today the view
-//! holds the local pool, with the cluster it holds one per node.
+//! pools, the ingress writes the tasks durably (each owned by its target node), then
+//! [`DispatcherMessage::Place`] hands them over (or releases the room of tasks that were
+//! not created). The decision is [`policy::place_all`], a pure function over a view of
+//! every pool: the local one and each peer's, refreshed by load reports a few times a
+//! second.
+//!
+//! A task placed on a peer goes to the peer's endpoint, which acknowledges once its pool
+//! holds it. A refusal or a missing acknowledgement counts against the peer's circuit
+//! breaker ([`taskmesh_cluster::breaker`]) and the tasks are placed again without it.
+//! Peers are found through the endpoint process group: when a peer's endpoint appears
+//! the dispatcher introduces this node to it, and the peer is up once it answers.
 
-use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::pg::GroupChangeMessage;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use taskmesh_cluster::breaker::BreakerConfig;
 use taskmesh_cluster::protocol::TaskId;
+use taskmesh_cluster::wire::{ENDPOINT_GROUP, Hello, LoadReport};
 
 use crate::context::NodeContext;
 use crate::worker_pool::{CancelOutcome, Job, PoolLoad, PoolMessage};
 
+pub mod peers;
 pub mod policy;
+pub mod remote;
+mod state;
+pub mod view;
 
+use peers::PeerSettings;
 use policy::{PlaceError, PoolView};
+use remote::CallFailure;
+pub use state::Reservation;
+use state::DispatcherState;
+use view::ClusterView;
 
-/// Room reserved for a submission: one target node per task, in order.
-#[derive(Debug)]
-pub struct Reservation {
-    targets: Vec<String>,
+/// Settings of the dispatcher, fixed for its lifetime.
+#[derive(Clone, Copy, Debug)]
+pub struct DispatcherConfig {
+    /// Peer suspicion and circuit breaking.
+    pub peers: PeerSettings,
+    /// How long a peer has to acknowledge dispatched tasks.
+    pub ack_timeout: Duration,
+    /// How long a peer has to answer an introduction.
+    pub hello_timeout: Duration,
+    /// The shortest time between two broadcasts of the local load.
+    pub broadcast_interval: Duration,
 }
 
-impl Reservation {
-    /// How many tasks the reservation covers.
-    pub fn len(&self) -> usize {
-        self.targets.len()
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            peers: PeerSettings {
+                suspect_after: Duration::from_secs(3),
+                breaker: BreakerConfig::default(),
+            },
+            ack_timeout: Duration::from_secs(2),
+            hello_timeout: Duration::from_secs(2),
+            broadcast_interval: Duration::from_millis(200),
+        }
     }
+}
 
-    /// Whether it covers no task.
-    pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
-    }
+/// What the dispatcher is started with.
+pub struct DispatcherArgs {
+    /// Shared node handles.
+    pub ctx: NodeContext,
+    /// Settings.
+    pub config: DispatcherConfig,
 }
 
 /// Messages of the Dispatcher.
@@ -54,135 +91,76 @@ pub enum DispatcherMessage {
         /// One entry per reserved task.
         jobs: Vec<Option<Job>>,
     },
-    /// A pool's load report.
+    /// The local pool's load report.
     PoolLoad(PoolLoad),
     /// Cancel a task wherever it is held.
     Cancel(TaskId, RpcReplyPort<CancelOutcome>),
     /// The dispatcher's view of every pool.
     GetView(RpcReplyPort<Vec<PoolView>>),
+    /// This node and its peers, as `GET /v1/cluster` shows them.
+    GetCluster(RpcReplyPort<ClusterView>),
+    /// A peer introduced itself (through this node's endpoint).
+    PeerHello(Hello),
+    /// A peer's pool load (through this node's endpoint).
+    PeerLoad(LoadReport),
+    /// A peer is leaving the cluster.
+    PeerLeaving(String),
+    /// The answer to this node's introduction to a peer.
+    Welcomed {
+        /// The peer.
+        node_id: String,
+        /// Its introduction, or why it did not answer.
+        answer: Result<Hello, CallFailure>,
+    },
+    /// How a dispatch to a peer ended.
+    Dispatched {
+        /// The peer.
+        node_id: String,
+        /// The tasks sent (placed again elsewhere if the dispatch failed).
+        jobs: Vec<Job>,
+        /// When they were sent.
+        sent_at: Instant,
+        /// The peer's acknowledgement, or the failure.
+        outcome: Result<(), CallFailure>,
+    },
 }
+
+// Local only: the cluster feature of ractor needs the impl spelled out.
+impl ractor::Message for DispatcherMessage {}
 
 /// The Dispatcher actor.
 pub struct Dispatcher;
 
-struct PoolEntry {
-    last: PoolLoad,
-    /// Tasks sent to the pool's current incarnation.
-    sent_total: u64,
-    /// Tasks admitted for the pool and not yet placed or released.
-    reserved: usize,
-}
-
-impl PoolEntry {
-    fn view(&self, local_node: &str) -> PoolView {
-        let unseen = self.sent_total.saturating_sub(self.last.received_total) as usize;
-        PoolView {
-            node: self.last.node.clone(),
-            local: self.last.node == local_node,
-            labels: self.last.labels.clone(),
-            capacity: self.last.capacity,
-            queued: self.last.queued.iter().sum::<usize>() + unseen + self.reserved,
-            running: self.last.busy,
-            workers: self.last.workers,
-            available: !self.last.draining && self.last.workers > 0,
-        }
-    }
-}
-
-/// The dispatcher's state.
-pub struct DispatcherState {
-    ctx: NodeContext,
-    pools: HashMap<String, PoolEntry>,
-}
-
-impl DispatcherState {
-    fn views(&self) -> (Vec<String>, Vec<PoolView>) {
-        let mut nodes: Vec<&String> = self.pools.keys().collect();
-        nodes.sort();
-        let views = nodes
-            .iter()
-            .map(|n| self.pools[*n].view(&self.ctx.node_id))
-            .collect();
-        (nodes.into_iter().cloned().collect(), views)
-    }
-
-    fn admit(&mut self, classes: &[Option<String>]) -> Result<Reservation, PlaceError> {
-        let (nodes, views) = self.views();
-        let classes: Vec<Option<&str>> = classes.iter().map(Option::as_deref).collect();
-        let placed = policy::place_all(&views, &classes)?;
-        let targets: Vec<String> = placed.into_iter().map(|i| nodes[i].clone()).collect();
-        for node in &targets {
-            if let Some(entry) = self.pools.get_mut(node) {
-                entry.reserved += 1;
-            }
-        }
-        Ok(Reservation { targets })
-    }
-
-    fn place(&mut self, reservation: Reservation, jobs: Vec<Option<Job>>) {
-        let mut batches: HashMap<String, Vec<Job>> = HashMap::new();
-        for (node, job) in reservation.targets.into_iter().zip(jobs) {
-            if let Some(entry) = self.pools.get_mut(&node) {
-                entry.reserved = entry.reserved.saturating_sub(1);
-                if job.is_some() {
-                    entry.sent_total += 1;
-                }
-            }
-            if let Some(job) = job {
-                batches.entry(node).or_default().push(job);
-            }
-        }
-        for (node, jobs) in batches {
-            self.send(&node, jobs);
-        }
-    }
-
-    fn send(&self, node: &str, jobs: Vec<Job>) {
-        // Only the local pool exists until the cluster lands.
-        debug_assert_eq!(node, &*self.ctx.node_id);
-        match ActorRef::<PoolMessage>::where_is(self.ctx.names.pool.clone()) {
-            Some(pool) if pool.cast(PoolMessage::Enqueue(jobs)).is_ok() => {}
-            _ => tracing::warn!(
-                "local pool unavailable; the tasks stay queued in the store and are \
-                 recovered when it restarts"
-            ),
-        }
-    }
-
-    fn record_load(&mut self, load: PoolLoad) {
-        match self.pools.get_mut(&load.node) {
-            Some(entry) if entry.last.incarnation == load.incarnation => entry.last = load,
-            _ => {
-                // A new pool (or a restarted one): it has seen nothing we sent before.
-                let entry = PoolEntry {
-                    sent_total: load.received_total,
-                    reserved: 0,
-                    last: load,
-                };
-                self.pools.insert(entry.last.node.clone(), entry);
-            }
-        }
-    }
-}
-
 impl Actor for Dispatcher {
     type Msg = DispatcherMessage;
     type State = DispatcherState;
-    type Arguments = NodeContext;
+    type Arguments = DispatcherArgs;
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
-        ctx: NodeContext,
+        myself: ActorRef<Self::Msg>,
+        args: DispatcherArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         // Ask for a load report now rather than waiting for the pool's next tick.
-        if let Some(pool) = ActorRef::<PoolMessage>::where_is(ctx.names.pool.clone()) {
+        if let Some(pool) = ActorRef::<PoolMessage>::where_is(args.ctx.names.pool.clone()) {
             let _ = pool.cast(PoolMessage::ReportLoad);
         }
-        Ok(DispatcherState {
-            ctx,
-            pools: HashMap::new(),
-        })
+        let clustered = args.ctx.cluster.is_some();
+        let mut state = DispatcherState::new(args.ctx, args.config, myself.clone());
+        if clustered {
+            ractor::pg::monitor(ENDPOINT_GROUP.to_owned(), myself.get_cell());
+            state.endpoints_joined(ractor::pg::get_members(&ENDPOINT_GROUP.to_owned()));
+        }
+        Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        ractor::pg::demonitor(ENDPOINT_GROUP.to_owned(), myself.get_id());
+        Ok(())
     }
 
     async fn handle(
@@ -201,22 +179,43 @@ impl Actor for Dispatcher {
                 }
             }
             DispatcherMessage::Place { reservation, jobs } => state.place(reservation, jobs),
-            DispatcherMessage::PoolLoad(load) => state.record_load(load),
-            DispatcherMessage::Cancel(id, reply) => {
-                let pool = ActorRef::<PoolMessage>::where_is(state.ctx.names.pool.clone());
-                let Some(pool) = pool else {
-                    let _ = reply.send(CancelOutcome::NotHere);
-                    return Ok(());
-                };
-                // Answer from a task of its own so a slow pool never stalls admission.
-                tokio::spawn(async move {
-                    let outcome = ractor::call_t!(pool, PoolMessage::Cancel, 2000, id)
-                        .unwrap_or(CancelOutcome::NotHere);
-                    let _ = reply.send(outcome);
-                });
-            }
+            DispatcherMessage::PoolLoad(load) => state.local_load(load),
+            DispatcherMessage::Cancel(id, reply) => state.cancel(id, reply),
             DispatcherMessage::GetView(reply) => {
-                let _ = reply.send(state.views().1);
+                let _ = reply.send(state.views(Instant::now()).1);
+            }
+            DispatcherMessage::GetCluster(reply) => {
+                let _ = reply.send(state.cluster_view(Instant::now()));
+            }
+            DispatcherMessage::PeerHello(hello) => state.peer_hello(hello),
+            DispatcherMessage::PeerLoad(report) => state.peer_load(report),
+            DispatcherMessage::PeerLeaving(node_id) => state.peer_leaving(&node_id),
+            DispatcherMessage::Welcomed { node_id, answer } => state.welcomed(&node_id, answer),
+            DispatcherMessage::Dispatched {
+                node_id,
+                jobs,
+                sent_at,
+                outcome,
+            } => state.dispatched(&node_id, jobs, sent_at, outcome),
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ProcessGroupChanged(change) = event {
+            match change {
+                GroupChangeMessage::Join(_, group, cells) if group == ENDPOINT_GROUP => {
+                    state.endpoints_joined(cells);
+                }
+                GroupChangeMessage::Leave(_, group, cells) if group == ENDPOINT_GROUP => {
+                    state.endpoints_left(cells);
+                }
+                _ => {}
             }
         }
         Ok(())

@@ -60,6 +60,9 @@ pub enum HealthMessage {
     SetDraining,
 }
 
+// Local only: the cluster feature of ractor needs the impl spelled out.
+impl ractor::Message for HealthMessage {}
+
 /// The HealthMonitor actor.
 pub struct HealthMonitor;
 

@@ -68,6 +68,9 @@ pub enum IngressMessage {
     LocalAddr(RpcReplyPort<SocketAddr>),
 }
 
+// Local only: the cluster feature of ractor needs the impl spelled out.
+impl ractor::Message for IngressMessage {}
+
 /// The HttpIngress actor.
 pub struct HttpIngress;
 

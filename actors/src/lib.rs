@@ -2,7 +2,9 @@
 //!
 //! # Layout
 //! - [`ingress`]: HttpIngress — the axum server, request validation, [`ingress::error::ApiError`].
-//! - [`dispatcher`]: Dispatcher — admission control and placement ([`dispatcher::policy`]).
+//! - [`dispatcher`]: Dispatcher — admission control, placement across the cluster
+//!   ([`dispatcher::policy`]), peers and their circuit breakers.
+//! - [`endpoint`]: PeerEndpoint — the node's face to its peers (the wire messages).
 //! - [`worker_pool`]: WorkerPool — queues, supervised workers, retries, cancellation.
 //! - [`health`]: HealthMonitor — readiness.
 //! - [`autoscaler`]: Autoscaler — sizes the pool ([`autoscaler::policy`]).
@@ -15,6 +17,7 @@
 pub mod autoscaler;
 pub mod context;
 pub mod dispatcher;
+pub mod endpoint;
 pub mod health;
 pub mod ingress;
 pub mod metrics;

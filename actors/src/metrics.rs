@@ -39,6 +39,20 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     /// `taskmesh_ready`: 1 when the node is ready.
     pub ready: IntGauge,
+    /// `taskmesh_peers{state}`: known peers by membership state.
+    pub peers: IntGaugeVec,
+    /// `taskmesh_dispatches_total{target}`: tasks handed to a pool, `local` or `remote`.
+    pub dispatches: IntCounterVec,
+    /// `taskmesh_remote_dispatch_seconds`: send to acknowledgement of a remote dispatch.
+    pub remote_dispatch: HistogramVec,
+    /// `taskmesh_remote_dispatch_failures_total{reason}`: dispatches a peer did not take.
+    pub remote_dispatch_failures: IntCounterVec,
+    /// `taskmesh_circuit_transitions_total{peer,to}`
+    pub circuit_transitions: IntCounterVec,
+    /// `taskmesh_circuit_state{peer}`: 0 closed, 1 half-open, 2 open.
+    pub circuit_state: IntGaugeVec,
+    /// `taskmesh_peer_decode_failures_total`: peer messages dropped as undecodable.
+    pub decode_failures: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -76,6 +90,11 @@ impl Metrics {
             "Workers restarted by their pool after a panic or error",
         )?;
         registry.register(Box::new(worker_restarts.clone()))?;
+        let decode_failures = IntCounter::new(
+            "taskmesh_peer_decode_failures_total",
+            "Messages from peers dropped because they did not decode",
+        )?;
+        registry.register(Box::new(decode_failures.clone()))?;
         let ready = IntGauge::new("taskmesh_ready", "1 when the node reports ready")?;
         registry.register(Box::new(ready.clone()))?;
 
@@ -136,6 +155,33 @@ impl Metrics {
                 "Task store operations that failed",
                 &["op"],
             )?,
+            peers: gauge("taskmesh_peers", "Known peers by membership state", &["state"])?,
+            dispatches: counter(
+                "taskmesh_dispatches_total",
+                "Tasks handed to a pool, by target (local or remote)",
+                &["target"],
+            )?,
+            remote_dispatch: histogram(
+                "taskmesh_remote_dispatch_seconds",
+                "Time from sending tasks to a peer to its acknowledgement",
+                &[],
+            )?,
+            remote_dispatch_failures: counter(
+                "taskmesh_remote_dispatch_failures_total",
+                "Dispatches a peer refused or did not acknowledge in time",
+                &["reason"],
+            )?,
+            circuit_transitions: counter(
+                "taskmesh_circuit_transitions_total",
+                "Circuit breaker state changes, by peer and new state",
+                &["peer", "to"],
+            )?,
+            circuit_state: gauge(
+                "taskmesh_circuit_state",
+                "Circuit breaker state per peer: 0 closed, 1 half-open, 2 open",
+                &["peer"],
+            )?,
+            decode_failures,
             duplicate_completions,
             worker_restarts,
             ready,
@@ -145,6 +191,12 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        // The wire module counts process-wide; catch the counter up before exporting.
+        let seen = taskmesh_cluster::wire::decode_failures();
+        let exported = self.decode_failures.get();
+        if seen > exported {
+            self.decode_failures.inc_by(seen - exported);
+        }
         let mut buf = Vec::new();
         let encoder = TextEncoder::new();
         if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {

@@ -159,6 +159,9 @@ pub enum PoolMessage {
     Drain(RpcReplyPort<()>),
 }
 
+// Local only: the cluster feature of ractor needs the impl spelled out.
+impl ractor::Message for PoolMessage {}
+
 /// The WorkerPool actor.
 pub struct WorkerPool;
 

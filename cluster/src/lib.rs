@@ -1,10 +1,17 @@
 //! Discovery, membership and the wire protocol between taskmesh nodes.
 //!
 //! # Layout
-//! - [`protocol`]: every type that crosses a node boundary (task ids, specs, statuses),
+//! - [`protocol`]: the task model that crosses node boundaries (ids, specs, statuses),
 //!   with [`protocol::PROTOCOL_VERSION`]. Variant and field names are a stable contract.
+//! - [`wire`]: the messages between nodes' endpoints and their MessagePack encoding.
+//! - [`bootstrap`]: the ractor_cluster NodeServer and the dialer keeping a full mesh.
+//! - [`discovery`]: static seeds and DNS names to resolve.
+//! - [`breaker`]: the per-peer circuit breaker (pure, injected clock).
 //!
-//! Peer discovery and ractor_cluster membership land here with the cluster issue; this
-//! crate stays a leaf (no dependency on `actors` or `node`).
+//! This crate is a leaf: it depends on neither `actors` nor `node`.
 
+pub mod bootstrap;
+pub mod breaker;
+pub mod discovery;
 pub mod protocol;
+pub mod wire;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use taskmesh_cluster::breaker::BreakerConfig;
+use taskmesh_cluster::discovery::{Discovery, DnsTarget, Peer};
 
 /// taskmesh: a distributed task-processing runtime in one binary.
 #[derive(Debug, Parser)]
@@ -58,7 +60,7 @@ pub struct NodeArgs {
     #[arg(long, env = "TASKMESH_STORE_CACHE_MB", default_value_t = 64)]
     pub store_cache_mb: usize,
 
-    /// Unique id of this node [default: <hostname>-<random suffix>, new on each start].
+    /// Unique id of this node, kept across restarts [default: <hostname>-<HTTP port>].
     #[arg(long, env = "TASKMESH_NODE_ID")]
     pub node_id: Option<String>,
 
@@ -109,6 +111,41 @@ pub struct NodeArgs {
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info,taskmesh_actors=debug`).
     #[arg(long, env = "TASKMESH_LOG", default_value = "info")]
     pub log: String,
+
+    /// Cluster: address of the node-to-node listener (ractor_cluster).
+    #[arg(long, env = "TASKMESH_CLUSTER_LISTEN", default_value = "0.0.0.0:4697")]
+    pub cluster_listen: SocketAddr,
+
+    /// Cluster: the shared secret every node presents. Setting it (or --peers or
+    /// --discover) makes this node join a cluster; clustering without it is refused.
+    #[arg(long, env = "TASKMESH_CLUSTER_COOKIE", hide_env_values = true)]
+    pub cluster_cookie: Option<String>,
+
+    /// Cluster: HOST:PORT peers dial to reach this node [default: <hostname>:<cluster port>].
+    #[arg(long, env = "TASKMESH_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// Cluster: HOST:PORT of this node's HTTP API as shown to peers and in
+    /// `GET /v1/cluster` [default: the --advertise host and the --listen port].
+    #[arg(long, env = "TASKMESH_HTTP_ADVERTISE")]
+    pub http_advertise: Option<String>,
+
+    /// Cluster: peers to dial, comma-separated HOST:PORT.
+    #[arg(long, env = "TASKMESH_PEERS", value_delimiter = ',')]
+    pub peers: Vec<Peer>,
+
+    /// Cluster: DNS names re-resolved every second, each `dns:NAME:PORT`
+    /// (a compose service or Kubernetes headless service name); comma-separated.
+    #[arg(long, env = "TASKMESH_DISCOVER", value_delimiter = ',')]
+    pub discover: Vec<DnsTarget>,
+
+    /// Cluster: consecutive failed dispatches that open a peer's circuit.
+    #[arg(long, env = "TASKMESH_PEER_MAX_FAILS", default_value_t = 3)]
+    pub peer_max_fails: u32,
+
+    /// Cluster: seconds an open circuit keeps a peer out before a probe.
+    #[arg(long, env = "TASKMESH_PEER_FAIL_TIMEOUT_SECS", default_value_t = 30)]
+    pub peer_fail_timeout_secs: u64,
 
     /// Also register the test-only kernels (`panic`, `fail`, `flaky`, `spin`). Never in
     /// production.
@@ -189,17 +226,93 @@ pub struct NodeConfig {
     pub scale_down_after: Duration,
     /// Whether test-only kernels are registered.
     pub test_kernels: bool,
+    /// Cluster membership; `None` for a node on its own.
+    pub cluster: Option<ClusterSettings>,
 }
 
-fn default_node_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// How a clustered node joins its peers.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// Node-to-node listener.
+    pub listen: SocketAddr,
+    /// Shared secret.
+    pub cookie: String,
+    /// HOST:PORT peers dial.
+    pub advertise: String,
+    /// HOST:PORT of the HTTP API as peers see it.
+    pub http_advertise: String,
+    /// Where peers are.
+    pub discovery: Discovery,
+    /// Per-peer circuit breaker.
+    pub breaker: BreakerConfig,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "node".to_owned());
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    format!("{host}-{}", &suffix[..6])
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+fn cluster_settings(a: &NodeArgs) -> anyhow::Result<Option<ClusterSettings>> {
+    let wants = a.cluster_cookie.is_some() || !a.peers.is_empty() || !a.discover.is_empty();
+    if !wants {
+        return Ok(None);
+    }
+    let Some(cookie) = a.cluster_cookie.clone().filter(|c| !c.is_empty()) else {
+        bail!(
+            "--peers and --discover join a cluster, which needs a shared secret: set \
+             --cluster-cookie or TASKMESH_CLUSTER_COOKIE on every node"
+        );
+    };
+    if a.store == "embedded" {
+        bail!(
+            "a cluster needs a shared task store: pass --store redis://HOST:PORT/DB \
+             (the embedded store is private to one node)"
+        );
+    }
+    if a.peer_max_fails == 0 {
+        bail!("--peer-max-fails must be at least 1");
+    }
+    let advertise = match &a.advertise {
+        Some(adv) => {
+            adv.parse::<Peer>()
+                .map_err(|_| anyhow::anyhow!("--advertise must be HOST:PORT, got `{adv}`"))?;
+            adv.clone()
+        }
+        None => format!("{}:{}", hostname(), a.cluster_listen.port()),
+    };
+    let host = advertise.rsplit_once(':').map_or("localhost", |(h, _)| h);
+    let http_advertise = match &a.http_advertise {
+        Some(h) => {
+            h.parse::<Peer>()
+                .map_err(|_| anyhow::anyhow!("--http-advertise must be HOST:PORT, got `{h}`"))?;
+            h.clone()
+        }
+        None => format!("{host}:{}", a.listen.port()),
+    };
+    Ok(Some(ClusterSettings {
+        listen: a.cluster_listen,
+        cookie,
+        advertise,
+        http_advertise,
+        discovery: Discovery {
+            peers: a.peers.iter().map(|p| p.0.clone()).collect(),
+            dns: a.discover.iter().map(|d| d.0.clone()).collect(),
+        },
+        breaker: BreakerConfig {
+            max_fails: a.peer_max_fails,
+            open_for: Duration::from_secs(a.peer_fail_timeout_secs),
+        },
+    }))
+}
+
+/// `<hostname>-<HTTP port>`: unique per host for nodes on distinct ports, and the same
+/// after a restart, so a restarted node takes back the tasks it owned in a shared store.
+fn default_node_id(listen: SocketAddr) -> String {
+    format!("{}-{}", hostname(), listen.port())
 }
 
 impl TryFrom<NodeArgs> for NodeConfig {
@@ -224,7 +337,8 @@ impl TryFrom<NodeArgs> for NodeConfig {
         if a.max_params_bytes > a.max_body_bytes {
             bail!("--max-params-bytes cannot exceed --max-body-bytes");
         }
-        let node_id = a.node_id.unwrap_or_else(default_node_id);
+        let cluster = cluster_settings(&a)?;
+        let node_id = a.node_id.unwrap_or_else(|| default_node_id(a.listen));
         if node_id.is_empty() || node_id.contains('/') {
             bail!("--node-id must be non-empty and contain no '/'");
         }
@@ -251,6 +365,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
             shutdown_grace: Duration::from_secs(a.shutdown_grace_secs),
             scale_down_after: Duration::from_secs(a.scale_down_after_secs),
             test_kernels: a.test_kernels,
+            cluster,
         })
     }
 }
@@ -309,6 +424,42 @@ mod tests {
         assert_eq!(secret.to_string(), "redis://***@db:6379/0");
         let err = NodeConfig::try_from(cfg("postgres://x")).expect_err("invalid");
         assert!(err.to_string().contains("--store"), "{err}");
+    }
+
+    #[test]
+    fn clustering_needs_a_cookie_and_a_shared_store() {
+        let cfg = |args: &[&str]| {
+            let mut all = vec!["node"];
+            all.extend_from_slice(args);
+            NodeConfig::try_from(NodeArgs::try_parse_from(all).expect("parse"))
+        };
+        let alone = cfg(&[]).expect("valid");
+        assert!(alone.cluster.is_none());
+        let err = cfg(&["--store", "redis://r:6379/0", "--peers", "a:4697"]).expect_err("no cookie");
+        assert!(err.to_string().contains("--cluster-cookie"), "{err}");
+        let err = cfg(&["--cluster-cookie", "s", "--peers", "a:4697"]).expect_err("embedded");
+        assert!(err.to_string().contains("shared task store"), "{err}");
+        let ok = cfg(&[
+            "--store",
+            "redis://r:6379/0",
+            "--cluster-cookie",
+            "s",
+            "--peers",
+            "a:4697,b:4697",
+            "--discover",
+            "dns:node:4697",
+            "--advertise",
+            "10.0.0.5:4697",
+            "--listen",
+            "0.0.0.0:8081",
+        ])
+        .expect("valid");
+        let c = ok.cluster.expect("clustered");
+        assert_eq!(c.discovery.peers, ["a:4697", "b:4697"]);
+        assert_eq!(c.discovery.dns, ["node:4697"]);
+        assert_eq!(c.http_advertise, "10.0.0.5:8081");
+        assert!(NodeArgs::try_parse_from(["node", "--discover", "node:4697"]).is_err());
+        assert!(NodeArgs::try_parse_from(["node", "--peers", "nohost"]).is_err());
     }
 
     #[test]

@@ -100,6 +100,9 @@ pub enum SupervisorMessage {
     },
 }
 
+// Local only: the cluster feature of ractor needs the impl spelled out.
+impl ractor::Message for SupervisorMessage {}
+
 /// The root supervisor actor.
 pub struct NodeSupervisor;
 

@@ -22,6 +22,7 @@ use super::dto::{
     ListQuery, SubmitBatch, SubmitTask, Submitted, SubmittedBatch, TaskList, TaskView, WaitQuery,
 };
 use super::error::ApiError;
+use crate::dispatcher::DispatcherMessage;
 use crate::health::HealthMessage;
 use crate::store::{Created, ListFilter};
 
@@ -32,6 +33,7 @@ pub fn router(state: IngressState) -> Router {
         .route("/v1/tasks", post(submit).get(list))
         .route("/v1/tasks/batch", post(submit_batch))
         .route("/v1/tasks/{id}", get(get_task).delete(cancel))
+        .route("/v1/cluster", get(cluster))
         .route("/health", get(health))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -260,6 +262,14 @@ async fn ready(State(state): State<IngressState>) -> Response {
         )
             .into_response(),
     }
+}
+
+async fn cluster(State(state): State<IngressState>) -> Result<Response, ApiError> {
+    let dispatcher = ActorRef::<DispatcherMessage>::where_is(state.ctx.names.dispatcher.clone())
+        .ok_or_else(|| ApiError::Unavailable("not_ready", "the dispatcher is restarting".into(), 1))?;
+    let view = ractor::call_t!(dispatcher, DispatcherMessage::GetCluster, 2000)
+        .map_err(|_| ApiError::Unavailable("not_ready", "the dispatcher is not answering".into(), 1))?;
+    Ok(Json(view).into_response())
 }
 
 async fn metrics(State(state): State<IngressState>) -> impl IntoResponse {

@@ -23,6 +23,7 @@ struct Harness {
 async fn start_pool(workers: usize) -> Harness {
     let node = format!("test-{}", TaskId::generate());
     let ctx = NodeContext {
+        cluster: None,
         node_id: node.as_str().into(),
         store: Arc::new(MemoryStore::new()),
         kernels: Registry::new(RegistryOptions { test_kernels: true }),

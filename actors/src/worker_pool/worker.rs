@@ -32,6 +32,9 @@ pub enum WorkerMessage {
     Run(Job, CancelToken),
 }
 
+// Local only: the cluster feature of ractor needs the impl spelled out.
+impl ractor::Message for WorkerMessage {}
+
 /// The result of one attempt, sent back to the pool.
 #[derive(Debug)]
 pub struct AttemptReport {

@@ -1,0 +1,534 @@
+//! The dispatcher's state and what each message does to it.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use ractor::{ActorCell, ActorRef, RpcReplyPort};
+use taskmesh_cluster::breaker::CircuitState;
+use taskmesh_cluster::protocol::{PROTOCOL_VERSION, TaskId};
+use taskmesh_cluster::wire::{CancelFound, DispatchedTask, Hello, LoadReport, Notice};
+
+use super::peers::{PeerState, PeerTable};
+use super::policy::{self, PlaceError, PoolView};
+use super::remote::{self, CallFailure};
+use super::view::{ClusterView, LoadView, NodeView};
+use super::{DispatcherConfig, DispatcherMessage};
+use crate::context::{ENDPOINT_ROLE, NodeContext};
+use crate::task::now_ms;
+use crate::worker_pool::{CancelOutcome, Job, PoolLoad, PoolMessage};
+
+/// Room reserved for a submission: one target node per task, in order.
+#[derive(Debug)]
+pub struct Reservation {
+    targets: Vec<String>,
+}
+
+impl Reservation {
+    /// How many tasks the reservation covers.
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Whether it covers no task.
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// The node chosen for each task, in order.
+    pub fn targets(&self) -> &[String] {
+        &self.targets
+    }
+}
+
+struct PoolEntry {
+    last: PoolLoad,
+    /// Tasks sent to the pool's current incarnation.
+    sent_total: u64,
+    /// Tasks admitted for the pool and not yet placed or released.
+    reserved: usize,
+}
+
+impl PoolEntry {
+    fn view(&self, local: bool, available: bool) -> PoolView {
+        let unseen = self.sent_total.saturating_sub(self.last.received_total) as usize;
+        PoolView {
+            node: self.last.node.clone(),
+            local,
+            labels: self.last.labels.clone(),
+            capacity: self.last.capacity,
+            queued: self.last.queued.iter().sum::<usize>() + unseen + self.reserved,
+            running: self.last.busy,
+            workers: self.last.workers,
+            available: available && !self.last.draining && self.last.workers > 0,
+        }
+    }
+}
+
+fn to_report(load: &PoolLoad) -> LoadReport {
+    LoadReport {
+        node_id: load.node.clone(),
+        incarnation: load.incarnation,
+        queued: load.queued.map(|q| q as u64),
+        delayed: load.delayed as u64,
+        busy: load.busy as u64,
+        workers: load.workers as u64,
+        capacity: load.capacity as u64,
+        received_total: load.received_total,
+        labels: load.labels.clone(),
+        draining: load.draining,
+    }
+}
+
+fn from_report(r: LoadReport) -> PoolLoad {
+    PoolLoad {
+        node: r.node_id,
+        incarnation: r.incarnation,
+        queued: r.queued.map(|q| q as usize),
+        delayed: r.delayed as usize,
+        busy: r.busy as usize,
+        workers: r.workers as usize,
+        capacity: r.capacity as usize,
+        received_total: r.received_total,
+        labels: r.labels,
+        draining: r.draining,
+    }
+}
+
+/// The node id of a peer's endpoint, from its registered name `{node_id}/endpoint`.
+fn endpoint_node(cell: &ActorCell) -> Option<String> {
+    let name = cell.get_name()?;
+    let node = name.strip_suffix(ENDPOINT_ROLE)?.strip_suffix('/')?;
+    (!node.is_empty()).then(|| node.to_owned())
+}
+
+/// The dispatcher's state.
+pub struct DispatcherState {
+    ctx: NodeContext,
+    config: DispatcherConfig,
+    myself: ActorRef<DispatcherMessage>,
+    pools: HashMap<String, PoolEntry>,
+    peers: PeerTable,
+    last_broadcast: Option<Instant>,
+}
+
+impl DispatcherState {
+    pub(super) fn new(
+        ctx: NodeContext,
+        config: DispatcherConfig,
+        myself: ActorRef<DispatcherMessage>,
+    ) -> Self {
+        Self {
+            ctx,
+            peers: PeerTable::new(config.peers),
+            config,
+            myself,
+            pools: HashMap::new(),
+            last_broadcast: None,
+        }
+    }
+
+    fn is_local(&self, node: &str) -> bool {
+        node == &*self.ctx.node_id
+    }
+
+    /// Every pool's view at `now`, sorted by node, with the node ids.
+    pub(super) fn views(&self, now: Instant) -> (Vec<String>, Vec<PoolView>) {
+        let mut nodes: Vec<&String> = self.pools.keys().collect();
+        nodes.sort();
+        let views = nodes
+            .iter()
+            .map(|n| {
+                let local = self.is_local(n);
+                let available = local || self.peers.takes_work(n, now);
+                self.pools[*n].view(local, available)
+            })
+            .collect();
+        (nodes.into_iter().cloned().collect(), views)
+    }
+
+    pub(super) fn admit(&mut self, classes: &[Option<String>]) -> Result<Reservation, PlaceError> {
+        let (nodes, views) = self.views(Instant::now());
+        let classes: Vec<Option<&str>> = classes.iter().map(Option::as_deref).collect();
+        let placed = policy::place_all(&views, &classes)?;
+        let targets: Vec<String> = placed.into_iter().map(|i| nodes[i].clone()).collect();
+        for node in &targets {
+            if let Some(entry) = self.pools.get_mut(node) {
+                entry.reserved += 1;
+            }
+        }
+        Ok(Reservation { targets })
+    }
+
+    pub(super) fn place(&mut self, reservation: Reservation, jobs: Vec<Option<Job>>) {
+        let mut batches: HashMap<String, Vec<Job>> = HashMap::new();
+        for (node, job) in reservation.targets.into_iter().zip(jobs) {
+            if let Some(entry) = self.pools.get_mut(&node) {
+                entry.reserved = entry.reserved.saturating_sub(1);
+            }
+            if let Some(job) = job {
+                batches.entry(node).or_default().push(job);
+            }
+        }
+        for (node, jobs) in batches {
+            self.send(&node, jobs);
+        }
+    }
+
+    fn send(&mut self, node: &str, jobs: Vec<Job>) {
+        if let Some(entry) = self.pools.get_mut(node) {
+            entry.sent_total += jobs.len() as u64;
+        }
+        if self.is_local(node) {
+            self.send_local(jobs);
+        } else {
+            self.send_remote(node, jobs);
+        }
+    }
+
+    fn send_local(&self, jobs: Vec<Job>) {
+        let count = jobs.len() as u64;
+        match ActorRef::<PoolMessage>::where_is(self.ctx.names.pool.clone()) {
+            Some(pool) if pool.cast(PoolMessage::Enqueue(jobs)).is_ok() => {
+                let m = &self.ctx.metrics.dispatches;
+                m.with_label_values(&["local"]).inc_by(count);
+            }
+            _ => tracing::warn!(
+                "local pool unavailable; the tasks stay queued in the store and are \
+                 recovered when it restarts"
+            ),
+        }
+    }
+
+    fn send_remote(&mut self, node: &str, jobs: Vec<Job>) {
+        let now = Instant::now();
+        let endpoint = self.peers.peers.get_mut(node).and_then(|peer| {
+            let change = peer.breaker.on_send(now);
+            peer.endpoint.clone().map(|cell| (cell, change))
+        });
+        let Some((cell, change)) = endpoint else {
+            self.place_again(node, jobs);
+            return;
+        };
+        if let Some(to) = change {
+            self.circuit_changed(node, to);
+        }
+        let tasks = jobs
+            .iter()
+            .map(|j| DispatchedTask {
+                id: j.id.clone(),
+                spec: (*j.spec).clone(),
+                attempts: j.attempts,
+            })
+            .collect();
+        let (from, node_id) = (self.ctx.node_id.to_string(), node.to_owned());
+        let (myself, timeout) = (self.myself.clone(), self.config.ack_timeout);
+        tokio::spawn(async move {
+            let sent_at = Instant::now();
+            let outcome = remote::dispatch(&cell, from, tasks, timeout).await;
+            let _ = myself.cast(DispatcherMessage::Dispatched {
+                node_id,
+                jobs,
+                sent_at,
+                outcome,
+            });
+        });
+    }
+
+    pub(super) fn dispatched(
+        &mut self,
+        node: &str,
+        jobs: Vec<Job>,
+        sent_at: Instant,
+        outcome: Result<(), CallFailure>,
+    ) {
+        let m = &self.ctx.metrics;
+        let change = match &outcome {
+            Ok(()) => {
+                m.remote_dispatch
+                    .with_label_values(&[] as &[&str])
+                    .observe(sent_at.elapsed().as_secs_f64());
+                m.dispatches
+                    .with_label_values(&["remote"])
+                    .inc_by(jobs.len() as u64);
+                self.peers.heard(node, Instant::now(), now_ms());
+                self.peers
+                    .peers
+                    .get_mut(node)
+                    .and_then(|p| p.breaker.on_success())
+            }
+            Err(failure) => {
+                m.remote_dispatch_failures
+                    .with_label_values(&[failure.reason])
+                    .inc();
+                tracing::warn!(
+                    peer = node,
+                    tasks = jobs.len(),
+                    reason = failure.reason,
+                    detail = %failure.detail,
+                    "dispatch to a peer failed; placing the tasks elsewhere"
+                );
+                let now = Instant::now();
+                self.peers
+                    .peers
+                    .get_mut(node)
+                    .and_then(|p| p.breaker.on_failure(now))
+            }
+        };
+        if let Some(to) = change {
+            self.circuit_changed(node, to);
+        }
+        if outcome.is_err() {
+            if let Some(entry) = self.pools.get_mut(node) {
+                entry.sent_total = entry.sent_total.saturating_sub(jobs.len() as u64);
+            }
+            self.place_again(node, jobs);
+        }
+    }
+
+    /// Places accepted tasks again, avoiding `avoid`. They were accepted, so when no
+    /// pool has room they go to the local pool regardless of its capacity or labels.
+    fn place_again(&mut self, avoid: &str, jobs: Vec<Job>) {
+        let (nodes, mut views) = self.views(Instant::now());
+        for (node, view) in nodes.iter().zip(views.iter_mut()) {
+            if node == avoid {
+                view.available = false;
+            }
+        }
+        let mut batches: HashMap<String, Vec<Job>> = HashMap::new();
+        for job in jobs {
+            let class = job.spec.class.as_deref();
+            let target = match policy::place_all(&views, &[class]) {
+                Ok(placed) => {
+                    views[placed[0]].queued += 1;
+                    nodes[placed[0]].clone()
+                }
+                Err(_) => self.ctx.node_id.to_string(),
+            };
+            batches.entry(target).or_default().push(job);
+        }
+        for (node, jobs) in batches {
+            self.send(&node, jobs);
+        }
+    }
+
+    fn circuit_changed(&self, node: &str, to: CircuitState) {
+        let m = &self.ctx.metrics;
+        m.circuit_transitions
+            .with_label_values(&[node, to.as_str()])
+            .inc();
+        let level = match to {
+            CircuitState::Closed => 0,
+            CircuitState::HalfOpen => 1,
+            CircuitState::Open => 2,
+        };
+        m.circuit_state.with_label_values(&[node]).set(level);
+        tracing::info!(peer = node, circuit = to.as_str(), "circuit state changed");
+    }
+
+    fn record_load(&mut self, load: PoolLoad) {
+        match self.pools.get_mut(&load.node) {
+            Some(entry) if entry.last.incarnation == load.incarnation => entry.last = load,
+            _ => {
+                // A new pool (or a restarted one): it has seen nothing we sent before.
+                let entry = PoolEntry {
+                    sent_total: load.received_total,
+                    reserved: 0,
+                    last: load,
+                };
+                self.pools.insert(entry.last.node.clone(), entry);
+            }
+        }
+    }
+
+    /// The local pool's report: recorded, and passed on to every peer now and then.
+    pub(super) fn local_load(&mut self, load: PoolLoad) {
+        let now = Instant::now();
+        let due = self
+            .last_broadcast
+            .is_none_or(|t| now.duration_since(t) >= self.config.broadcast_interval);
+        if due && self.ctx.cluster.is_some() {
+            self.last_broadcast = Some(now);
+            let report = to_report(&load);
+            for peer in self.peers.peers.values() {
+                if let Some(cell) = &peer.endpoint
+                    && peer.introduced
+                {
+                    remote::notify(cell, Notice::Load(report.clone()));
+                }
+            }
+            self.refresh_gauges(now);
+        }
+        self.record_load(load);
+    }
+
+    pub(super) fn peer_load(&mut self, report: LoadReport) {
+        if self.is_local(&report.node_id) {
+            return;
+        }
+        self.peers.heard(&report.node_id, Instant::now(), now_ms());
+        self.record_load(from_report(report));
+    }
+
+    pub(super) fn peer_hello(&mut self, hello: Hello) {
+        if hello.protocol_version == PROTOCOL_VERSION && !self.is_local(&hello.node.node_id) {
+            self.peers.introduced(hello.node, Instant::now(), now_ms());
+            self.refresh_gauges(Instant::now());
+        }
+    }
+
+    pub(super) fn peer_leaving(&mut self, node: &str) {
+        tracing::info!(peer = node, "peer is leaving the cluster");
+        self.peers.leaving(node);
+        self.refresh_gauges(Instant::now());
+    }
+
+    pub(super) fn welcomed(&mut self, node: &str, answer: Result<Hello, CallFailure>) {
+        match answer {
+            Ok(hello) if hello.protocol_version == PROTOCOL_VERSION => {
+                tracing::info!(peer = node, address = %hello.node.cluster_address, "peer joined");
+                self.peers.introduced(hello.node, Instant::now(), now_ms());
+            }
+            Ok(hello) => tracing::warn!(
+                peer = node,
+                theirs = hello.protocol_version,
+                ours = PROTOCOL_VERSION,
+                "peer speaks another protocol version; it gets no work"
+            ),
+            Err(failure) => {
+                tracing::warn!(peer = node, reason = failure.reason, detail = %failure.detail,
+                    "peer did not answer our introduction; trying again");
+                if let Some(cell) = self.peers.peers.get(node).and_then(|p| p.endpoint.clone()) {
+                    self.introduce(node.to_owned(), cell);
+                }
+            }
+        }
+        self.refresh_gauges(Instant::now());
+    }
+
+    fn introduce(&self, node_id: String, cell: ActorCell) {
+        let Some(info) = self.ctx.cluster.as_deref() else {
+            return;
+        };
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION,
+            node: info.clone(),
+        };
+        let (myself, timeout) = (self.myself.clone(), self.config.hello_timeout);
+        tokio::spawn(async move {
+            let answer = remote::hello(&cell, hello, timeout).await;
+            if answer.is_err() {
+                tokio::time::sleep(timeout).await;
+            }
+            let _ = myself.cast(DispatcherMessage::Welcomed { node_id, answer });
+        });
+    }
+
+    pub(super) fn endpoints_joined(&mut self, cells: Vec<ActorCell>) {
+        let now = Instant::now();
+        for cell in cells {
+            if cell.get_id().is_local() {
+                continue;
+            }
+            let Some(node) = endpoint_node(&cell) else {
+                continue;
+            };
+            tracing::info!(peer = %node, "peer endpoint visible; introducing this node");
+            self.peers.endpoint_joined(&node, cell.clone(), now, now_ms());
+            self.introduce(node, cell);
+        }
+        self.refresh_gauges(now);
+    }
+
+    pub(super) fn endpoints_left(&mut self, cells: Vec<ActorCell>) {
+        for cell in cells {
+            if let Some(node) = endpoint_node(&cell)
+                && self.peers.endpoint_left(&node, &cell)
+            {
+                tracing::warn!(peer = %node, "peer session closed; it is down");
+            }
+        }
+        self.refresh_gauges(Instant::now());
+    }
+
+    fn refresh_gauges(&self, now: Instant) {
+        for (state, count) in self.peers.counts(now) {
+            let g = &self.ctx.metrics.peers;
+            g.with_label_values(&[state.as_str()]).set(count as i64);
+        }
+    }
+
+    pub(super) fn cancel(&self, id: TaskId, reply: RpcReplyPort<CancelOutcome>) {
+        let pool = ActorRef::<PoolMessage>::where_is(self.ctx.names.pool.clone());
+        let peers: Vec<ActorCell> = self
+            .peers
+            .peers
+            .values()
+            .filter(|p| p.introduced && !p.down)
+            .filter_map(|p| p.endpoint.clone())
+            .collect();
+        let timeout = self.config.ack_timeout;
+        // Answer from a task of its own so a slow pool or peer never stalls admission.
+        tokio::spawn(async move {
+            let local = match pool {
+                Some(pool) => ractor::call_t!(pool, PoolMessage::Cancel, 2000, id.clone())
+                    .unwrap_or(CancelOutcome::NotHere),
+                None => CancelOutcome::NotHere,
+            };
+            if local != CancelOutcome::NotHere {
+                let _ = reply.send(local);
+                return;
+            }
+            let mut asks = tokio::task::JoinSet::new();
+            for cell in peers {
+                let id = id.clone();
+                asks.spawn(async move { remote::cancel(&cell, id, timeout).await });
+            }
+            let found: Vec<CancelFound> = asks.join_all().await;
+            let outcome = if found.contains(&CancelFound::Signalled) {
+                CancelOutcome::Signalled
+            } else if found.contains(&CancelFound::Dequeued) {
+                CancelOutcome::Removed
+            } else {
+                CancelOutcome::NotHere
+            };
+            let _ = reply.send(outcome);
+        });
+    }
+
+    pub(super) fn cluster_view(&self, now: Instant) -> ClusterView {
+        self.refresh_gauges(now);
+        let info = self.ctx.cluster.as_deref();
+        let local_load = self.pools.get(&*self.ctx.node_id).map(|e| LoadView::from(&e.last));
+        let node = NodeView {
+            id: self.ctx.node_id.to_string(),
+            address: info.map(|i| i.cluster_address.clone()),
+            http_address: info.map(|i| i.http_address.clone()),
+            state: PeerState::Up,
+            circuit: CircuitState::Closed.as_str(),
+            labels: local_load
+                .as_ref()
+                .and(self.pools.get(&*self.ctx.node_id))
+                .map(|e| e.last.labels.clone())
+                .unwrap_or_default(),
+            load: local_load,
+            last_heard_ms: now_ms(),
+        };
+        let mut peers: Vec<NodeView> = self
+            .peers
+            .peers
+            .iter()
+            .map(|(id, p)| NodeView {
+                id: id.clone(),
+                address: p.info.as_ref().map(|i| i.cluster_address.clone()),
+                http_address: p.info.as_ref().map(|i| i.http_address.clone()),
+                state: p.state(now, &self.peers.settings),
+                circuit: p.breaker.state(now).as_str(),
+                load: self.pools.get(id).map(|e| LoadView::from(&e.last)),
+                labels: p.info.as_ref().map(|i| i.labels.clone()).unwrap_or_default(),
+                last_heard_ms: p.last_heard_ms,
+            })
+            .collect();
+        peers.sort_by(|a, b| a.id.cmp(&b.id));
+        ClusterView { node, peers }
+    }
+}

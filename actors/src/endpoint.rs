@@ -1,0 +1,149 @@
+//! The PeerEndpoint: this node's face to its peers.
+//!
+//! It is the one actor whose messages cross the network ([`PeerMessage`], defined with
+//! the rest of the wire protocol in `taskmesh_cluster::wire`). It joins the process group
+//! [`ENDPOINT_GROUP`], which ractor_cluster mirrors to every peer, and turns what peers
+//! send into local messages: dispatched tasks go to the WorkerPool, load reports and
+//! introductions to the Dispatcher. Keeping the wire types here, out of the pool's and
+//! dispatcher's own message enums, lets those carry local handles freely.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use taskmesh_cluster::protocol::PROTOCOL_VERSION;
+use taskmesh_cluster::wire::{
+    CancelFound, ENDPOINT_GROUP, Hello, Notice, PeerMessage, Reply, Request,
+};
+
+use crate::context::NodeContext;
+use crate::dispatcher::DispatcherMessage;
+use crate::worker_pool::{CancelOutcome, Job, PoolMessage};
+
+/// The PeerEndpoint actor.
+pub struct PeerEndpoint;
+
+/// The endpoint's state: the node's handles and its own introduction.
+pub struct EndpointState {
+    ctx: NodeContext,
+    hello: Hello,
+}
+
+fn pool(ctx: &NodeContext) -> Option<ActorRef<PoolMessage>> {
+    ActorRef::where_is(ctx.names.pool.clone())
+}
+
+fn dispatcher(ctx: &NodeContext) -> Option<ActorRef<DispatcherMessage>> {
+    ActorRef::where_is(ctx.names.dispatcher.clone())
+}
+
+impl EndpointState {
+    fn refuse(reason: &str) -> Reply {
+        Reply::Refused {
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn handle_request(&self, request: Request) -> Result<Reply, Request> {
+        match request {
+            Request::Hello(hello) => {
+                if hello.protocol_version != PROTOCOL_VERSION {
+                    tracing::warn!(
+                        peer = %hello.node.node_id,
+                        theirs = hello.protocol_version,
+                        ours = PROTOCOL_VERSION,
+                        "refusing a peer speaking another protocol version"
+                    );
+                    return Ok(Self::refuse("protocol version mismatch"));
+                }
+                if let Some(d) = dispatcher(&self.ctx) {
+                    let _ = d.cast(DispatcherMessage::PeerHello(hello));
+                }
+                Ok(Reply::Welcome(self.hello.clone()))
+            }
+            Request::Dispatch { from, tasks } => {
+                let count = tasks.len() as u32;
+                let jobs: Vec<Job> = tasks
+                    .into_iter()
+                    .map(|t| {
+                        let mut job = Job::new(t.id, t.spec);
+                        job.attempts = t.attempts;
+                        job
+                    })
+                    .collect();
+                match pool(&self.ctx) {
+                    Some(p) if p.cast(PoolMessage::Enqueue(jobs)).is_ok() => {
+                        tracing::debug!(%from, count, "took tasks from a peer");
+                        Ok(Reply::Accepted { count })
+                    }
+                    _ => Ok(Self::refuse("worker pool unavailable")),
+                }
+            }
+            cancel @ Request::Cancel(_) => Err(cancel),
+        }
+    }
+}
+
+impl Actor for PeerEndpoint {
+    type Msg = PeerMessage;
+    type State = EndpointState;
+    type Arguments = NodeContext;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        ctx: NodeContext,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let info = ctx
+            .cluster
+            .clone()
+            .ok_or("the peer endpoint runs only on a clustered node")?;
+        ractor::pg::join(ENDPOINT_GROUP.to_owned(), vec![myself.get_cell()]);
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION,
+            node: Arc::unwrap_or_clone(info),
+        };
+        Ok(EndpointState { ctx, hello })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            PeerMessage::Notice(Notice::Load(report)) => {
+                if let Some(d) = dispatcher(&state.ctx) {
+                    let _ = d.cast(DispatcherMessage::PeerLoad(report));
+                }
+            }
+            PeerMessage::Notice(Notice::Leaving { node_id }) => {
+                if let Some(d) = dispatcher(&state.ctx) {
+                    let _ = d.cast(DispatcherMessage::PeerLeaving(node_id));
+                }
+            }
+            PeerMessage::Request(request, reply) => match state.handle_request(request) {
+                Ok(answer) => {
+                    let _ = reply.send(answer);
+                }
+                Err(Request::Cancel(id)) => {
+                    let Some(pool) = pool(&state.ctx) else {
+                        let _ = reply.send(Reply::Cancel(CancelFound::NotHere));
+                        return Ok(());
+                    };
+                    // Answer from a task of its own: a busy pool must not stall the endpoint.
+                    tokio::spawn(async move {
+                        let found = match ractor::call_t!(pool, PoolMessage::Cancel, 2000, id) {
+                            Ok(CancelOutcome::Removed) => CancelFound::Dequeued,
+                            Ok(CancelOutcome::Signalled) => CancelFound::Signalled,
+                            _ => CancelFound::NotHere,
+                        };
+                        let _ = reply.send(Reply::Cancel(found));
+                    });
+                }
+                Err(_) => {}
+            },
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,192 @@
+//! Joining the cluster: the ractor_cluster `NodeServer`, and the dialer that keeps a
+//! session open to every peer it can find.
+//!
+//! ```text
+//! NodeServer (ractor_cluster, Isolated mode)
+//!   ├── listener on --cluster-listen, cookie-authenticated sessions
+//!   └── NodeSession per peer ── syncs process groups (the endpoint group)
+//! Dialer task (here)
+//!   every `interval`: resolve --peers and --discover → dial every address without a
+//!   session, with exponential backoff per address
+//! ```
+//!
+//! ractor_cluster never re-dials a dropped peer, and `client_connect` succeeds as soon as
+//! TCP connects (a wrong cookie only shows as a disconnect), so the dialer treats an
+//! address as connected only while a session to it exists, and retries the others.
+//! Isolated mode does not forward process-group members to third nodes: the dialer makes
+//! a full mesh instead (every node dials every address it discovers).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorRef};
+use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use tokio::task::JoinHandle;
+
+pub use crate::discovery::{Discovery, DiscoveryError};
+
+/// How this node joins the cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// Where the NodeServer listens.
+    pub listen: SocketAddr,
+    /// The shared secret every node must present.
+    pub cookie: String,
+    /// `HOST:PORT` peers use to reach this node.
+    pub advertise: String,
+    /// Unique per process: the node id plus a generation.
+    pub node_name: String,
+    /// Where to find peers.
+    pub discovery: Discovery,
+    /// How often to re-resolve and re-dial.
+    pub interval: Duration,
+    /// The longest wait between two dials of one unreachable address.
+    pub max_backoff: Duration,
+}
+
+/// Why the cluster could not be joined.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The NodeServer did not start (the port is taken, for instance).
+    #[error("cluster listener failed to start: {0}")]
+    Listen(String),
+}
+
+/// A running cluster membership: stop it with [`Cluster::stop`].
+pub struct Cluster {
+    server: ActorRef<NodeServerMessage>,
+    dialer: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").finish_non_exhaustive()
+    }
+}
+
+struct LogEvents;
+
+impl NodeEventSubscription for LogEvents {
+    fn node_session_opened(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
+        tracing::debug!(peer = %ses.peer_addr, "cluster session opened");
+    }
+    fn node_session_disconnected(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
+        let name = ses.peer_name.map(|n| n.name).unwrap_or_default();
+        tracing::info!(peer = %ses.peer_addr, %name, "cluster session closed");
+    }
+    fn node_session_authenticated(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
+        tracing::debug!(peer = %ses.peer_addr, "cluster session authenticated");
+    }
+    fn node_session_ready(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
+        let name = ses.peer_name.map(|n| n.name).unwrap_or_default();
+        tracing::info!(peer = %ses.peer_addr, %name, "cluster session ready");
+    }
+}
+
+impl Cluster {
+    /// Starts the NodeServer and the dialer.
+    pub async fn start(config: ClusterConfig) -> Result<Self, ClusterError> {
+        let host = config
+            .advertise
+            .rsplit_once(':')
+            .map_or(config.advertise.as_str(), |(h, _)| h)
+            .to_owned();
+        let server = NodeServer::new(
+            config.listen.port(),
+            config.cookie.clone(),
+            config.node_name.clone(),
+            host,
+            None,
+            Some(ractor_cluster::node::NodeConnectionMode::Isolated),
+        )
+        .with_listen_addr(config.listen.ip());
+        let (server, _) = Actor::spawn(None, server, ())
+            .await
+            .map_err(|e| ClusterError::Listen(e.to_string()))?;
+        let _ = server.cast(NodeServerMessage::SubscribeToEvents {
+            id: "taskmesh-log".into(),
+            subscription: Box::new(LogEvents),
+        });
+        let dialer = tokio::spawn(dial_forever(server.clone(), config));
+        Ok(Self { server, dialer })
+    }
+
+    /// The NodeServer actor.
+    pub fn server(&self) -> &ActorRef<NodeServerMessage> {
+        &self.server
+    }
+
+    /// Stops dialing and closes every session.
+    pub fn stop(&self) {
+        self.dialer.abort();
+        self.server.stop(Some("node stopping".into()));
+    }
+}
+
+/// Addresses that have a live session: outgoing ones by the address dialled, and every
+/// authenticated peer by the address it advertises.
+async fn connected(server: &ActorRef<NodeServerMessage>) -> HashSet<SocketAddr> {
+    let mut addrs = HashSet::new();
+    let Ok(sessions) = ractor::call_t!(server, NodeServerMessage::GetSessions, 1000) else {
+        return addrs;
+    };
+    for ses in sessions.values() {
+        if !ses.is_server
+            && let Ok(addr) = ses.peer_addr.parse::<SocketAddr>()
+        {
+            addrs.insert(addr);
+        }
+        if let Some(name) = &ses.peer_name
+            && let Ok(resolved) = tokio::net::lookup_host(name.connection_string.as_str()).await
+        {
+            addrs.extend(resolved);
+        }
+    }
+    addrs
+}
+
+struct Backoff {
+    next: Instant,
+    wait: Duration,
+}
+
+async fn dial_forever(server: ActorRef<NodeServerMessage>, config: ClusterConfig) {
+    let mut backoff: HashMap<SocketAddr, Backoff> = HashMap::new();
+    let mut ticker = tokio::time::interval(config.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let own: HashSet<SocketAddr> = tokio::net::lookup_host(config.advertise.as_str())
+            .await
+            .map(Iterator::collect)
+            .unwrap_or_default();
+        let targets = config.discovery.resolve().await;
+        let live = connected(&server).await;
+        let now = Instant::now();
+        backoff.retain(|addr, _| !live.contains(addr));
+        for addr in targets {
+            if own.contains(&addr) || addr == config.listen || live.contains(&addr) {
+                continue;
+            }
+            let entry = backoff.entry(addr).or_insert(Backoff {
+                next: now,
+                wait: config.interval,
+            });
+            if entry.next > now {
+                continue;
+            }
+            entry.next = now + entry.wait;
+            entry.wait = (entry.wait * 2).min(config.max_backoff);
+            let server = server.clone();
+            tokio::spawn(async move {
+                let dial = ractor_cluster::client_connect(&server, addr);
+                match tokio::time::timeout(Duration::from_secs(3), dial).await {
+                    Ok(Ok(())) => tracing::debug!(%addr, "dialed peer"),
+                    Ok(Err(e)) => tracing::debug!(%addr, error = %e, "peer dial failed"),
+                    Err(_) => tracing::debug!(%addr, "peer dial timed out"),
+                }
+            });
+        }
+    }
+}
