@@ -22,7 +22,11 @@
 //!   disallowed change ([`Transition::Rejected`] with the current status).
 //! - Listings are newest first by id (ids are time-ordered) and examine at most the newest
 //!   `max(limit × 50, 10 000)` records, so a rare filter may find fewer than `limit`.
-//!   `unfinished` is oldest first by id.
+//!   `unfinished` and `recoverable` are oldest first by id.
+//! - A task is held by one node (its record's `node`): the node it was placed on at
+//!   creation, then the node that started its latest attempt. A shared store answers
+//!   [`TaskStore::recoverable`] with only the tasks `node` holds, so a restarting node
+//!   never takes another's; a store private to one node answers every unfinished task.
 
 use async_trait::async_trait;
 use taskmesh_cluster::protocol::{TaskId, TaskStatus};
@@ -136,6 +140,11 @@ pub trait TaskStore: Send + Sync + 'static {
 
     /// Every task that is queued or running, oldest first (recovery after a restart).
     async fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// The unfinished tasks a node takes back when it (re)starts, oldest first: every
+    /// unfinished task for a store private to one node (embedded, memory); only the tasks
+    /// held by `node` for a shared store (Redis).
+    async fn recoverable(&self, node: &str) -> Result<Vec<TaskRecord>, StoreError>;
 
     /// Deletes terminal tasks that finished before `finished_before`, with their
     /// idempotency keys. Returns how many were deleted.

@@ -23,6 +23,10 @@ pub struct NewTask {
     pub spec: TaskSpec,
     /// When it was accepted.
     pub created_at_ms: Millis,
+    /// The node that will hold (queue and run) the task, chosen by the dispatcher before
+    /// the write; `None` when no node is chosen yet. A shared store indexes the task under
+    /// this node from creation on (see [`crate::store::TaskStore::recoverable`]).
+    pub node: Option<String>,
 }
 
 /// Everything the store knows about one task.
@@ -40,7 +44,8 @@ pub struct TaskRecord {
     pub result: Option<String>,
     /// The last error message (of the failed attempt, or of the task once failed).
     pub error: Option<String>,
-    /// The node that ran (or is running) the latest attempt.
+    /// The node that holds the task: the one it was placed on while queued, the one that
+    /// ran (or is running) the latest attempt after.
     pub node: Option<String>,
     /// When the task was accepted.
     pub created_at_ms: Millis,
@@ -60,7 +65,7 @@ impl TaskRecord {
             attempts: 0,
             result: None,
             error: None,
-            node: None,
+            node: task.node,
             created_at_ms: task.created_at_ms,
             started_at_ms: None,
             finished_at_ms: None,

@@ -8,7 +8,11 @@
 //! The pool owns every task that was placed on it until the task's terminal write is
 //! issued. A worker that panics is replaced and the attempt it held counts as failed
 //! (retried with backoff, or failed after `max_retries`). On start the pool re-queues every
-//! unfinished task in the store, so a restarted pool or node loses nothing.
+//! unfinished task the store says this node holds ([`TaskStore::recoverable`]: all of
+//! them for a node's own store, only this node's for a shared one), so a restarted pool or
+//! node loses nothing and takes nothing from other nodes.
+//!
+//! [`TaskStore::recoverable`]: crate::store::TaskStore::recoverable
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -151,7 +155,8 @@ pub enum PoolMessage {
     GetLoad(RpcReplyPort<PoolLoad>),
     /// Timer: push the load to the dispatcher and the metrics.
     ReportLoad,
-    /// Re-read unfinished tasks from the store and queue any this pool does not hold
+    /// Re-read this node's unfinished tasks from the store and queue any this pool does
+    /// not hold
     /// (sent after a dispatcher restart, which may have lost placements in flight).
     Rescan,
     /// Stop starting tasks; reply once no attempt is running and every terminal write
@@ -258,13 +263,14 @@ impl Actor for WorkerPool {
     }
 }
 
-/// Reads every unfinished task from the store in the background and feeds it back to
-/// the pool as [`PoolMessage::Recovered`]; a failed read stops the pool so its
-/// supervisor restarts it and the read is tried again.
+/// Reads the unfinished tasks this node holds from the store in the background and feeds
+/// them back to the pool as [`PoolMessage::Recovered`]; a failed read stops the pool so
+/// its supervisor restarts it and the read is tried again.
 fn rescan(myself: ActorRef<PoolMessage>, state: &PoolState) {
     let store = state.ctx.store.clone();
+    let node = Arc::clone(&state.ctx.node_id);
     tokio::spawn(async move {
-        match store.unfinished().await {
+        match store.recoverable(&node).await {
             Ok(records) => {
                 let _ = myself.cast(PoolMessage::Recovered(records));
             }

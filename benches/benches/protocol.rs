@@ -32,6 +32,7 @@ fn finished_record() -> TaskRecord {
         id: TaskId::generate(),
         spec: spec("monte_carlo_option", params),
         created_at_ms: 1_700_000_000_000,
+        node: None,
     });
     record.status = TaskStatus::Succeeded;
     record.attempts = 1;

@@ -76,6 +76,7 @@ fn task() -> NewTask {
             request_id: Some("2c5f9085-e42d-4bef-8274-9600029866f6".into()),
         },
         created_at_ms: 1_700_000_000_000,
+        node: None,
     }
 }
 

@@ -134,6 +134,7 @@ impl IngressState {
                 id: TaskId::generate(),
                 spec,
                 created_at_ms,
+                node: None,
             })
             .collect();
         let created = match self.ctx.store.create(tasks.clone()).await {

@@ -48,6 +48,7 @@ mod tests {
                 request_id: None,
             },
             created_at_ms: 7,
+            node: Some("a".into()),
         });
         let bytes = encode(&record).expect("encode");
         assert_eq!(decode(record.id.as_str(), &bytes).expect("decode"), record);

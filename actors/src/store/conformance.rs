@@ -53,6 +53,7 @@ cases!(
     transitions::changes_to_unknown_ids_are_not_found,
     queries::list_is_newest_first_filtered_and_limited,
     queries::unfinished_is_oldest_first_and_drops_terminal_tasks,
+    queries::recoverable_is_the_holding_nodes_unfinished_tasks_oldest_first,
     queries::purge_removes_only_old_finished_tasks_and_frees_their_keys,
     queries::ping_succeeds,
 );

@@ -220,6 +220,11 @@ impl TaskStore for EmbeddedStore {
         self.scan(read::unfinished).await
     }
 
+    /// Every unfinished task: this store belongs to one node.
+    async fn recoverable(&self, _node: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        self.unfinished().await
+    }
+
     async fn purge_finished(&self, finished_before: Millis) -> Result<usize, StoreError> {
         let mut purged = 0;
         loop {

@@ -156,6 +156,11 @@ impl TaskStore for MemoryStore {
         Ok(found)
     }
 
+    /// Every unfinished task: this store belongs to one node.
+    async fn recoverable(&self, _node: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        self.unfinished().await
+    }
+
     async fn purge_finished(&self, finished_before: Millis) -> Result<usize, StoreError> {
         let mut inner = self.lock()?;
         let mut doomed = Vec::new();
@@ -189,5 +194,11 @@ mod tests {
     #[tokio::test]
     async fn memory_store_passes_the_conformance_suite() {
         conformance::run_all(async || MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn recovers_every_unfinished_task_whatever_the_node() {
+        conformance::fixtures::private_store_recovers_every_unfinished_task(&MemoryStore::new())
+            .await;
     }
 }

@@ -190,10 +190,11 @@ impl RedisStore {
         self.keys.prefix()
     }
 
-    /// The non-terminal tasks whose latest attempt started on `node`, oldest first, read
-    /// from the node's owner set rather than by scanning the keyspace. A task joins the
-    /// set on `start`, stays through `requeue` (its retry waits on that node), moves when
-    /// another node starts it, and leaves when it finishes.
+    /// The non-terminal tasks `node` holds, oldest first, read from the node's owner set
+    /// rather than by scanning the keyspace. A task joins the set when it is created with
+    /// `node` as its [`NewTask::node`] (or, created without one, when `node` starts it),
+    /// stays through `requeue` (its retry waits on that node), moves when another node
+    /// starts it, and leaves when it finishes.
     pub async fn owned_by(&self, node: &str) -> Result<Vec<TaskRecord>, StoreError> {
         self.scan_owner(node).await
     }
@@ -312,6 +313,11 @@ impl TaskStore for RedisStore {
 
     async fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
         self.scan_unfinished().await
+    }
+
+    /// Only the tasks `node` holds: other nodes share this store.
+    async fn recoverable(&self, node: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        self.owned_by(node).await
     }
 
     async fn purge_finished(&self, finished_before: Millis) -> Result<usize, StoreError> {

@@ -111,6 +111,7 @@ mod tests {
             id: TaskId::generate(),
             spec,
             created_at_ms: 0,
+            node: None,
         };
         TaskRecord {
             status,

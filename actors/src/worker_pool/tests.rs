@@ -1,4 +1,5 @@
-//! WorkerPool tests with real actors and kernels over the in-memory store.
+//! WorkerPool tests with real actors and kernels over the in-memory store (and one over
+//! a shared Redis store, for recovery).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,10 @@ use super::*;
 use crate::context::{ActorNames, NodeContext};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
+use crate::store::TaskStore;
 use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
+use crate::store::redis::testing::RedisServer;
 use crate::task::{NewTask, now_ms};
 
 struct Harness {
@@ -21,11 +25,15 @@ struct Harness {
 }
 
 async fn start_pool(workers: usize) -> Harness {
+    start_pool_on(workers, Arc::new(MemoryStore::new())).await
+}
+
+async fn start_pool_on(workers: usize, store: Arc<dyn TaskStore>) -> Harness {
     let node = format!("test-{}", TaskId::generate());
     let ctx = NodeContext {
         cluster: None,
         node_id: node.as_str().into(),
-        store: Arc::new(MemoryStore::new()),
+        store,
         kernels: Registry::new(RegistryOptions { test_kernels: true }),
         metrics: Arc::new(Metrics::new().expect("metrics")),
         notifier: Arc::new(Notifier::default()),
@@ -71,6 +79,7 @@ impl Harness {
             id: id.clone(),
             spec: spec.clone(),
             created_at_ms: now_ms(),
+            node: None,
         };
         self.ctx.store.create(vec![task]).await.expect("create");
         self.pool
@@ -194,6 +203,7 @@ async fn a_new_pool_recovers_unfinished_tasks_from_the_store() {
             id: id.clone(),
             spec: spec("noop", "{}", 0),
             created_at_ms: now_ms(),
+            node: None,
         };
         h.ctx.store.create(vec![task]).await.expect("create");
         ids.push(id);
@@ -201,6 +211,38 @@ async fn a_new_pool_recovers_unfinished_tasks_from_the_store() {
     h.pool.cast(PoolMessage::Rescan).expect("rescan");
     for id in &ids {
         assert_eq!(h.terminal(id).await.status, TaskStatus::Succeeded);
+    }
+}
+
+#[tokio::test]
+async fn a_pool_on_a_shared_store_recovers_only_its_own_nodes_tasks() {
+    let server = RedisServer::start().expect("start redis-server");
+    let store = RedisStore::connect_with_prefix(&server.url(), "pool:").await;
+    let store = Arc::new(store.expect("connect"));
+    let h = start_pool_on(1, store.clone()).await;
+    let placed = |node: &str| NewTask {
+        id: TaskId::generate(),
+        spec: spec("noop", "{}", 0),
+        created_at_ms: now_ms(),
+        node: Some(node.to_owned()),
+    };
+    // Another node's tasks are older: a pool that took them would run them first on its
+    // one worker, so they would be done before this node's own.
+    let theirs: Vec<NewTask> = (0..3).map(|_| placed("another-node")).collect();
+    let mine: Vec<NewTask> = (0..3).map(|_| placed(&h.ctx.node_id)).collect();
+    store.create(theirs.clone()).await.expect("create theirs");
+    store.create(mine.clone()).await.expect("create mine");
+    h.pool.cast(PoolMessage::Rescan).expect("rescan");
+    for t in &mine {
+        assert_eq!(h.terminal(&t.id).await.status, TaskStatus::Succeeded);
+    }
+    for t in &theirs {
+        let record = store.get(&t.id).await.expect("get").expect("exists");
+        assert_eq!(
+            (record.status, record.attempts),
+            (TaskStatus::Queued, 0),
+            "another node's task is left to it"
+        );
     }
 }
 

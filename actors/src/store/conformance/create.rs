@@ -24,10 +24,17 @@ pub async fn create_then_get_round_trips_every_field(store: Arc<dyn TaskStore>) 
             request_id: Some("req-1".into()),
         },
         created_at_ms: 1_700_000_000_123,
+        node: Some("n".to_owned()),
     };
     let created = create_one(&*store, task.clone()).await;
     assert_eq!(created, Created::New(task.id.clone()));
-    assert_eq!(get(&*store, &task.id).await, TaskRecord::queued(task));
+    let record = get(&*store, &task.id).await;
+    assert_eq!(
+        record.node.as_deref(),
+        Some("n"),
+        "the holding node is kept"
+    );
+    assert_eq!(record, TaskRecord::queued(task));
 }
 
 /// An id that was never created reads as `None`, not as an error.

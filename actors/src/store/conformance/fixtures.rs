@@ -23,6 +23,7 @@ pub(crate) fn task(kind: &str, key: Option<&str>) -> NewTask {
         id: TaskId::generate(),
         spec: spec(kind, key),
         created_at_ms: 1_000,
+        node: None,
     }
 }
 
@@ -38,6 +39,28 @@ pub(crate) fn succeeded(at: Millis) -> Finish {
         attempts: 1,
         started_at_ms: Some(at - 1),
         finished_at_ms: at,
+    }
+}
+
+/// The check each store private to one node runs for `recoverable`: it answers every
+/// unfinished task, whichever node the caller names and whichever node holds the task.
+#[cfg(test)]
+pub(crate) async fn private_store_recovers_every_unfinished_task(store: &dyn TaskStore) {
+    let on = |node: Option<&str>| NewTask {
+        node: node.map(str::to_owned),
+        ..task("echo", None)
+    };
+    let tasks = vec![on(Some("a")), on(Some("b")), on(None), on(Some("a"))];
+    store.create(tasks.clone()).await.expect("create");
+    store.start(&tasks[1].id, "c", 1, 5).await.expect("start");
+    store
+        .finish(&tasks[3].id, succeeded(6))
+        .await
+        .expect("finish");
+    let expected: Vec<TaskId> = tasks[..3].iter().map(|t| t.id.clone()).collect();
+    for node in ["a", "b", "c", "z"] {
+        let recoverable = store.recoverable(node).await.expect("recoverable");
+        assert_eq!(ids(&recoverable), expected, "recoverable({node:?})");
     }
 }
 
@@ -73,7 +96,7 @@ pub(super) fn unique_key() -> String {
     format!("key-{}", TaskId::generate())
 }
 
-pub(super) fn finish(status: TaskStatus, finished_at_ms: Millis) -> Finish {
+pub(crate) fn finish(status: TaskStatus, finished_at_ms: Millis) -> Finish {
     Finish {
         status,
         result: None,

@@ -1,4 +1,4 @@
-//! Cases for `list`, `unfinished`, `purge_finished` and `ping`.
+//! Cases for `list`, `unfinished`, `recoverable`, `purge_finished` and `ping`.
 
 use std::sync::Arc;
 
@@ -67,6 +67,47 @@ pub async fn unfinished_is_oldest_first_and_drops_terminal_tasks(store: Arc<dyn 
     let unfinished = store.unfinished().await.expect("unfinished");
     assert_eq!(ids(&unfinished), [1, 3].map(id));
     assert_eq!(unfinished[0].status, Queued);
+}
+
+/// `recoverable(node)` of a node that holds every task of the store (each created on it,
+/// some started by it) is exactly its unfinished tasks, oldest first: the answer private
+/// and shared stores agree on. (A private store answers every unfinished task for any
+/// node; a shared one only the node's. Each store's own tests check that part.)
+pub async fn recoverable_is_the_holding_nodes_unfinished_tasks_oldest_first(
+    store: Arc<dyn TaskStore>,
+) {
+    let on_n = |kind| NewTask {
+        node: Some("n".to_owned()),
+        ..task(kind, None)
+    };
+    let tasks: Vec<NewTask> = (0..4).map(|_| on_n("echo")).collect();
+    store.create(tasks.clone()).await.expect("create");
+    let id = |i: usize| tasks[i].id.clone();
+    store.start(&id(1), "n", 1, 5).await.expect("start");
+    store
+        .finish(&id(2), finish(TaskStatus::Succeeded, 6))
+        .await
+        .expect("finish");
+
+    let recoverable = store.recoverable("n").await.expect("recoverable");
+    assert_eq!(ids(&recoverable), [0, 1, 3].map(id));
+    let statuses: Vec<_> = recoverable.iter().map(|r| r.status).collect();
+    use TaskStatus::{Queued, Running};
+    assert_eq!(statuses, [Queued, Running, Queued]);
+    assert_eq!(
+        recoverable,
+        store.unfinished().await.expect("unfinished"),
+        "the node holds every unfinished task"
+    );
+
+    store.requeue(&id(1), 1, None).await.expect("requeue");
+    store
+        .finish(&id(3), finish(TaskStatus::Cancelled, 7))
+        .await
+        .expect("cancel");
+    let recoverable = store.recoverable("n").await.expect("recoverable");
+    assert_eq!(ids(&recoverable), [0, 1].map(id), "a requeued task stays");
+    assert_eq!(recoverable[1].status, Queued);
 }
 
 /// `purge_finished` deletes terminal tasks finished strictly before the cut-off, with

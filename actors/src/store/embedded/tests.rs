@@ -46,6 +46,12 @@ async fn embedded_store_passes_the_conformance_suite() {
     .await;
 }
 
+#[tokio::test]
+async fn recovers_every_unfinished_task_whatever_the_node() {
+    let dir = TempDir::new().expect("tempdir");
+    conformance::fixtures::private_store_recovers_every_unfinished_task(&*open(&dir)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creates_share_commits() {
     const CALLERS: usize = 2_000;

@@ -8,11 +8,17 @@
 //! | `{p}unfinished`     | sorted set | ids of queued and running tasks (score 0, by id)     |
 //! | `{p}recent`         | sorted set | ids of every stored task (score 0, by id)            |
 //! | `{p}finished`       | sorted set | ids of terminal tasks, scored by `finished_at_ms`    |
-//! | `{p}owner:{node}`   | set        | ids of non-terminal tasks last started on `node`     |
+//! | `{p}owner:{node}`   | set        | ids of non-terminal tasks `node` holds (see below)   |
+//!
+//! A task joins its node's owner set when it is created with a node (`NewTask::node`, the
+//! node the dispatcher placed it on), or else when a node first starts it; it moves to
+//! the set of any other node that starts it, stays through a requeue, and leaves when it
+//! finishes (a purge removes it again, to be sure). The set is what a restarting node
+//! recovers (`TaskStore::recoverable`).
 //!
 //! Ids are UUIDv7 text, so members of the score-0 sets sort by creation time and are read
-//! with `ZRANGE … BYLEX`. The Lua scripts reach two kinds of keys they cannot be told in
-//! advance (the previous owner's set, a record's idempotency key during a purge), so on
+//! with `ZRANGE … BYLEX`. The Lua scripts reach keys they cannot be told in advance (the
+//! previous owner's set; a record's idempotency key and owner set during a purge), so on
 //! Redis Cluster the prefix must be a hash tag such as `{taskmesh}:`, putting every key of
 //! a store in one slot.
 
@@ -65,12 +71,13 @@ impl Keys {
         format!("{}finished", self.prefix)
     }
 
-    /// `{p}owner:{node}`: the non-terminal tasks whose latest attempt started on `node`.
+    /// `{p}owner:{node}`: the non-terminal tasks `node` holds (placed on it at creation,
+    /// or whose latest attempt started on it).
     pub(super) fn owner(&self, node: &str) -> String {
         format!("{}{node}", self.owner_prefix())
     }
 
-    /// `{p}owner:`, which the change script completes with a record's previous node.
+    /// `{p}owner:`, which the change and purge scripts complete with a record's node.
     pub(super) fn owner_prefix(&self) -> String {
         format!("{}owner:", self.prefix)
     }

@@ -226,6 +226,7 @@ mod tests {
                 request_id: None,
             },
             created_at_ms: 1_700_000_000_000,
+            node: Some("a".into()),
         })
     }
 

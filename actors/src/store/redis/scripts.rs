@@ -2,10 +2,11 @@
 //! commands that call them.
 //!
 //! - `create.lua`: one `create` call, all its tasks in order (idempotency keys, ids,
-//!   the unfinished and recent indexes).
+//!   the unfinished and recent indexes, and the owner set of each task's node).
 //! - `change.lua`: `start`, `requeue` or `finish` of one task, refused unless the current
 //!   status allows it, with the unfinished, finished and owner indexes.
-//! - `purge.lua`: one bounded batch of `purge_finished`.
+//! - `purge.lua`: one bounded batch of `purge_finished` (records, idempotency keys and
+//!   every index entry, owner sets included).
 //!
 //! Commands carry only the script's SHA1. The scripts are loaded when the store connects,
 //! and the batcher loads them again when Redis answers `NOSCRIPT` (after a restart, a
@@ -53,7 +54,7 @@ impl Scripts {
 
     /// `create.lua` for `tasks`; fails only if a spec cannot be encoded.
     pub(super) fn create(&self, keys: &Keys, tasks: Vec<NewTask>) -> Result<Cmd, StoreError> {
-        let mut call = evalsha(&self.create, 2 + 2 * tasks.len());
+        let mut call = evalsha(&self.create, 2 + 3 * tasks.len());
         let mut argv: Vec<Vec<u8>> = Vec::with_capacity(tasks.len() * 13);
         call.arg(keys.unfinished()).arg(keys.recent());
         for task in tasks {
@@ -64,8 +65,10 @@ impl Scripts {
                 .idempotency_key
                 .as_deref()
                 .map(|k| keys.idempotency(k));
+            let owner = record.node.as_deref().map(|node| keys.owner(node));
             call.arg(&task_key)
-                .arg(idem.as_deref().unwrap_or(&task_key));
+                .arg(idem.as_deref().unwrap_or(&task_key))
+                .arg(owner.as_deref().unwrap_or(&task_key));
             let has_key: &[u8] = if idem.is_some() { b"1" } else { b"0" };
             argv.push(record.id.as_str().as_bytes().to_vec());
             argv.push(has_key.to_vec());
@@ -102,6 +105,7 @@ impl Scripts {
         call.arg(keys.finished())
             .arg(keys.recent())
             .arg(keys.task_prefix())
+            .arg(keys.owner_prefix())
             .arg(before)
             .arg(max);
         call

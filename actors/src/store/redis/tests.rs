@@ -52,6 +52,33 @@ fn ids(records: &[TaskRecord]) -> Vec<TaskId> {
     records.iter().map(|r| r.id.clone()).collect()
 }
 
+/// `task` placed on `node` before it is created.
+fn on(node: &str, task: NewTask) -> NewTask {
+    NewTask {
+        node: Some(node.to_owned()),
+        ..task
+    }
+}
+
+/// The members of `{prefix}owner:{node}`, sorted.
+async fn owners(
+    redis: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    node: &str,
+) -> Vec<String> {
+    let set = redis.smembers(format!("{prefix}owner:{node}")).await;
+    let mut members: Vec<String> = set.expect("smembers").into_iter().collect();
+    members.sort();
+    members
+}
+
+/// Every owner set of the store under `prefix`, sorted.
+async fn owner_sets(redis: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<String> {
+    let mut sets = redis.keys(format!("{prefix}owner:*")).await.expect("keys");
+    sets.sort();
+    sets
+}
+
 #[tokio::test]
 async fn redis_store_passes_the_conformance_suite() {
     let server = server();
@@ -70,12 +97,13 @@ async fn redis_store_passes_the_conformance_suite() {
 async fn keys_follow_the_documented_schema() {
     let server = server();
     let store = connect(&server, "tm:").await;
-    let t = task("echo", Some("order-7"));
+    let t = on("a", task("echo", Some("order-7")));
     store.create(vec![t.clone()]).await.expect("create");
     let id = t.id.as_str();
     let mut redis = raw(&server).await;
     let status = redis.hget(format!("tm:task:{id}"), "status").await;
     assert_eq!(status.expect("hget").as_deref(), Some("queued"));
+    assert_eq!(owners(&mut redis, "tm:", "a").await, [id]);
     let named = redis.get("tm:idem:order-7").await.expect("get");
     assert_eq!(named.as_deref(), Some(id));
     for index in ["tm:unfinished", "tm:recent"] {
@@ -165,6 +193,165 @@ async fn owner_index_follows_start_requeue_and_finish() {
     assert_eq!(
         ids(&store.owned_by("b").await.expect("owned_by")),
         [other.id]
+    );
+}
+
+#[tokio::test]
+async fn a_task_created_on_a_node_is_that_nodes_to_recover_until_another_starts_it() {
+    let server = server();
+    let store = connect(&server, "birth:").await;
+    let mut redis = raw(&server).await;
+    let (placed, later) = (on("a", task("echo", None)), on("a", task("echo", None)));
+    store
+        .create(vec![placed.clone(), later.clone()])
+        .await
+        .expect("create");
+    let (id, later_id) = (placed.id.to_string(), later.id.to_string());
+    let mut both = vec![id.clone(), later_id.clone()];
+    both.sort();
+    assert_eq!(owners(&mut redis, "birth:", "a").await, both);
+    let recoverable = store.recoverable("a").await.expect("recoverable");
+    assert_eq!(ids(&recoverable), [placed.id.clone(), later.id.clone()]);
+    assert_eq!(recoverable[0].node.as_deref(), Some("a"));
+    assert_eq!(recoverable[0].status, TaskStatus::Queued);
+    assert_eq!(store.recoverable("b").await.expect("recoverable"), []);
+
+    store.start(&placed.id, "b", 1, 10).await.expect("start");
+    assert_eq!(
+        owners(&mut redis, "birth:", "a").await,
+        vec![later_id.clone()]
+    );
+    assert_eq!(owners(&mut redis, "birth:", "b").await, vec![id.clone()]);
+    let recoverable = store.recoverable("b").await.expect("recoverable");
+    assert_eq!(ids(&recoverable), vec![placed.id.clone()]);
+    assert_eq!(recoverable[0].status, TaskStatus::Running);
+    assert_eq!(
+        ids(&store.recoverable("a").await.expect("recoverable")),
+        vec![later.id.clone()]
+    );
+
+    store
+        .requeue(&placed.id, 1, Some("retry".into()))
+        .await
+        .expect("requeue");
+    assert_eq!(
+        ids(&store.recoverable("b").await.expect("recoverable")),
+        vec![placed.id.clone()],
+        "a retry stays with the node that ran it"
+    );
+
+    store
+        .finish(&placed.id, succeeded(20))
+        .await
+        .expect("finish");
+    assert_eq!(
+        owners(&mut redis, "birth:", "b").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(owners(&mut redis, "birth:", "a").await, [later_id]);
+    assert_eq!(store.recoverable("b").await.expect("recoverable"), []);
+    let left = ids(&store.recoverable("a").await.expect("recoverable"));
+    assert_eq!(
+        left,
+        vec![later.id.clone()],
+        "a finish elsewhere leaves a's task"
+    );
+
+    let cancel = conformance::fixtures::finish(TaskStatus::Cancelled, 30);
+    store
+        .finish(&later.id, cancel)
+        .await
+        .expect("cancel queued");
+    assert_eq!(owner_sets(&mut redis, "birth:").await, Vec::<String>::new());
+    assert_eq!(store.recoverable("a").await.expect("recoverable"), []);
+}
+
+#[tokio::test]
+async fn a_task_created_without_a_node_is_in_no_owner_set() {
+    let server = server();
+    let store = connect(&server, "nobody:").await;
+    let mut redis = raw(&server).await;
+    let (unplaced, placed) = (task("echo", None), on("a", task("echo", None)));
+    store
+        .create(vec![unplaced.clone(), placed.clone()])
+        .await
+        .expect("create");
+    assert_eq!(
+        owner_sets(&mut redis, "nobody:").await,
+        ["nobody:owner:a"],
+        "only the placed task has an owner set"
+    );
+    assert_eq!(
+        owners(&mut redis, "nobody:", "a").await,
+        [placed.id.to_string()]
+    );
+    assert_eq!(
+        ids(&store.recoverable("a").await.expect("recoverable")),
+        vec![placed.id.clone()]
+    );
+    let unfinished = store.unfinished().await.expect("unfinished");
+    assert_eq!(ids(&unfinished), [unplaced.id.clone(), placed.id]);
+    assert_eq!(unfinished[0].node, None);
+
+    store.start(&unplaced.id, "b", 1, 5).await.expect("start");
+    assert_eq!(
+        ids(&store.recoverable("b").await.expect("recoverable")),
+        [unplaced.id],
+        "it joins a set when a node starts it"
+    );
+}
+
+#[tokio::test]
+async fn a_create_that_writes_nothing_joins_no_owner_set() {
+    let server = server();
+    let store = connect(&server, "dup:").await;
+    let mut redis = raw(&server).await;
+    let first = on("a", task("echo", Some("key")));
+    store.create(vec![first.clone()]).await.expect("create");
+    let same_key = on("b", task("echo", Some("key")));
+    let same_id = on("c", first.clone());
+    let created = store
+        .create(vec![same_key, same_id])
+        .await
+        .expect("create again");
+    assert_eq!(
+        created,
+        [
+            Created::Existing(first.id.clone()),
+            Created::Existing(first.id.clone())
+        ]
+    );
+    assert_eq!(owner_sets(&mut redis, "dup:").await, ["dup:owner:a"]);
+    assert_eq!(store.recoverable("b").await.expect("recoverable"), []);
+    assert_eq!(store.recoverable("c").await.expect("recoverable"), []);
+}
+
+#[tokio::test]
+async fn purge_leaves_no_id_in_an_owner_set() {
+    let server = server();
+    let store = connect(&server, "clean:").await;
+    let mut redis = raw(&server).await;
+    let (done, live) = (on("a", task("echo", None)), on("a", task("echo", None)));
+    store
+        .create(vec![done.clone(), live.clone()])
+        .await
+        .expect("create");
+    store.finish(&done.id, succeeded(10)).await.expect("finish");
+    // An entry a finish did not remove (written by hand here; by an older version of the
+    // scripts in the field) must not outlive its record.
+    let stale: usize = redis
+        .sadd("clean:owner:a", done.id.as_str())
+        .await
+        .expect("sadd");
+    assert_eq!(stale, 1);
+    assert_eq!(store.purge_finished(11).await.expect("purge"), 1);
+    assert_eq!(
+        owners(&mut redis, "clean:", "a").await,
+        [live.id.to_string()]
+    );
+    assert_eq!(
+        ids(&store.recoverable("a").await.expect("recoverable")),
+        [live.id]
     );
 }
 
@@ -421,7 +608,12 @@ async fn purge_deletes_in_bounded_batches_and_leaves_no_index_entries() {
     let server = server();
     let store = connect(&server, "purge:").await;
     let tasks: Vec<NewTask> = (0..TASKS_N)
-        .map(|i| task("echo", Some(&format!("key-{i}"))))
+        .map(|i| {
+            on(
+                &format!("n{}", i % 3),
+                task("echo", Some(&format!("key-{i}"))),
+            )
+        })
         .collect();
     store.create(tasks.clone()).await.expect("create");
     let mut finishers = JoinSet::new();

@@ -12,6 +12,8 @@
 -- ARGV[5]  finished_at_ms, or '' when the new status is not terminal
 -- ARGV[6]  n, then n field/value pairs to set, then the fields to delete
 -- Returns {0, ''} no such task, {1, new status} applied, {2, current status} rejected.
+-- A start moves the id from the previous node's owner set to the starting node's; a
+-- requeue leaves it where it is (the retry waits on that node); a finish removes it.
 --
 -- The shebang (Redis >= 7.0) makes Redis refuse the script up front when it is out of
 -- memory, so it never fails halfway through.

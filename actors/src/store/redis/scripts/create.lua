@@ -4,16 +4,19 @@
 -- by an earlier task of the same call is seen as taken, because the tasks run in order.
 --
 -- KEYS[1]  the unfinished index      KEYS[2]  the recent index
--- then per task: its record hash, its idempotency key (the hash again when it has none)
+-- then per task: its record hash, its idempotency key (the hash again when it has none),
+-- and the owner set of the node that holds it (the hash again when it has no node)
 -- ARGV per task: id, has_key ('1' or '0'), field count n, then n field/value pairs
 -- Returns per task, flattened: 0 and the id (created) or 1 and the first task's id.
+-- A created task with a node joins that node's owner set here, so it is the node's to
+-- recover from the moment it exists.
 --
 -- The shebang (Redis >= 7.0) makes Redis refuse the script up front when it is out of
 -- memory, so it never fails halfway through.
 local out = {}
 local arg = 1
-for k = 3, #KEYS, 2 do
-  local task, idem = KEYS[k], KEYS[k + 1]
+for k = 3, #KEYS, 3 do
+  local task, idem, owner = KEYS[k], KEYS[k + 1], KEYS[k + 2]
   local id, has_key, n = ARGV[arg], ARGV[arg + 1] == '1', tonumber(ARGV[arg + 2])
   local first = has_key and redis.call('GET', idem)
   if first then
@@ -30,6 +33,9 @@ for k = 3, #KEYS, 2 do
     end
     redis.call('ZADD', KEYS[1], 0, id)
     redis.call('ZADD', KEYS[2], 0, id)
+    if owner ~= task then
+      redis.call('SADD', owner, id)
+    end
     out[#out + 1] = 0
     out[#out + 1] = id
   end
