@@ -35,8 +35,8 @@ pub mod view;
 use peers::PeerSettings;
 use policy::{PlaceError, PoolView};
 use remote::CallFailure;
-pub use state::Reservation;
 use state::DispatcherState;
+pub use state::Reservation;
 use view::ClusterView;
 
 /// Settings of the dispatcher, fixed for its lifetime.

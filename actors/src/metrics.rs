@@ -155,7 +155,11 @@ impl Metrics {
                 "Task store operations that failed",
                 &["op"],
             )?,
-            peers: gauge("taskmesh_peers", "Known peers by membership state", &["state"])?,
+            peers: gauge(
+                "taskmesh_peers",
+                "Known peers by membership state",
+                &["state"],
+            )?,
             dispatches: counter(
                 "taskmesh_dispatches_total",
                 "Tasks handed to a pool, by target (local or remote)",

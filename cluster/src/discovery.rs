@@ -92,7 +92,13 @@ mod tests {
             "dns:node:4697".parse::<DnsTarget>().unwrap(),
             DnsTarget("node:4697".into())
         );
-        for bad in ["node:4697", "dns:node", "dns::4697", "dns:node:http", "srv:x:1"] {
+        for bad in [
+            "node:4697",
+            "dns:node",
+            "dns::4697",
+            "dns:node:http",
+            "srv:x:1",
+        ] {
             assert!(bad.parse::<DnsTarget>().is_err(), "{bad}");
         }
         assert!("10.0.0.1:4697".parse::<Peer>().is_ok());

@@ -17,8 +17,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use ractor::RpcReplyPort;
+use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{TaskId, TaskSpec};

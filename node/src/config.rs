@@ -435,7 +435,8 @@ mod tests {
         };
         let alone = cfg(&[]).expect("valid");
         assert!(alone.cluster.is_none());
-        let err = cfg(&["--store", "redis://r:6379/0", "--peers", "a:4697"]).expect_err("no cookie");
+        let err =
+            cfg(&["--store", "redis://r:6379/0", "--peers", "a:4697"]).expect_err("no cookie");
         assert!(err.to_string().contains("--cluster-cookie"), "{err}");
         let err = cfg(&["--cluster-cookie", "s", "--peers", "a:4697"]).expect_err("embedded");
         assert!(err.to_string().contains("shared task store"), "{err}");

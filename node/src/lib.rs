@@ -19,6 +19,8 @@ use ractor::{Actor, ActorRef};
 use taskmesh_actors::autoscaler::AutoscalerConfig;
 use taskmesh_actors::autoscaler::policy::AutoscalePolicy;
 use taskmesh_actors::context::{ActorNames, NodeContext};
+use taskmesh_actors::dispatcher::DispatcherConfig;
+use taskmesh_actors::dispatcher::peers::PeerSettings;
 use taskmesh_actors::health::HealthConfig;
 use taskmesh_actors::ingress::IngressLimits;
 use taskmesh_actors::metrics::Metrics;
@@ -28,6 +30,8 @@ use taskmesh_actors::store::embedded::EmbeddedStore;
 use taskmesh_actors::store::redis::RedisStore;
 use taskmesh_actors::worker_pool::WorkerPoolConfig;
 use taskmesh_actors::worker_pool::retry::Backoff;
+use taskmesh_cluster::bootstrap::{Cluster, ClusterConfig};
+use taskmesh_cluster::wire::NodeInfo;
 use taskmesh_kernels::{Registry, RegistryOptions};
 use tokio::task::JoinHandle;
 
@@ -48,6 +52,7 @@ pub struct NodeHandle {
     supervisor: ActorRef<SupervisorMessage>,
     join: JoinHandle<()>,
     grace: Duration,
+    cluster: Option<Cluster>,
 }
 
 impl NodeHandle {
@@ -64,6 +69,9 @@ impl NodeHandle {
             tracing::warn!(error = %e, "graceful shutdown did not complete");
         }
         self.join.await.context("supervisor task panicked")?;
+        if let Some(cluster) = &self.cluster {
+            cluster.stop();
+        }
         Ok(())
     }
 }
@@ -74,7 +82,17 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("binding the HTTP API to {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let info = config.cluster.as_ref().map(|c| {
+        Arc::new(NodeInfo {
+            node_id: config.node_id.clone(),
+            generation: rand::random(),
+            cluster_address: c.advertise.clone(),
+            http_address: c.http_advertise.clone(),
+            labels: config.labels.clone(),
+        })
+    });
     let ctx = NodeContext {
+        cluster: info.clone(),
         node_id: config.node_id.as_str().into(),
         store,
         kernels: Registry::new(RegistryOptions {
@@ -91,6 +109,17 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             backoff: Backoff::default(),
             report_interval: Duration::from_millis(100),
             labels: config.labels.clone(),
+        },
+        dispatcher: DispatcherConfig {
+            peers: PeerSettings {
+                breaker: config
+                    .cluster
+                    .as_ref()
+                    .map(|c| c.breaker)
+                    .unwrap_or_default(),
+                ..PeerSettings::default()
+            },
+            ..DispatcherConfig::default()
         },
         autoscaler: AutoscalerConfig {
             policy: AutoscalePolicy {
@@ -114,8 +143,40 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let (supervisor, join) = Actor::spawn(Some(name), NodeSupervisor, args)
         .await
         .context("starting the supervision tree")?;
-    tracing::info!(node = %config.node_id, %addr, store = %config.store, "node started");
+    let cluster = match (&config.cluster, &info) {
+        (Some(c), Some(info)) => {
+            let joined = Cluster::start(ClusterConfig {
+                listen: c.listen,
+                cookie: c.cookie.clone(),
+                advertise: c.advertise.clone(),
+                node_name: format!("{}~{:016x}", info.node_id, info.generation),
+                discovery: c.discovery.clone(),
+                interval: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(10),
+            })
+            .await;
+            match joined {
+                Ok(cluster) => Some(cluster),
+                Err(e) => {
+                    let _ = supervisor.cast(SupervisorMessage::Shutdown {
+                        grace: Duration::ZERO,
+                        reply: ractor::concurrency::oneshot().0.into(),
+                    });
+                    return Err(e).with_context(|| format!("joining the cluster on {}", c.listen));
+                }
+            }
+        }
+        _ => None,
+    };
+    tracing::info!(
+        node = %config.node_id,
+        %addr,
+        store = %config.store,
+        cluster = config.cluster.as_ref().map(|c| c.advertise.as_str()).unwrap_or("off"),
+        "node started"
+    );
     Ok(NodeHandle {
+        cluster,
         addr,
         node_id: config.node_id,
         supervisor,

@@ -8,8 +8,11 @@
 //! ├── Dispatcher
 //! ├── HealthMonitor
 //! ├── Autoscaler
-//! └── HttpIngress  (owns the axum server)
+//! ├── HttpIngress  (owns the axum server)
+//! └── PeerEndpoint (clustered nodes: joins the endpoint process group)
 //! ```
+//! Beside the tree, a clustered node runs ractor_cluster's NodeServer and the dialer
+//! (`taskmesh_cluster::bootstrap`), started after the tree and stopped after it.
 //! A child that fails or stops unexpectedly is restarted after a backoff that doubles
 //! with each restart in a row (50 ms up to 10 s, reset once the child has run for a
 //! minute). Accepted tasks survive any restart: their state is in the store, and a
@@ -25,7 +28,8 @@ use ractor::{
 };
 use taskmesh_actors::autoscaler::{Autoscaler, AutoscalerArgs, AutoscalerConfig};
 use taskmesh_actors::context::NodeContext;
-use taskmesh_actors::dispatcher::Dispatcher;
+use taskmesh_actors::dispatcher::{Dispatcher, DispatcherArgs, DispatcherConfig};
+use taskmesh_actors::endpoint::PeerEndpoint;
 use taskmesh_actors::health::{HealthArgs, HealthConfig, HealthMessage, HealthMonitor};
 use taskmesh_actors::ingress::{HttpIngress, HttpIngressArgs, IngressLimits, IngressState};
 use taskmesh_actors::task::now_ms;
@@ -44,15 +48,18 @@ pub enum Child {
     Autoscaler,
     /// The HttpIngress.
     HttpIngress,
+    /// The PeerEndpoint (clustered nodes only).
+    PeerEndpoint,
 }
 
 impl Child {
-    const ALL: [Child; 5] = [
+    const ALL: [Child; 6] = [
         Child::WorkerPool,
         Child::Dispatcher,
         Child::HealthMonitor,
         Child::Autoscaler,
         Child::HttpIngress,
+        Child::PeerEndpoint,
     ];
 
     fn name(self) -> &'static str {
@@ -62,6 +69,7 @@ impl Child {
             Child::HealthMonitor => "health_monitor",
             Child::Autoscaler => "autoscaler",
             Child::HttpIngress => "http_ingress",
+            Child::PeerEndpoint => "peer_endpoint",
         }
     }
 }
@@ -72,6 +80,8 @@ pub struct SupervisorArgs {
     pub ctx: NodeContext,
     /// Pool settings.
     pub pool: WorkerPoolConfig,
+    /// Dispatcher settings.
+    pub dispatcher: DispatcherConfig,
     /// Autoscaler settings.
     pub autoscaler: AutoscalerConfig,
     /// HealthMonitor settings.
@@ -142,7 +152,17 @@ impl SupervisorState {
                     .get_cell()
             }
             Child::Dispatcher => {
-                Actor::spawn_linked(Some(names.dispatcher.clone()), Dispatcher, ctx, sup)
+                let args = DispatcherArgs {
+                    ctx,
+                    config: self.args.dispatcher,
+                };
+                Actor::spawn_linked(Some(names.dispatcher.clone()), Dispatcher, args, sup)
+                    .await?
+                    .0
+                    .get_cell()
+            }
+            Child::PeerEndpoint => {
+                Actor::spawn_linked(Some(names.endpoint.clone()), PeerEndpoint, ctx, sup)
                     .await?
                     .0
                     .get_cell()
@@ -221,7 +241,7 @@ impl SupervisorState {
         if let Some(h) = ActorRef::<HealthMessage>::where_is(names.health.clone()) {
             let _ = h.cast(HealthMessage::SetDraining);
         }
-        for child in [Child::Autoscaler, Child::HttpIngress] {
+        for child in [Child::Autoscaler, Child::HttpIngress, Child::PeerEndpoint] {
             self.stop_child(child).await;
         }
         if let Some(pool) = ActorRef::<PoolMessage>::where_is(names.pool.clone()) {
@@ -276,8 +296,11 @@ impl Actor for NodeSupervisor {
             restarts: HashMap::new(),
             shutting_down: false,
         };
+        let clustered = state.args.ctx.cluster.is_some();
         for child in Child::ALL {
-            state.start(child, &myself).await?;
+            if child != Child::PeerEndpoint || clustered {
+                state.start(child, &myself).await?;
+            }
         }
         myself.send_interval(PURGE_INTERVAL, || SupervisorMessage::Purge);
         let _ = myself.cast(SupervisorMessage::Purge);

@@ -115,15 +115,17 @@ impl PeerTable {
 
     fn entry(&mut self, node_id: &str, now: Instant, now_ms: u64) -> &mut Peer {
         let breaker = self.settings.breaker;
-        self.peers.entry(node_id.to_owned()).or_insert_with(|| Peer {
-            endpoint: None,
-            info: None,
-            introduced: false,
-            down: false,
-            breaker: Breaker::new(breaker),
-            last_heard: now,
-            last_heard_ms: now_ms,
-        })
+        self.peers
+            .entry(node_id.to_owned())
+            .or_insert_with(|| Peer {
+                endpoint: None,
+                info: None,
+                introduced: false,
+                down: false,
+                breaker: Breaker::new(breaker),
+                last_heard: now,
+                last_heard_ms: now_ms,
+            })
     }
 
     /// A peer's endpoint appeared (a session to it is ready).
@@ -152,7 +154,10 @@ impl PeerTable {
     pub fn introduced(&mut self, info: NodeInfo, now: Instant, now_ms: u64) {
         let fresh = Breaker::new(self.settings.breaker);
         let peer = self.entry(&info.node_id.clone(), now, now_ms);
-        let restarted = peer.info.as_ref().is_some_and(|i| i.generation != info.generation);
+        let restarted = peer
+            .info
+            .as_ref()
+            .is_some_and(|i| i.generation != info.generation);
         if restarted {
             peer.breaker = fresh;
         }
@@ -242,7 +247,10 @@ mod tests {
         let state = |t: &PeerTable, now| t.peers["b"].state(now, &t.settings);
         table.endpoint_joined("b", cell.get_cell(), t0, 0);
         assert_eq!(state(&table, t0), PeerState::Joining);
-        assert!(!table.takes_work("b", t0), "no work before the introduction");
+        assert!(
+            !table.takes_work("b", t0),
+            "no work before the introduction"
+        );
         table.introduced(info("b", 1), t0, 0);
         assert_eq!(state(&table, t0), PeerState::Up);
         assert!(table.takes_work("b", t0));

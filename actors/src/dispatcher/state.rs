@@ -433,7 +433,8 @@ impl DispatcherState {
                 continue;
             };
             tracing::info!(peer = %node, "peer endpoint visible; introducing this node");
-            self.peers.endpoint_joined(&node, cell.clone(), now, now_ms());
+            self.peers
+                .endpoint_joined(&node, cell.clone(), now, now_ms());
             self.introduce(node, cell);
         }
         self.refresh_gauges(now);
@@ -498,7 +499,10 @@ impl DispatcherState {
     pub(super) fn cluster_view(&self, now: Instant) -> ClusterView {
         self.refresh_gauges(now);
         let info = self.ctx.cluster.as_deref();
-        let local_load = self.pools.get(&*self.ctx.node_id).map(|e| LoadView::from(&e.last));
+        let local_load = self
+            .pools
+            .get(&*self.ctx.node_id)
+            .map(|e| LoadView::from(&e.last));
         let node = NodeView {
             id: self.ctx.node_id.to_string(),
             address: info.map(|i| i.cluster_address.clone()),
@@ -524,7 +528,11 @@ impl DispatcherState {
                 state: p.state(now, &self.peers.settings),
                 circuit: p.breaker.state(now).as_str(),
                 load: self.pools.get(id).map(|e| LoadView::from(&e.last)),
-                labels: p.info.as_ref().map(|i| i.labels.clone()).unwrap_or_default(),
+                labels: p
+                    .info
+                    .as_ref()
+                    .map(|i| i.labels.clone())
+                    .unwrap_or_default(),
                 last_heard_ms: p.last_heard_ms,
             })
             .collect();

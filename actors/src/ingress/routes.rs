@@ -266,9 +266,12 @@ async fn ready(State(state): State<IngressState>) -> Response {
 
 async fn cluster(State(state): State<IngressState>) -> Result<Response, ApiError> {
     let dispatcher = ActorRef::<DispatcherMessage>::where_is(state.ctx.names.dispatcher.clone())
-        .ok_or_else(|| ApiError::Unavailable("not_ready", "the dispatcher is restarting".into(), 1))?;
-    let view = ractor::call_t!(dispatcher, DispatcherMessage::GetCluster, 2000)
-        .map_err(|_| ApiError::Unavailable("not_ready", "the dispatcher is not answering".into(), 1))?;
+        .ok_or_else(|| {
+            ApiError::Unavailable("not_ready", "the dispatcher is restarting".into(), 1)
+        })?;
+    let view = ractor::call_t!(dispatcher, DispatcherMessage::GetCluster, 2000).map_err(|_| {
+        ApiError::Unavailable("not_ready", "the dispatcher is not answering".into(), 1)
+    })?;
     Ok(Json(view).into_response())
 }
 

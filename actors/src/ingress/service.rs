@@ -128,13 +128,16 @@ impl IngressState {
             }
         };
         let created_at_ms = now_ms();
+        // Each task belongs to the node it is placed on from the moment it is stored,
+        // so that node takes it back if it restarts.
         let tasks: Vec<NewTask> = specs
             .into_iter()
-            .map(|spec| NewTask {
+            .zip(reservation.targets())
+            .map(|(spec, target)| NewTask {
                 id: TaskId::generate(),
                 spec,
                 created_at_ms,
-                node: None,
+                node: Some(target.clone()),
             })
             .collect();
         let created = match self.ctx.store.create(tasks.clone()).await {

@@ -97,7 +97,9 @@ async fn every_request_and_reply_round_trips_and_the_reply_reaches_the_caller() 
         for reply in replies() {
             let (tx, rx) = ractor::concurrency::oneshot();
             let port = RpcReplyPort::from((tx, Duration::from_secs(5)));
-            let wire = PeerMessage::Request(request.clone(), port).serialize().unwrap();
+            let wire = PeerMessage::Request(request.clone(), port)
+                .serialize()
+                .unwrap();
             let PeerMessage::Request(back, port) = PeerMessage::deserialize(wire).unwrap() else {
                 panic!("expected a request");
             };
@@ -120,10 +122,16 @@ fn variant_names_are_the_stable_contract() {
     })
     .unwrap();
     let text = String::from_utf8_lossy(&bytes);
-    assert!(text.contains("Leaving") && text.contains("node_id"), "{text}");
+    assert!(
+        text.contains("Leaving") && text.contains("node_id"),
+        "{text}"
+    );
     let bytes = encode(&Reply::Accepted { count: 1 }).unwrap();
     let text = String::from_utf8_lossy(&bytes);
-    assert!(text.contains("Accepted") && text.contains("count"), "{text}");
+    assert!(
+        text.contains("Accepted") && text.contains("count"),
+        "{text}"
+    );
 }
 
 #[test]
