@@ -105,6 +105,8 @@ pub enum DispatcherMessage {
     PeerLoad(LoadReport),
     /// A peer is leaving the cluster.
     PeerLeaving(String),
+    /// This node is leaving: tell every peer so it stops sending work at once.
+    Leave,
     /// The answer to this node's introduction to a peer.
     Welcomed {
         /// The peer.
@@ -190,6 +192,7 @@ impl Actor for Dispatcher {
             DispatcherMessage::PeerHello(hello) => state.peer_hello(hello),
             DispatcherMessage::PeerLoad(report) => state.peer_load(report),
             DispatcherMessage::PeerLeaving(node_id) => state.peer_leaving(&node_id),
+            DispatcherMessage::Leave => state.leave(),
             DispatcherMessage::Welcomed { node_id, answer } => state.welcomed(&node_id, answer),
             DispatcherMessage::Dispatched {
                 node_id,

@@ -28,7 +28,9 @@ use ractor::{
 };
 use taskmesh_actors::autoscaler::{Autoscaler, AutoscalerArgs, AutoscalerConfig};
 use taskmesh_actors::context::NodeContext;
-use taskmesh_actors::dispatcher::{Dispatcher, DispatcherArgs, DispatcherConfig};
+use taskmesh_actors::dispatcher::{
+    Dispatcher, DispatcherArgs, DispatcherConfig, DispatcherMessage,
+};
 use taskmesh_actors::endpoint::PeerEndpoint;
 use taskmesh_actors::health::{HealthArgs, HealthConfig, HealthMessage, HealthMonitor};
 use taskmesh_actors::ingress::{HttpIngress, HttpIngressArgs, IngressLimits, IngressState};
@@ -240,6 +242,9 @@ impl SupervisorState {
         let names = self.args.ctx.names.clone();
         if let Some(h) = ActorRef::<HealthMessage>::where_is(names.health.clone()) {
             let _ = h.cast(HealthMessage::SetDraining);
+        }
+        if let Some(d) = ActorRef::<DispatcherMessage>::where_is(names.dispatcher.clone()) {
+            let _ = d.cast(DispatcherMessage::Leave);
         }
         for child in [Child::Autoscaler, Child::HttpIngress, Child::PeerEndpoint] {
             self.stop_child(child).await;

@@ -13,6 +13,7 @@
 //! - [`eventually`]: poll a condition until it holds or a deadline passes (never a bare
 //!   sleep for correctness).
 //! - [`metric`] and [`metric_sum`]: read values out of the Prometheus text.
+//! - [`cluster`]: several nodes sharing a real `redis-server`, joined as a cluster.
 //!
 //! Every wait has a deadline; the deadlines are generous because CI machines are slow,
 //! and no test asserts that something happens *quickly* unless the product promises it.
@@ -34,6 +35,8 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::time::Instant;
+
+pub mod cluster;
 
 /// How long a node may take to report ready after its process starts.
 pub const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -145,6 +148,8 @@ pub struct TestNode {
     /// Its data directory.
     pub data_dir: PathBuf,
     args: Vec<String>,
+    /// A command the binary is run under (e.g. `unshare ...`), empty for none.
+    wrapper: Vec<String>,
     /// An HTTP client with keep-alive, for requests the helpers do not cover.
     pub http: reqwest::Client,
     log: LogTail,
@@ -165,23 +170,39 @@ impl TestNode {
         Self::start_in(temp.path().to_path_buf(), Some(temp), extra).await
     }
 
+    /// Like [`TestNode::start_temp`], with the binary run under `wrapper` (a command
+    /// that ends by exec-ing its arguments, so signals still reach the node).
+    pub async fn start_wrapped(wrapper: &[String], extra: &[&str]) -> anyhow::Result<Self> {
+        let temp = tempfile::tempdir()?;
+        let mut node = Self::unstarted(temp.path().to_path_buf(), Some(temp), extra)?;
+        node.wrapper = wrapper.to_vec();
+        node.restart().await?;
+        Ok(node)
+    }
+
     async fn start_in(
         data_dir: PathBuf,
         temp: Option<TempDir>,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
-        let mut node = Self {
+        let mut node = Self::unstarted(data_dir, temp, extra)?;
+        node.restart().await?;
+        Ok(node)
+    }
+
+    fn unstarted(data_dir: PathBuf, temp: Option<TempDir>, extra: &[&str]) -> anyhow::Result<Self> {
+        let node = Self {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
             args: extra.iter().map(|s| (*s).to_owned()).collect(),
+            wrapper: Vec::new(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
             log: LogTail::default(),
             _temp: temp,
         };
-        node.restart().await?;
         Ok(node)
     }
 
@@ -206,7 +227,15 @@ impl TestNode {
     fn spawn(&mut self) -> anyhow::Result<()> {
         let port = free_port()?;
         self.addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut child = Command::new(taskmesh_bin()?)
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(taskmesh_bin()?);
+                c
+            }
+            None => Command::new(taskmesh_bin()?),
+        };
+        let mut child = command
             .arg("node")
             .arg("--listen")
             .arg(self.addr.to_string())

@@ -94,6 +94,29 @@ fn from_report(r: LoadReport) -> PoolLoad {
     }
 }
 
+/// The most task payload one dispatch message carries. ractor_cluster tears down a
+/// whole session on a frame over 16 MiB, so larger dispatches are split well below it.
+const MAX_FRAME_PAYLOAD: usize = 4 << 20;
+
+/// Splits jobs into dispatch messages of at most [`MAX_FRAME_PAYLOAD`] bytes of payload
+/// (a single task is bounded by the HTTP params limit).
+fn frames(jobs: Vec<Job>) -> Vec<Vec<Job>> {
+    let mut out: Vec<Vec<Job>> = Vec::new();
+    let mut size = 0;
+    for job in jobs {
+        let len = job.spec.params.len() + job.spec.kind.len() + 256;
+        match out.last_mut() {
+            Some(chunk) if size + len <= MAX_FRAME_PAYLOAD => chunk.push(job),
+            _ => {
+                out.push(vec![job]);
+                size = 0;
+            }
+        }
+        size += len;
+    }
+    out
+}
+
 /// The node id of a peer's endpoint, from its registered name `{node_id}/endpoint`.
 fn endpoint_node(cell: &ActorCell) -> Option<String> {
     let name = cell.get_name()?;
@@ -212,26 +235,29 @@ impl DispatcherState {
         if let Some(to) = change {
             self.circuit_changed(node, to);
         }
-        let tasks = jobs
-            .iter()
-            .map(|j| DispatchedTask {
-                id: j.id.clone(),
-                spec: (*j.spec).clone(),
-                attempts: j.attempts,
-            })
-            .collect();
-        let (from, node_id) = (self.ctx.node_id.to_string(), node.to_owned());
-        let (myself, timeout) = (self.myself.clone(), self.config.ack_timeout);
-        tokio::spawn(async move {
-            let sent_at = Instant::now();
-            let outcome = remote::dispatch(&cell, from, tasks, timeout).await;
-            let _ = myself.cast(DispatcherMessage::Dispatched {
-                node_id,
-                jobs,
-                sent_at,
-                outcome,
+        for chunk in frames(jobs) {
+            let tasks = chunk
+                .iter()
+                .map(|j| DispatchedTask {
+                    id: j.id.clone(),
+                    spec: (*j.spec).clone(),
+                    attempts: j.attempts,
+                })
+                .collect();
+            let (from, node_id) = (self.ctx.node_id.to_string(), node.to_owned());
+            let (myself, timeout, cell) =
+                (self.myself.clone(), self.config.ack_timeout, cell.clone());
+            tokio::spawn(async move {
+                let sent_at = Instant::now();
+                let outcome = remote::dispatch(&cell, from, tasks, timeout).await;
+                let _ = myself.cast(DispatcherMessage::Dispatched {
+                    node_id,
+                    jobs: chunk,
+                    sent_at,
+                    outcome,
+                });
             });
-        });
+        }
     }
 
     pub(super) fn dispatched(
@@ -361,6 +387,20 @@ impl DispatcherState {
         self.record_load(load);
     }
 
+    pub(super) fn leave(&mut self) {
+        let node_id = self.ctx.node_id.to_string();
+        for peer in self.peers.peers.values() {
+            if let Some(cell) = &peer.endpoint {
+                remote::notify(
+                    cell,
+                    Notice::Leaving {
+                        node_id: node_id.clone(),
+                    },
+                );
+            }
+        }
+    }
+
     pub(super) fn peer_load(&mut self, report: LoadReport) {
         if self.is_local(&report.node_id) {
             return;
@@ -371,8 +411,20 @@ impl DispatcherState {
 
     pub(super) fn peer_hello(&mut self, hello: Hello) {
         if hello.protocol_version == PROTOCOL_VERSION && !self.is_local(&hello.node.node_id) {
+            let node = hello.node.node_id.clone();
             self.peers.introduced(hello.node, Instant::now(), now_ms());
+            self.send_load_to(&node);
             self.refresh_gauges(Instant::now());
+        }
+    }
+
+    /// Sends the local pool's last load to one peer, so a peer that just joined can
+    /// place work here without waiting for the next broadcast.
+    fn send_load_to(&self, node: &str) {
+        let local = self.pools.get(&*self.ctx.node_id);
+        let endpoint = self.peers.peers.get(node).and_then(|p| p.endpoint.as_ref());
+        if let (Some(entry), Some(cell)) = (local, endpoint) {
+            remote::notify(cell, Notice::Load(to_report(&entry.last)));
         }
     }
 
@@ -387,6 +439,7 @@ impl DispatcherState {
             Ok(hello) if hello.protocol_version == PROTOCOL_VERSION => {
                 tracing::info!(peer = node, address = %hello.node.cluster_address, "peer joined");
                 self.peers.introduced(hello.node, Instant::now(), now_ms());
+                self.send_load_to(node);
             }
             Ok(hello) => tracing::warn!(
                 peer = node,
@@ -538,5 +591,45 @@ impl DispatcherState {
             .collect();
         peers.sort_by(|a, b| a.id.cmp(&b.id));
         ClusterView { node, peers }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use taskmesh_cluster::protocol::{Priority, TaskSpec};
+
+    use super::*;
+
+    fn job(params_len: usize) -> Job {
+        Job::new(
+            TaskId::generate(),
+            TaskSpec {
+                kind: "echo".into(),
+                params: "x".repeat(params_len),
+                priority: Priority::Normal,
+                timeout_ms: None,
+                max_retries: 0,
+                idempotency_key: None,
+                class: None,
+                request_id: None,
+            },
+        )
+    }
+
+    #[test]
+    fn dispatches_are_split_below_the_frame_limit_and_keep_every_job() {
+        let jobs: Vec<Job> = (0..40).map(|_| job(256 << 10)).collect();
+        let ids: Vec<TaskId> = jobs.iter().map(|j| j.id.clone()).collect();
+        let chunks = frames(jobs);
+        assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+        for chunk in &chunks {
+            let bytes: usize = chunk.iter().map(|j| j.spec.params.len()).sum();
+            assert!(bytes <= MAX_FRAME_PAYLOAD, "{bytes}");
+        }
+        let back: Vec<TaskId> = chunks.into_iter().flatten().map(|j| j.id).collect();
+        assert_eq!(back, ids);
+        let small: Vec<Job> = (0..1000).map(|_| job(10)).collect();
+        assert_eq!(frames(small).len(), 1);
+        assert!(frames(Vec::new()).is_empty());
     }
 }
