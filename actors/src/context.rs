@@ -48,7 +48,7 @@ impl ActorNames {
 /// Handles shared by all actors of a node.
 #[derive(Clone)]
 pub struct NodeContext {
-    /// This node's unique id (hostname plus a generation suffix).
+    /// This node's unique id, kept across restarts (`--node-id`, default `<hostname>-<HTTP port>`).
     pub node_id: Arc<str>,
     /// Durable task state.
     pub store: Arc<dyn TaskStore>,

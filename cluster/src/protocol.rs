@@ -191,7 +191,7 @@ pub struct TaskSpec {
     pub max_retries: u32,
     /// Client-chosen key: submitting the same key again returns the first task.
     pub idempotency_key: Option<String>,
-    /// Resource class, matched against node labels when the cluster lands.
+    /// Resource class, matched against node labels by placement.
     pub class: Option<String>,
     /// The `X-Request-ID` of the submission, carried into every log line of the task.
     pub request_id: Option<String>,

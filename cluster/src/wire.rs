@@ -113,8 +113,8 @@ pub enum Notice {
 pub enum Request {
     /// Introduces the sender; answered with [`Reply::Welcome`] or [`Reply::Refused`].
     Hello(Hello),
-    /// Hands tasks to the receiver's pool; answered with [`Reply::Accepted`] once the
-    /// pool holds them, or [`Reply::Refused`].
+    /// Hands tasks to the receiver's pool; answered with [`Reply::Accepted`] once they
+    /// are in the pool's mailbox, or [`Reply::Refused`] when the pool is down.
     Dispatch {
         /// The sender's node id.
         from: String,

@@ -256,6 +256,10 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
+/// The largest `params` a clustered node accepts: a quarter of ractor_cluster's 16 MiB
+/// inbound frame limit, which tears down the whole session when exceeded.
+const MAX_CLUSTER_PARAMS_BYTES: usize = 4 << 20;
+
 fn cluster_settings(a: &NodeArgs) -> anyhow::Result<Option<ClusterSettings>> {
     let wants = a.cluster_cookie.is_some() || !a.peers.is_empty() || !a.discover.is_empty();
     if !wants {
@@ -263,14 +267,20 @@ fn cluster_settings(a: &NodeArgs) -> anyhow::Result<Option<ClusterSettings>> {
     }
     let Some(cookie) = a.cluster_cookie.clone().filter(|c| !c.is_empty()) else {
         bail!(
-            "--peers and --discover join a cluster, which needs a shared secret: set \
-             --cluster-cookie or TASKMESH_CLUSTER_COOKIE on every node"
+            "joining a cluster (--peers, --discover or --cluster-cookie) needs a non-empty \
+             shared secret: set --cluster-cookie or TASKMESH_CLUSTER_COOKIE on every node"
         );
     };
     if a.store == "embedded" {
         bail!(
             "a cluster needs a shared task store: pass --store redis://HOST:PORT/DB \
              (the embedded store is private to one node)"
+        );
+    }
+    if a.max_params_bytes > MAX_CLUSTER_PARAMS_BYTES {
+        bail!(
+            "--max-params-bytes is at most {MAX_CLUSTER_PARAMS_BYTES} on a clustered node: \
+             tasks travel between nodes in frames that peers refuse above 16 MiB"
         );
     }
     if a.peer_max_fails == 0 {
@@ -460,6 +470,18 @@ mod tests {
         assert_eq!(c.discovery.dns, ["node:4697"]);
         assert_eq!(c.http_advertise, "10.0.0.5:8081");
         assert!(NodeArgs::try_parse_from(["node", "--discover", "node:4697"]).is_err());
+        let err = cfg(&[
+            "--store",
+            "redis://r:6379/0",
+            "--cluster-cookie",
+            "s",
+            "--max-body-bytes",
+            "67108864",
+            "--max-params-bytes",
+            "33554432",
+        ])
+        .expect_err("params too large for the cluster");
+        assert!(err.to_string().contains("--max-params-bytes"), "{err}");
         assert!(NodeArgs::try_parse_from(["node", "--peers", "nohost"]).is_err());
     }
 

@@ -200,9 +200,9 @@ async fn open_store(config: &NodeConfig) -> anyhow::Result<Arc<dyn TaskStore>> {
             Ok(Arc::new(store))
         }
         StoreKind::Redis(url) => {
-            let store = RedisStore::connect(url)
-                .await
-                .with_context(|| format!("connecting to the Redis task store at {url}"))?;
+            let store = RedisStore::connect(url).await.with_context(|| {
+                format!("connecting to the Redis task store at {}", config.store)
+            })?;
             Ok(Arc::new(store))
         }
     }

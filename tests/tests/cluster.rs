@@ -210,6 +210,30 @@ async fn a_node_with_the_wrong_cookie_never_joins_and_gets_no_tasks() -> anyhow:
 }
 
 #[tokio::test]
+async fn a_long_poll_on_one_node_is_answered_when_the_task_finishes_on_another()
+-> anyhow::Result<()> {
+    let cluster = TestCluster::start(2, ONE_WORKER).await?;
+    // Keep n1's worker busy so the next task is placed on n2.
+    let busy = cluster.nodes[0].submit(&sleep_task(3000)).await?;
+    let id = cluster.nodes[0].submit(&sleep_task(300)).await?;
+    let placed = cluster.nodes[0].task(&id).await?;
+    ensure!(placed["node"] == "n2", "expected the task on n2: {placed}");
+    // Ask n1, which does not run it.
+    let other = &cluster.nodes[0];
+    let wait = Duration::from_secs(60);
+    let started = std::time::Instant::now();
+    let answer = other
+        .get(&format!("/v1/tasks/{id}?wait_ms={}", wait.as_millis()))
+        .await?;
+    let waited = started.elapsed();
+    ensure!(answer.body["status"] == "succeeded", "{}", answer.body);
+    // Woken by the completion on the other node, not by the end of the wait.
+    ensure!(waited < wait / 2, "the long-poll took {waited:?}");
+    cluster.nodes[0].wait_terminal(&busy, DONE_WITHIN).await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_paused_peer_has_its_circuit_opened_then_closed_once_it_heals() -> anyhow::Result<()> {
     let mut flags = vec!["--peer-max-fails", "1", "--peer-fail-timeout-secs", "2"];
     flags.extend(ONE_WORKER);

@@ -447,6 +447,11 @@ impl DispatcherState {
                 ours = PROTOCOL_VERSION,
                 "peer speaks another protocol version; it gets no work"
             ),
+            Err(failure) if failure.reason == "refused" => tracing::warn!(
+                peer = node,
+                detail = %failure.detail,
+                "peer refused our introduction; it gets no work until it rejoins"
+            ),
             Err(failure) => {
                 tracing::warn!(peer = node, reason = failure.reason, detail = %failure.detail,
                     "peer did not answer our introduction; trying again");

@@ -95,7 +95,7 @@ pub struct TaskView {
     /// The error, once failed (or of the last failed attempt).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// The node that ran the latest attempt.
+    /// The node that holds the task: the one it was placed on while queued, the one that ran (or runs) the latest attempt after.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// The submission's request id.

@@ -188,14 +188,28 @@ async fn get_task(
         return Ok(Json(record.into()));
     }
     // Subscribe first, then re-read, so a completion between the two is not missed.
-    let done = state.ctx.notifier.subscribe(&id);
-    let record = state.require_record(&id).await?;
-    if record.status.is_terminal() {
-        return Ok(Json(record.into()));
+    let mut done = state.ctx.notifier.subscribe(&id);
+    let mut record = state.require_record(&id).await?;
+    let deadline = tokio::time::Instant::now() + wait;
+    // A completion on this node wakes the wait at once. A task held by a peer finishes
+    // there, so the store is read again every REMOTE_POLL until it is terminal.
+    while !record.status.is_terminal() {
+        let held_here = record.node.as_deref() == Some(&*state.ctx.node_id);
+        let slice = if held_here { wait } else { REMOTE_POLL };
+        let until = deadline.min(tokio::time::Instant::now() + slice);
+        if tokio::time::timeout_at(until, &mut done).await.is_ok() {
+            done = state.ctx.notifier.subscribe(&id);
+        }
+        record = state.require_record(&id).await?;
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
     }
-    let _ = tokio::time::timeout(wait, done).await;
-    Ok(Json(state.require_record(&id).await?.into()))
+    Ok(Json(record.into()))
 }
+
+/// How often a long-poll re-reads a task that runs on another node.
+const REMOTE_POLL: Duration = Duration::from_millis(100);
 
 async fn cancel(
     State(state): State<IngressState>,

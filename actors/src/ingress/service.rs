@@ -220,7 +220,7 @@ impl IngressState {
         }
         let dispatcher = ActorRef::<DispatcherMessage>::where_is(self.ctx.names.dispatcher.clone())
             .ok_or_else(|| unavailable("not_ready", "the dispatcher is restarting"))?;
-        let outcome = ractor::call_t!(dispatcher, DispatcherMessage::Cancel, 3000, id.clone())
+        let outcome = ractor::call_t!(dispatcher, DispatcherMessage::Cancel, 6000, id.clone())
             .map_err(|_| unavailable("not_ready", "the dispatcher is not answering"))?;
         if outcome == CancelOutcome::Signalled {
             let body = json!({ "id": id.to_string(), "status": "running", "cancel": "requested" });
