@@ -24,6 +24,7 @@ use taskmesh_cluster::protocol::TaskId;
 use taskmesh_cluster::wire::{ENDPOINT_GROUP, Hello, LoadReport};
 
 use crate::context::NodeContext;
+use crate::task::TaskRecord;
 use crate::worker_pool::{CancelOutcome, Job, PoolLoad, PoolMessage};
 
 pub mod peers;
@@ -114,6 +115,24 @@ pub enum DispatcherMessage {
         /// Its introduction, or why it did not answer.
         answer: Result<Hello, CallFailure>,
     },
+    /// Tasks this node claimed from a lost holder: placed like new ones.
+    Reclaimed(Vec<TaskRecord>),
+    /// Tasks now held by `node` in the store: hand them over.
+    Handover {
+        /// The holder.
+        node: String,
+        /// The tasks.
+        jobs: Vec<Job>,
+    },
+    /// Retry moving tasks between holders in the store (the last try failed).
+    Transfer {
+        /// Who holds them in the store.
+        holder: String,
+        /// Who should.
+        target: String,
+        /// The tasks.
+        jobs: Vec<Job>,
+    },
     /// How a dispatch to a peer ended.
     Dispatched {
         /// The peer.
@@ -129,6 +148,26 @@ pub enum DispatcherMessage {
 
 // Local only: the cluster feature of ractor needs the impl spelled out.
 impl ractor::Message for DispatcherMessage {}
+
+/// Claims every unfinished task held by the lost node `from` for this node and hands
+/// them to the dispatcher (or, while it restarts, straight to the pool).
+pub async fn claim_from(ctx: &NodeContext, from: &str, why: &str) {
+    match ctx.store.claim(from, &ctx.node_id).await {
+        Ok(records) if records.is_empty() => {}
+        Ok(records) => {
+            tracing::warn!(peer = from, tasks = records.len(), why, "claimed a lost node's tasks");
+            ctx.metrics.reclaimed.inc_by(records.len() as u64);
+            let dispatcher = ActorRef::<DispatcherMessage>::where_is(ctx.names.dispatcher.clone());
+            if let Some(Err(ractor::MessagingErr::SendErr(DispatcherMessage::Reclaimed(records)))) =
+                dispatcher.map(|d| d.cast(DispatcherMessage::Reclaimed(records)))
+                && let Some(pool) = ActorRef::<PoolMessage>::where_is(ctx.names.pool.clone())
+            {
+                let _ = pool.cast(PoolMessage::Recovered(records));
+            }
+        }
+        Err(e) => tracing::warn!(peer = from, error = %e, "claiming a lost node's tasks failed"),
+    }
+}
 
 /// The Dispatcher actor.
 pub struct Dispatcher;
@@ -194,6 +233,13 @@ impl Actor for Dispatcher {
             DispatcherMessage::PeerLeaving(node_id) => state.peer_leaving(&node_id),
             DispatcherMessage::Leave => state.leave(),
             DispatcherMessage::Welcomed { node_id, answer } => state.welcomed(&node_id, answer),
+            DispatcherMessage::Reclaimed(records) => state.reclaimed(records),
+            DispatcherMessage::Handover { node, jobs } => state.send(&node, jobs),
+            DispatcherMessage::Transfer {
+                holder,
+                target,
+                jobs,
+            } => state.transfer(&holder, target, jobs),
             DispatcherMessage::Dispatched {
                 node_id,
                 jobs,

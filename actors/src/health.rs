@@ -19,6 +19,11 @@ pub struct HealthConfig {
     pub interval: Duration,
     /// Limit on each check's I/O.
     pub timeout: Duration,
+    /// How long this node's hold on its tasks lasts without renewal. Renewed on every
+    /// check; once it lapses, any node may claim the tasks.
+    pub lease_ttl: Duration,
+    /// Every this many checks, look for nodes whose lease lapsed and claim their tasks.
+    pub reap_every: u32,
 }
 
 impl Default for HealthConfig {
@@ -26,6 +31,8 @@ impl Default for HealthConfig {
         Self {
             interval: Duration::from_millis(500),
             timeout: Duration::from_millis(1000),
+            lease_ttl: Duration::from_secs(5),
+            reap_every: 4,
         }
     }
 }
@@ -79,6 +86,7 @@ pub struct HealthState {
     ctx: NodeContext,
     config: HealthConfig,
     verdict: Readiness,
+    checks: u32,
 }
 
 impl Actor for HealthMonitor {
@@ -102,6 +110,7 @@ impl Actor for HealthMonitor {
                 pool: "not checked yet".into(),
                 draining: false,
             },
+            checks: 0,
         })
     }
 
@@ -113,10 +122,18 @@ impl Actor for HealthMonitor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             HealthMessage::Check => {
-                let (ctx, timeout) = (state.ctx.clone(), state.config.timeout);
+                let (ctx, config) = (state.ctx.clone(), state.config);
+                state.checks = state.checks.wrapping_add(1);
+                let reap = state.checks % config.reap_every.max(1) == 0 && !state.verdict.draining;
                 tokio::spawn(async move {
-                    let (store, pool) = tokio::join!(check_store(&ctx, timeout), check_pool(&ctx));
-                    let _ = myself.cast(HealthMessage::Checked { store, pool });
+                    let (store, pool) = tokio::join!(check_store(&ctx, &config), check_pool(&ctx));
+                    let _ = myself.cast(HealthMessage::Checked {
+                        store: store.clone(),
+                        pool,
+                    });
+                    if reap && store.is_ok() {
+                        reap_lapsed(&ctx, config.timeout).await;
+                    }
                 });
             }
             HealthMessage::Checked { store, pool } => {
@@ -143,11 +160,28 @@ impl Actor for HealthMonitor {
     }
 }
 
-async fn check_store(ctx: &NodeContext, timeout: Duration) -> Result<(), String> {
-    match tokio::time::timeout(timeout, ctx.store.ping()).await {
+/// Renews this node's lease, which doubles as the store's reachability check.
+async fn check_store(ctx: &NodeContext, config: &HealthConfig) -> Result<(), String> {
+    let ttl_ms = config.lease_ttl.as_millis() as u64;
+    let renew = ctx.store.renew_lease(&ctx.node_id, ttl_ms);
+    match tokio::time::timeout(config.timeout, renew).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("unreachable: {e}")),
         Err(_) => Err("ping timed out".into()),
+    }
+}
+
+/// Claims the tasks of every node whose lease lapsed (it died, alone or unseen, or the
+/// whole cluster restarted) and hands them to the dispatcher, which places them like
+/// new ones. Only one claimant wins each task.
+async fn reap_lapsed(ctx: &NodeContext, timeout: Duration) {
+    let lapsed = match tokio::time::timeout(timeout, ctx.store.expired_holders()).await {
+        Ok(Ok(nodes)) => nodes,
+        Ok(Err(e)) => return tracing::warn!(error = %e, "looking for lapsed leases failed"),
+        Err(_) => return tracing::warn!("looking for lapsed leases timed out"),
+    };
+    for node in lapsed.into_iter().filter(|n| **n != *ctx.node_id) {
+        crate::dispatcher::claim_from(ctx, &node, "its lease lapsed").await;
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub circuit_state: IntGaugeVec,
     /// `taskmesh_peer_decode_failures_total`: peer messages dropped as undecodable.
     pub decode_failures: IntCounter,
+    /// `taskmesh_tasks_reclaimed_total`: tasks this node claimed from lost nodes.
+    pub reclaimed: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -95,6 +97,11 @@ impl Metrics {
             "Messages from peers dropped because they did not decode",
         )?;
         registry.register(Box::new(decode_failures.clone()))?;
+        let reclaimed = IntCounter::new(
+            "taskmesh_tasks_reclaimed_total",
+            "Unfinished tasks this node claimed from nodes that were lost",
+        )?;
+        registry.register(Box::new(reclaimed.clone()))?;
         let ready = IntGauge::new("taskmesh_ready", "1 when the node reports ready")?;
         registry.register(Box::new(ready.clone()))?;
 
@@ -186,6 +193,7 @@ impl Metrics {
                 &["peer"],
             )?,
             decode_failures,
+            reclaimed,
             duplicate_completions,
             worker_restarts,
             ready,

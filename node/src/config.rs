@@ -147,6 +147,11 @@ pub struct NodeArgs {
     #[arg(long, env = "TASKMESH_PEER_FAIL_TIMEOUT_SECS", default_value_t = 30)]
     pub peer_fail_timeout_secs: u64,
 
+    /// Milliseconds this node's hold on its tasks in the store lasts without renewal
+    /// (renewed twice a second). Once it lapses, any node claims the tasks.
+    #[arg(long, env = "TASKMESH_LEASE_TTL_MS", default_value_t = 5000)]
+    pub lease_ttl_ms: u64,
+
     /// Also register the test-only kernels (`panic`, `fail`, `flaky`, `spin`). Never in
     /// production.
     #[arg(long, env = "TASKMESH_TEST_KERNELS")]
@@ -228,6 +233,8 @@ pub struct NodeConfig {
     pub test_kernels: bool,
     /// Cluster membership; `None` for a node on its own.
     pub cluster: Option<ClusterSettings>,
+    /// How long the node's lease on its tasks lasts without renewal.
+    pub lease_ttl: Duration,
 }
 
 /// How a clustered node joins its peers.
@@ -341,6 +348,9 @@ impl TryFrom<NodeArgs> for NodeConfig {
                 "need --min-workers ≤ --workers ≤ --max-workers, got {min_workers} ≤ {workers} ≤ {max_workers}"
             );
         }
+        if a.lease_ttl_ms < 1000 {
+            bail!("--lease-ttl-ms must be at least 1000 (it is renewed every 500 ms)");
+        }
         if a.queue_capacity == 0 {
             bail!("--queue-capacity must be at least 1");
         }
@@ -376,6 +386,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
             scale_down_after: Duration::from_secs(a.scale_down_after_secs),
             test_kernels: a.test_kernels,
             cluster,
+            lease_ttl: Duration::from_millis(a.lease_ttl_ms),
         })
     }
 }

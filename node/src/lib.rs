@@ -129,7 +129,10 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             },
             interval: Duration::from_secs(1),
         },
-        health: HealthConfig::default(),
+        health: HealthConfig {
+            lease_ttl: config.lease_ttl,
+            ..HealthConfig::default()
+        },
         limits: Arc::new(IngressLimits {
             max_body_bytes: config.max_body_bytes,
             max_params_bytes: config.max_params_bytes,

@@ -1,7 +1,7 @@
 //! The dispatcher's state and what each message does to it.
 
-use std::collections::HashMap;
-use std::time::Instant;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use ractor::{ActorCell, ActorRef, RpcReplyPort};
 use taskmesh_cluster::breaker::CircuitState;
@@ -14,7 +14,7 @@ use super::remote::{self, CallFailure};
 use super::view::{ClusterView, LoadView, NodeView};
 use super::{DispatcherConfig, DispatcherMessage};
 use crate::context::{ENDPOINT_ROLE, NodeContext};
-use crate::task::now_ms;
+use crate::task::{TaskRecord, now_ms};
 use crate::worker_pool::{CancelOutcome, Job, PoolLoad, PoolMessage};
 
 /// Room reserved for a submission: one target node per task, in order.
@@ -93,6 +93,9 @@ fn from_report(r: LoadReport) -> PoolLoad {
         draining: r.draining,
     }
 }
+
+/// How long to wait before retrying a failed move of tasks between holders.
+const TRANSFER_RETRY: Duration = Duration::from_secs(1);
 
 /// The most task payload one dispatch message carries. ractor_cluster tears down a
 /// whole session on a frame over 16 MiB, so larger dispatches are split well below it.
@@ -197,7 +200,7 @@ impl DispatcherState {
         }
     }
 
-    fn send(&mut self, node: &str, jobs: Vec<Job>) {
+    pub(super) fn send(&mut self, node: &str, jobs: Vec<Job>) {
         if let Some(entry) = self.pools.get_mut(node) {
             entry.sent_total += jobs.len() as u64;
         }
@@ -311,9 +314,51 @@ impl DispatcherState {
         }
     }
 
-    /// Places accepted tasks again, avoiding `avoid`. They were accepted, so when no
-    /// pool has room they go to the local pool regardless of its capacity or labels.
+    /// Places tasks held in the store by `holder` again, avoiding it. They were
+    /// accepted, so when no pool has room they go to the local pool regardless of its
+    /// capacity or labels.
     fn place_again(&mut self, avoid: &str, jobs: Vec<Job>) {
+        self.place_held(avoid, avoid, jobs);
+    }
+
+    /// Tasks claimed from a lost node: this node holds them now; place them anywhere
+    /// but the lost node.
+    pub(super) fn reclaimed(&mut self, records: Vec<TaskRecord>) {
+        let jobs = records.into_iter().map(Job::from_record).collect();
+        let here = self.ctx.node_id.to_string();
+        self.place_held(&here, "", jobs);
+    }
+
+    /// Sends tasks held by `holder` to `target`, moving them in the store first when the
+    /// two differ, so the old holder's late writes are refused (fencing).
+    pub(super) fn transfer(&mut self, holder: &str, target: String, jobs: Vec<Job>) {
+        if holder == target {
+            return self.send(&target, jobs);
+        }
+        let ids: Vec<TaskId> = jobs.iter().map(|j| j.id.clone()).collect();
+        let (store, myself, holder) = (self.ctx.store.clone(), self.myself.clone(), holder.to_owned());
+        tokio::spawn(async move {
+            match store.reassign(&ids, &holder, &target).await {
+                Ok(moved) => {
+                    let moved: HashSet<TaskId> = moved.into_iter().collect();
+                    let jobs: Vec<Job> = jobs.into_iter().filter(|j| moved.contains(&j.id)).collect();
+                    if !jobs.is_empty() {
+                        let _ = myself.cast(DispatcherMessage::Handover { node: target, jobs });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %holder, %target, "moving tasks in the store failed; retrying");
+                    myself.send_after(TRANSFER_RETRY, move || DispatcherMessage::Transfer {
+                        holder,
+                        target,
+                        jobs,
+                    });
+                }
+            }
+        });
+    }
+
+    fn place_held(&mut self, holder: &str, avoid: &str, jobs: Vec<Job>) {
         let (nodes, mut views) = self.views(Instant::now());
         for (node, view) in nodes.iter().zip(views.iter_mut()) {
             if node == avoid {
@@ -333,7 +378,7 @@ impl DispatcherState {
             batches.entry(target).or_default().push(job);
         }
         for (node, jobs) in batches {
-            self.send(&node, jobs);
+            self.transfer(holder, node, jobs);
         }
     }
 
@@ -504,6 +549,10 @@ impl DispatcherState {
                 && self.peers.endpoint_left(&node, &cell)
             {
                 tracing::warn!(peer = %node, "peer session closed; it is down");
+                let ctx = self.ctx.clone();
+                tokio::spawn(async move {
+                    super::claim_from(&ctx, &node, "its session closed").await;
+                });
             }
         }
         self.refresh_gauges(Instant::now());

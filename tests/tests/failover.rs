@@ -1,0 +1,79 @@
+//! Losing a node, black-box: real processes on loopback, a real `redis-server`, and
+//! SIGKILL. Every task that got a 202 still reaches a terminal state.
+
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use integration_tests::cluster::{TestCluster, cluster_view, peers};
+use integration_tests::{eventually, metric_sum};
+use serde_json::{Value, json};
+
+const DONE_WITHIN: Duration = Duration::from_secs(120);
+
+fn sleep_task(ms: u64) -> Value {
+    json!({"kind": "sleep", "params": {"ms": ms}})
+}
+
+/// Submits `n` sleep tasks to node `at` in batches of 50.
+async fn submit(cluster: &TestCluster, at: usize, n: usize, ms: u64) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n / 50 {
+        let batch: Vec<Value> = (0..50).map(|_| sleep_task(ms)).collect();
+        ids.extend(cluster.nodes[at].submit_batch(&batch).await?);
+    }
+    Ok(ids)
+}
+
+/// Kills node `victim` once it is running tasks, then checks that every task
+/// submitted through `entry` succeeds, read through `reader`.
+async fn kill_mid_run(victim: usize, entry: usize, reader: usize) -> anyhow::Result<()> {
+    let flags = ["--workers", "2", "--min-workers", "2", "--max-workers", "2"];
+    let mut cluster = TestCluster::start(3, &flags).await?;
+    let ids = submit(&cluster, entry, 300, 60).await?;
+    let victim_id = format!("n{}", victim + 1);
+    eventually(DONE_WITHIN, "the victim runs tasks", || async {
+        let view = cluster_view(&cluster.nodes[victim]).await?;
+        Ok(view["node"]["load"]["running"].as_u64().is_some_and(|r| r > 0).then_some(()))
+    })
+    .await?;
+
+    cluster.nodes[victim].kill();
+    let killed = Instant::now();
+    let reader_node = &cluster.nodes[reader];
+    eventually(DONE_WITHIN, "the victim is down", || async {
+        let seen = peers(&cluster_view(reader_node).await?);
+        Ok(seen
+            .get(&victim_id)
+            .is_some_and(|(state, _)| state == "down")
+            .then_some(()))
+    })
+    .await?;
+    let detected = killed.elapsed();
+    let views = reader_node.wait_all_terminal(&ids, DONE_WITHIN).await?;
+    let recovered = killed.elapsed();
+    let failed: Vec<&Value> = views.iter().filter(|v| v["status"] != "succeeded").collect();
+    ensure!(failed.is_empty(), "{} tasks did not succeed: {:?}", failed.len(), failed.first());
+    let mut reclaimed = 0.0;
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        if i != victim {
+            reclaimed += metric_sum(&node.metrics().await?, "taskmesh_tasks_reclaimed_total");
+        }
+    }
+    eprintln!(
+        "killed {victim_id}: down on n{} after {detected:?}, all 300 tasks done {recovered:?} \
+         after the kill, {reclaimed} tasks reclaimed",
+        reader + 1
+    );
+    ensure!(reclaimed > 0.0, "no task was reclaimed from {victim_id}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_killed_worker_node_loses_no_task() -> anyhow::Result<()> {
+    kill_mid_run(1, 0, 0).await
+}
+
+#[tokio::test]
+async fn killing_the_node_that_accepted_the_tasks_loses_none() -> anyhow::Result<()> {
+    kill_mid_run(0, 0, 1).await
+}
