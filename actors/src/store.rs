@@ -24,9 +24,23 @@
 //!   `max(limit × 50, 10 000)` records, so a rare filter may find fewer than `limit`.
 //!   `unfinished` and `recoverable` are oldest first by id.
 //! - A task is held by one node (its record's `node`): the node it was placed on at
-//!   creation, then the node that started its latest attempt. A shared store answers
-//!   [`TaskStore::recoverable`] with only the tasks `node` holds, so a restarting node
-//!   never takes another's; a store private to one node answers every unfinished task.
+//!   creation, or the first node to start it if it was created without one. A shared
+//!   store answers [`TaskStore::recoverable`] with only the tasks `node` holds, so a
+//!   restarting node never takes another's; a store private to one node answers every
+//!   unfinished task.
+//! - Fencing: only the holder may act on a held task. `start(id, node, ..)`,
+//!   `requeue(id, node, ..)` and a `finish` whose `node` is set are refused with
+//!   [`Transition::NotHolder`] (nothing written) when the task is held by another node.
+//!   A task held by nobody may be started, requeued or finished by anyone, and a
+//!   `finish` without a node (a cancel of a never-started task) is not fenced. The
+//!   terminal check comes first: a terminal task answers [`Transition::Rejected`] to
+//!   everyone.
+//! - Holding moves only by [`TaskStore::claim`] (every live task of a lost node) and
+//!   [`TaskStore::reassign`] (chosen tasks), each atomic per task, so exactly one
+//!   claimant wins each task and the old holder's late writes are fenced off.
+//! - Leases: a live node calls [`TaskStore::renew_lease`] periodically;
+//!   [`TaskStore::expired_holders`] names the nodes that hold live tasks without a live
+//!   lease, for a survivor to `claim`.
 
 use async_trait::async_trait;
 use taskmesh_cluster::protocol::{TaskId, TaskStatus};
@@ -79,12 +93,18 @@ impl Created {
 }
 
 /// The answer to a conditional state change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Transition {
     /// The change was written.
     Applied,
     /// The task's current status does not allow the change; nothing was written.
     Rejected(TaskStatus),
+    /// The task is live but held by another node than the caller (it was claimed or
+    /// reassigned away); nothing was written. Carries the current holder. The caller
+    /// must forget the task: its holder runs it now. (The shared rules only refuse on
+    /// behalf of an actual holder, so stores answer `Some`; `None` is kept for a holder
+    /// that cannot be named.)
+    NotHolder(Option<String>),
     /// No such task.
     NotFound,
 }
@@ -114,6 +134,9 @@ pub trait TaskStore: Send + Sync + 'static {
     /// `queued → running`: records `node`, `attempts` and `started_at_ms`.
     /// Rejected unless the task is queued (or already running, for a re-run after a
     /// crash: running → running is allowed and updates the same fields).
+    /// [`Transition::NotHolder`] when another node holds the task: a start never moves
+    /// a task between nodes (only [`TaskStore::claim`] and [`TaskStore::reassign`] do);
+    /// it makes `node` the holder only of a task held by nobody.
     async fn start(
         &self,
         id: &TaskId,
@@ -123,17 +146,52 @@ pub trait TaskStore: Send + Sync + 'static {
     ) -> Result<Transition, StoreError>;
 
     /// `running|queued → queued` for a retry: records `attempts` and the attempt's
-    /// `error`. Rejected when the task is terminal.
+    /// `error`; the task stays with its holder. Rejected when the task is terminal;
+    /// [`Transition::NotHolder`] when a node other than `node` (the caller's) holds it.
     async fn requeue(
         &self,
         id: &TaskId,
+        node: &str,
         attempts: u32,
         error: Option<String>,
     ) -> Result<Transition, StoreError>;
 
     /// Any non-terminal status → the terminal `finish.status`. The first terminal write
     /// wins: rejected (with the recorded status) when the task is already terminal.
+    /// [`Transition::NotHolder`] when `finish.node` is set and another node holds the
+    /// task; a finish without a node is not fenced.
     async fn finish(&self, id: &TaskId, finish: Finish) -> Result<Transition, StoreError>;
+
+    /// Moves every live (queued or running) task held by `from` to `to`, atomically, and
+    /// answers the moved records as they are after the move, oldest first. A task that
+    /// was running goes back to `queued` with `attempts` unchanged (the attempt that died
+    /// counts) and `error` set to `node {from} was lost`; a queued one only changes
+    /// holder. Each task moves once: a second claim of `from` (by any node) finds
+    /// nothing, and `from`'s later `start`/`requeue`/`finish` are refused with
+    /// [`Transition::NotHolder`]. Claiming from oneself (`from == to`) moves nothing.
+    async fn claim(&self, from: &str, to: &str) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// Moves those of `ids` that are live and still held by `from` to `to`, with the same
+    /// changes as [`TaskStore::claim`] (a running task returns to the queue with
+    /// `error` set to `reassigned from node {from}`); answers the moved ids in the order
+    /// given. Unknown, terminal, and elsewhere-held ids are left alone; `from == to`
+    /// moves nothing.
+    async fn reassign(
+        &self,
+        ids: &[TaskId],
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<TaskId>, StoreError>;
+
+    /// Declares `node` alive for the next `ttl_ms` milliseconds (at least 1), and makes it
+    /// a known holder. A store private to one node keeps no leases: it accepts the call
+    /// and does nothing.
+    async fn renew_lease(&self, node: &str, ttl_ms: u64) -> Result<(), StoreError>;
+
+    /// The nodes that hold at least one live task and have no live lease (it expired, or
+    /// was never taken), sorted: the candidates for [`TaskStore::claim`]. A store private
+    /// to one node answers nothing: its only node is the caller, which never expires.
+    async fn expired_holders(&self) -> Result<Vec<String>, StoreError>;
 
     /// Up to `filter.limit` records, newest first.
     async fn list(&self, filter: &ListFilter) -> Result<Vec<TaskRecord>, StoreError>;

@@ -162,6 +162,15 @@ pub enum PoolMessage {
     /// Stop starting tasks; reply once no attempt is running and every terminal write
     /// issued so far is durable.
     Drain(RpcReplyPort<()>),
+    /// The store refused a write for the task because another node holds it now (it was
+    /// claimed or reassigned: `Transition::NotHolder`). The pool forgets it: drops it
+    /// from its queues, or cancels its running attempt and writes nothing for it.
+    Lost {
+        /// The task.
+        id: TaskId,
+        /// Its holder, as the store answered.
+        holder: Option<String>,
+    },
 }
 
 // Local only: the cluster feature of ractor needs the impl spelled out.
@@ -229,6 +238,7 @@ impl Actor for WorkerPool {
             }
             PoolMessage::ReportLoad => state.report_load(),
             PoolMessage::Drain(reply) => state.drain(reply),
+            PoolMessage::Lost { id, holder } => state.lost(&id, holder.as_deref()),
         }
         state.dispatch();
         Ok(())

@@ -247,6 +247,14 @@ impl IngressState {
                 Ok((StatusCode::OK, Json(body)).into_response())
             }
             Ok(Transition::Rejected(status)) => Err(terminal(status)),
+            // Claimed or reassigned between the read and the write: the dispatcher was
+            // asked about the old holder, so retrying here could cancel a task the new
+            // holder is running without signalling it. The client retries the DELETE,
+            // which asks about the new holder.
+            Ok(Transition::NotHolder(_)) => Err(ApiError::Conflict(
+                "holder_changed",
+                "the task moved to another node while it was being cancelled; retry".into(),
+            )),
             Ok(Transition::NotFound) => Err(ApiError::NotFound(format!("no task with id {id}"))),
             Err(e) => Err(unavailable(
                 "store_unavailable",

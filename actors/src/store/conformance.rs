@@ -1,7 +1,7 @@
 //! The conformance suite: one set of cases that every [`TaskStore`] must pass.
 //!
 //! Each case is a `pub async fn` taking a fresh, empty store, grouped by topic in
-//! [`create`], [`transitions`] and [`queries`]. An implementation in another crate runs
+//! [`create`], [`transitions`], [`ownership`] and [`queries`]. An implementation in another crate runs
 //! them all with [`run_all`] (or one by one through [`CASES`]):
 //!
 //! ```ignore
@@ -16,6 +16,7 @@
 
 pub mod create;
 pub(crate) mod fixtures;
+pub mod ownership;
 pub mod queries;
 pub mod transitions;
 
@@ -51,6 +52,13 @@ cases!(
     transitions::finish_cancels_a_queued_task,
     transitions::finish_with_a_live_status_is_rejected,
     transitions::changes_to_unknown_ids_are_not_found,
+    ownership::start_by_a_non_holder_is_refused,
+    ownership::requeue_by_a_non_holder_is_refused,
+    ownership::finish_by_a_non_holder_is_refused_and_terminal_comes_first,
+    ownership::claim_moves_every_live_task_of_a_node_once,
+    ownership::concurrent_claims_move_each_task_to_one_claimant,
+    ownership::reassign_moves_only_listed_tasks_still_held_by_from,
+    ownership::a_holder_with_a_live_lease_is_not_expired,
     queries::list_is_newest_first_filtered_and_limited,
     queries::unfinished_is_oldest_first_and_drops_terminal_tasks,
     queries::recoverable_is_the_holding_nodes_unfinished_tasks_oldest_first,

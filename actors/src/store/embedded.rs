@@ -43,8 +43,8 @@ use redb::{Database, ReadableDatabase};
 use taskmesh_cluster::protocol::TaskId;
 use tokio::sync::oneshot;
 
-use self::committer::{Command, Counters, Op, Reply};
-use crate::store::rules::Change;
+use self::committer::{Command, Counters, Op, Reply, Transfer};
+use crate::store::rules::{self, Change};
 use crate::store::{Created, ListFilter, StoreError, TaskStore, Transition};
 use crate::task::{Finish, Millis, NewTask, TaskRecord};
 
@@ -201,14 +201,63 @@ impl TaskStore for EmbeddedStore {
     async fn requeue(
         &self,
         id: &TaskId,
+        node: &str,
         attempts: u32,
         error: Option<String>,
     ) -> Result<Transition, StoreError> {
-        self.change(id, Change::Requeue { attempts, error }).await
+        let node = node.to_owned();
+        let change = Change::Requeue {
+            node,
+            attempts,
+            error,
+        };
+        self.change(id, change).await
     }
 
     async fn finish(&self, id: &TaskId, finish: Finish) -> Result<Transition, StoreError> {
         self.change(id, Change::Finish(finish)).await
+    }
+
+    async fn claim(&self, from: &str, to: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        if from == to {
+            return Ok(Vec::new());
+        }
+        let transfer = Transfer {
+            ids: None,
+            from: from.to_owned(),
+            to: to.to_owned(),
+            error: rules::claimed_error(from),
+        };
+        self.write(|reply| Op::Transfer(transfer, reply)).await
+    }
+
+    async fn reassign(
+        &self,
+        ids: &[TaskId],
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<TaskId>, StoreError> {
+        if from == to || ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let transfer = Transfer {
+            ids: Some(ids.to_vec()),
+            from: from.to_owned(),
+            to: to.to_owned(),
+            error: rules::reassigned_error(from),
+        };
+        let moved = self.write(|reply| Op::Transfer(transfer, reply)).await?;
+        Ok(moved.into_iter().map(|r| r.id).collect())
+    }
+
+    /// Accepted and ignored: this store belongs to one node, which never expires.
+    async fn renew_lease(&self, _node: &str, _ttl_ms: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Always empty: this store belongs to one node, which never expires.
+    async fn expired_holders(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<TaskRecord>, StoreError> {

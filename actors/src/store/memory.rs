@@ -4,7 +4,7 @@
 //! do, so a type that does not round-trip fails here too. It follows the same rules (the
 //! shared `rules` module) and passes the same conformance suite.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -51,6 +51,35 @@ impl MemoryStore {
             inner.tasks.insert(id.clone(), codec::encode(&record)?);
         }
         Ok(outcome)
+    }
+
+    /// `claim` and `reassign`: moves those of `ids` that `rules::transfer` allows, in
+    /// order, deciding all of them before writing any (so a corrupt record writes
+    /// nothing). Duplicate ids move once.
+    fn transfer(
+        inner: &mut Inner,
+        ids: &[TaskId],
+        from: &str,
+        to: &str,
+        error: &str,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut moved = Vec::new();
+        let mut seen = HashSet::new();
+        for id in ids {
+            let Some(bytes) = inner.tasks.get(id).filter(|_| seen.insert(id)) else {
+                continue;
+            };
+            let mut record = codec::decode(id.as_str(), bytes)?;
+            if rules::transfer(&mut record, from, to, error) {
+                moved.push(record);
+            }
+        }
+        for record in &moved {
+            inner
+                .tasks
+                .insert(record.id.clone(), codec::encode(record)?);
+        }
+        Ok(moved)
     }
 
     /// Decodes every record, oldest first.
@@ -116,14 +145,51 @@ impl TaskStore for MemoryStore {
     async fn requeue(
         &self,
         id: &TaskId,
+        node: &str,
         attempts: u32,
         error: Option<String>,
     ) -> Result<Transition, StoreError> {
-        self.change(id, Change::Requeue { attempts, error })
+        let node = node.to_owned();
+        self.change(
+            id,
+            Change::Requeue {
+                node,
+                attempts,
+                error,
+            },
+        )
     }
 
     async fn finish(&self, id: &TaskId, finish: Finish) -> Result<Transition, StoreError> {
         self.change(id, Change::Finish(finish))
+    }
+
+    async fn claim(&self, from: &str, to: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut inner = self.lock()?;
+        let ids: Vec<TaskId> = inner.tasks.keys().cloned().collect();
+        let moved = Self::transfer(&mut inner, &ids, from, to, &rules::claimed_error(from))?;
+        Ok(moved)
+    }
+
+    async fn reassign(
+        &self,
+        ids: &[TaskId],
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<TaskId>, StoreError> {
+        let mut inner = self.lock()?;
+        let moved = Self::transfer(&mut inner, ids, from, to, &rules::reassigned_error(from))?;
+        Ok(moved.into_iter().map(|r| r.id).collect())
+    }
+
+    /// Accepted and ignored: this store belongs to one node, which never expires.
+    async fn renew_lease(&self, _node: &str, _ttl_ms: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Always empty: this store belongs to one node, which never expires.
+    async fn expired_holders(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<TaskRecord>, StoreError> {
@@ -200,5 +266,10 @@ mod tests {
     async fn recovers_every_unfinished_task_whatever_the_node() {
         conformance::fixtures::private_store_recovers_every_unfinished_task(&MemoryStore::new())
             .await;
+    }
+
+    #[tokio::test]
+    async fn never_names_an_expired_holder() {
+        conformance::fixtures::private_store_never_expires_a_holder(&MemoryStore::new()).await;
     }
 }

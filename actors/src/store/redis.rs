@@ -3,7 +3,8 @@
 //! # Keys
 //! Every key starts with a prefix (`taskmesh:` by default, see [`RedisConfig::prefix`]):
 //! a hash per task, an idempotency-key string per key, sorted sets of unfinished, recent
-//! and finished ids, and a set per owner node. The schema is in `redis/keys.rs`, the
+//! and finished ids, a set per owner node, a lease key per live node and the set of
+//! holders. The schema is in `redis/keys.rs`, the
 //! hash's fields in `redis/record.rs`, and both are described in `docs/store.md`.
 //!
 //! # Writes: Lua scripts, batched
@@ -38,6 +39,7 @@
 //! (built for this crate's tests and with the `testsuite` feature).
 
 mod batcher;
+mod holders;
 mod keys;
 mod read;
 mod record;
@@ -60,8 +62,8 @@ use tokio::sync::{mpsc, oneshot};
 use self::batcher::{Batcher, Counters, Op};
 use self::keys::Keys;
 use self::record::{FIELDS, Patch};
-use self::scripts::Scripts;
-use crate::store::rules::Change;
+use self::scripts::{Moving, Scripts};
+use crate::store::rules::{self, Change};
 use crate::store::{Created, ListFilter, StoreError, TaskStore, Transition};
 use crate::task::{Finish, Millis, NewTask, TaskRecord};
 
@@ -193,8 +195,8 @@ impl RedisStore {
     /// The non-terminal tasks `node` holds, oldest first, read from the node's owner set
     /// rather than by scanning the keyspace. A task joins the set when it is created with
     /// `node` as its [`NewTask::node`] (or, created without one, when `node` starts it),
-    /// stays through `requeue` (its retry waits on that node), moves when another node
-    /// starts it, and leaves when it finishes.
+    /// stays through `requeue` (its retry waits on that node), moves only by
+    /// [`TaskStore::claim`] or [`TaskStore::reassign`], and leaves when it finishes.
     pub async fn owned_by(&self, node: &str) -> Result<Vec<TaskRecord>, StoreError> {
         self.scan_owner(node).await
     }
@@ -215,17 +217,19 @@ impl RedisStore {
             .change(&self.keys, id.as_str(), Patch::of(change));
         let reply = self.call(cmd).await?;
         let bad = |what: String| StoreError::Backend(format!("change script answered {what}"));
-        let (code, status): (i64, String) =
+        // The second value is a status, or the holder for code 3.
+        let (code, value): (i64, String) =
             redis::from_redis_value(reply).map_err(|e| bad(e.to_string()))?;
         let status = || {
-            status
+            value
                 .parse::<TaskStatus>()
-                .map_err(|_| bad(format!("status {status:?}")))
+                .map_err(|_| bad(format!("status {value:?}")))
         };
         match code {
             0 => Ok(Transition::NotFound),
             1 => Ok(Transition::Applied),
             2 => Ok(Transition::Rejected(status()?)),
+            3 => Ok(Transition::NotHolder(Some(value))),
             other => Err(bad(format!("code {other}"))),
         }
     }
@@ -297,14 +301,45 @@ impl TaskStore for RedisStore {
     async fn requeue(
         &self,
         id: &TaskId,
+        node: &str,
         attempts: u32,
         error: Option<String>,
     ) -> Result<Transition, StoreError> {
-        self.change(id, Change::Requeue { attempts, error }).await
+        let node = node.to_owned();
+        let change = Change::Requeue {
+            node,
+            attempts,
+            error,
+        };
+        self.change(id, change).await
     }
 
     async fn finish(&self, id: &TaskId, finish: Finish) -> Result<Transition, StoreError> {
         self.change(id, Change::Finish(finish)).await
+    }
+
+    async fn claim(&self, from: &str, to: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let error = rules::claimed_error(from);
+        self.transfer(Moving::All, from, to, &error).await
+    }
+
+    async fn reassign(
+        &self,
+        ids: &[TaskId],
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<TaskId>, StoreError> {
+        let error = rules::reassigned_error(from);
+        let moved = self.transfer(Moving::Only(ids), from, to, &error).await?;
+        Ok(moved.into_iter().map(|r| r.id).collect())
+    }
+
+    async fn renew_lease(&self, node: &str, ttl_ms: u64) -> Result<(), StoreError> {
+        self.renew(node, ttl_ms).await
+    }
+
+    async fn expired_holders(&self) -> Result<Vec<String>, StoreError> {
+        self.expired().await
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<TaskRecord>, StoreError> {

@@ -20,6 +20,8 @@ pub(crate) enum Change {
     },
     /// `queued|running → queued`, for a retry.
     Requeue {
+        /// The node asking (it must hold the task).
+        node: String,
         /// Attempts started so far.
         attempts: u32,
         /// Why the last attempt failed.
@@ -29,16 +31,37 @@ pub(crate) enum Change {
     Finish(Finish),
 }
 
-/// Applies `change` to `record` if its current status allows it.
+impl Change {
+    /// The node the change is made on behalf of, which must hold the task: the starting
+    /// or requeueing node, or a finish's node (`None`: a finish that is not fenced).
+    pub(crate) fn fence(&self) -> Option<&str> {
+        match self {
+            Change::Start { node, .. } | Change::Requeue { node, .. } => Some(node),
+            Change::Finish(finish) => finish.node.as_deref(),
+        }
+    }
+}
+
+/// `Some(holder)` when `record` is held by a node other than `caller`: the fencing rule.
+pub(crate) fn foreign_holder<'r>(record: &'r TaskRecord, caller: Option<&str>) -> Option<&'r str> {
+    let holder = record.node.as_deref()?;
+    caller.filter(|&c| c != holder).map(|_| holder)
+}
+
+/// Applies `change` to `record` if its current status and holder allow it.
 ///
 /// On [`Transition::Applied`] the record holds the new state; otherwise it is untouched.
-/// A `Finish` whose status is not terminal is a caller bug that would break the
-/// "terminal is final" index bookkeeping, so it is refused like any other disallowed
-/// change (`Rejected` with the current status).
+/// Checked in order: a terminal task is `Rejected`; a task held by another node than the
+/// change's [`Change::fence`] is `NotHolder`; a `Finish` whose status is not terminal is
+/// a caller bug that would break the "terminal is final" index bookkeeping, so it is
+/// refused like any other disallowed change (`Rejected` with the current status).
 pub(crate) fn apply(record: &mut TaskRecord, change: Change) -> Transition {
     let current = record.status;
     if current.is_terminal() {
         return Transition::Rejected(current);
+    }
+    if let Some(holder) = foreign_holder(record, change.fence()) {
+        return Transition::NotHolder(Some(holder.to_owned()));
     }
     match change {
         Change::Start {
@@ -51,7 +74,9 @@ pub(crate) fn apply(record: &mut TaskRecord, change: Change) -> Transition {
             record.attempts = attempts;
             record.started_at_ms = Some(started_at_ms);
         }
-        Change::Requeue { attempts, error } => {
+        Change::Requeue {
+            attempts, error, ..
+        } => {
             record.status = TaskStatus::Queued;
             record.attempts = attempts;
             record.error = error;
@@ -70,6 +95,35 @@ pub(crate) fn apply(record: &mut TaskRecord, change: Change) -> Transition {
         }
     }
     Transition::Applied
+}
+
+/// Why a running task lost its attempt when [`TaskStore::claim`] moved it.
+///
+/// [`TaskStore::claim`]: crate::store::TaskStore::claim
+pub(crate) fn claimed_error(from: &str) -> String {
+    format!("node {from} was lost")
+}
+
+/// Why a running task lost its attempt when [`TaskStore::reassign`] moved it.
+///
+/// [`TaskStore::reassign`]: crate::store::TaskStore::reassign
+pub(crate) fn reassigned_error(from: &str) -> String {
+    format!("reassigned from node {from}")
+}
+
+/// Moves `record` from `from` to `to` if it is live and held by `from` (and `from != to`);
+/// answers whether it moved. A running task goes back to `queued` with `attempts` kept
+/// and `error` set to `error`; a queued one only changes holder.
+pub(crate) fn transfer(record: &mut TaskRecord, from: &str, to: &str, error: &str) -> bool {
+    if from == to || record.status.is_terminal() || record.node.as_deref() != Some(from) {
+        return false;
+    }
+    if record.status == TaskStatus::Running {
+        record.status = TaskStatus::Queued;
+        record.error = Some(error.to_owned());
+    }
+    record.node = Some(to.to_owned());
+    true
 }
 
 /// Whether `record` passes the status and kind filters of a listing.
@@ -118,6 +172,64 @@ mod tests {
             finished_at_ms,
             ..TaskRecord::queued(new)
         }
+    }
+
+    fn held_by(node: Option<&str>, status: TaskStatus) -> TaskRecord {
+        TaskRecord {
+            node: node.map(str::to_owned),
+            attempts: 2,
+            ..record(status, None)
+        }
+    }
+
+    #[test]
+    fn only_the_holder_passes_the_fence_and_terminal_comes_first() {
+        let start = |node: &str| Change::Start {
+            node: node.into(),
+            attempts: 3,
+            started_at_ms: 9,
+        };
+        let mut r = held_by(Some("a"), TaskStatus::Running);
+        let before = r.clone();
+        assert_eq!(
+            apply(&mut r, start("b")),
+            Transition::NotHolder(Some("a".into()))
+        );
+        assert_eq!(r, before, "a refused change writes nothing");
+        assert_eq!(apply(&mut r, start("a")), Transition::Applied);
+        let mut unheld = held_by(None, TaskStatus::Queued);
+        assert_eq!(apply(&mut unheld, start("b")), Transition::Applied);
+        assert_eq!(unheld.node.as_deref(), Some("b"));
+        let mut done = held_by(Some("a"), TaskStatus::Failed);
+        assert_eq!(
+            apply(&mut done, start("b")),
+            Transition::Rejected(TaskStatus::Failed)
+        );
+    }
+
+    #[test]
+    fn transfer_moves_only_live_tasks_of_the_old_holder() {
+        let mut running = held_by(Some("a"), TaskStatus::Running);
+        assert!(transfer(&mut running, "a", "c", "lost"));
+        assert_eq!(
+            (running.status, running.node.as_deref(), running.attempts),
+            (TaskStatus::Queued, Some("c"), 2)
+        );
+        assert_eq!(running.error.as_deref(), Some("lost"));
+        let mut queued = held_by(Some("a"), TaskStatus::Queued);
+        assert!(transfer(&mut queued, "a", "c", "lost"));
+        assert_eq!((queued.node.as_deref(), queued.error), (Some("c"), None));
+        for mut r in [
+            held_by(Some("b"), TaskStatus::Queued),
+            held_by(None, TaskStatus::Queued),
+            held_by(Some("a"), TaskStatus::Succeeded),
+        ] {
+            let before = r.clone();
+            assert!(!transfer(&mut r, "a", "c", "lost"));
+            assert_eq!(r, before);
+        }
+        let mut own = held_by(Some("a"), TaskStatus::Running);
+        assert!(!transfer(&mut own, "a", "a", "lost"), "from == to");
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct PoolState {
     writes: TaskTracker,
     drain_reply: Option<RpcReplyPort<()>>,
     draining: bool,
+    /// Running tasks another node holds now: their attempt's outcome is dropped.
+    lost: HashSet<TaskId>,
 }
 
 impl PoolState {
@@ -67,6 +69,7 @@ impl PoolState {
             writes,
             drain_reply: None,
             draining: false,
+            lost: HashSet::new(),
         }
     }
 
@@ -173,6 +176,11 @@ impl PoolState {
             started_at_ms,
             ..
         } = report;
+        if self.lost.remove(&job.id) {
+            let _span = job.span().entered();
+            tracing::info!("attempt ended after another node took the task; not recorded");
+            return;
+        }
         job.attempts += 1;
         let started = Some(started_at_ms);
         match outcome {
@@ -217,9 +225,14 @@ impl PoolState {
             .with_label_values(&[job.spec.kind.as_str()])
             .inc();
         let (store, id, attempts) = (self.ctx.store.clone(), job.id.clone(), job.attempts);
+        let (node, pool) = (self.ctx.node_id.clone(), self.myself.clone());
         self.writes.spawn(async move {
-            if let Err(e) = store.requeue(&id, attempts, Some(error)).await {
-                tracing::warn!(task_id = %id, error = %e, "recording retry failed");
+            match store.requeue(&id, &node, attempts, Some(error)).await {
+                Ok(Transition::NotHolder(holder)) => {
+                    let _ = pool.cast(PoolMessage::Lost { id, holder });
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(task_id = %id, error = %e, "recording retry failed"),
             }
         });
         let id = job.id.clone();
@@ -262,6 +275,13 @@ impl PoolState {
                         ctx.metrics.duplicate_completions.inc();
                         break;
                     }
+                    Ok(Transition::NotHolder(holder)) => {
+                        // Claimed or reassigned away: its holder runs it; this result is
+                        // a duplicate and is dropped.
+                        ctx.metrics.duplicate_completions.inc();
+                        tracing::info!(task_id = %id, ?holder, "another node holds the task; result dropped");
+                        break;
+                    }
                     Ok(Transition::NotFound) => break,
                     Err(e) => {
                         ctx.metrics.store_errors.with_label_values(&["finish"]).inc();
@@ -278,6 +298,18 @@ impl PoolState {
     pub(super) fn retry_due(&mut self, id: &TaskId) {
         if let Some(job) = self.delayed.remove(id) {
             self.enqueue(job);
+        }
+    }
+
+    /// Another node holds the task now ([`PoolMessage::Lost`]): forget it without any
+    /// store write, cancelling its attempt if one runs.
+    pub(super) fn lost(&mut self, id: &TaskId, holder: Option<&str>) {
+        let outcome = self.cancel(id);
+        if outcome == CancelOutcome::Signalled {
+            self.lost.insert(id.clone());
+        }
+        if outcome != CancelOutcome::NotHere {
+            tracing::info!(task_id = %id, ?holder, "another node holds the task; dropped it");
         }
     }
 

@@ -259,3 +259,66 @@ async fn resize_grows_and_shrinks_the_pool() {
         "retiring is not a restart"
     );
 }
+
+/// Polls `check` every 10 ms until it holds, for at most ten seconds.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_attempt_whose_start_is_fenced_off_is_cancelled_and_not_recorded() {
+    let h = start_pool(1).await;
+    let id = TaskId::generate();
+    let s = spec("sleep", r#"{"ms":60000}"#, 3);
+    let task = NewTask {
+        id: id.clone(),
+        spec: s.clone(),
+        created_at_ms: now_ms(),
+        node: Some("elsewhere".into()),
+    };
+    h.ctx.store.create(vec![task]).await.expect("create");
+    let before = h.ctx.store.get(&id).await.expect("get").expect("exists");
+    h.pool
+        .cast(PoolMessage::Enqueue(vec![Job::new(id.clone(), s)]))
+        .expect("enqueue");
+    eventually("the attempt started", async || h.load().await.busy == 1).await;
+    eventually("the fenced attempt stopped", async || {
+        h.load().await.busy == 0
+    })
+    .await;
+    let load = h.load().await;
+    assert_eq!((load.delayed, load.queued.iter().sum::<usize>()), (0, 0));
+    let after = h.ctx.store.get(&id).await.expect("get").expect("exists");
+    assert_eq!(after, before, "nothing was written for another node's task");
+    assert_eq!(h.ctx.metrics.duplicate_completions.get(), 0);
+    let ok = h.submit(spec("noop", "{}", 0)).await;
+    assert_eq!(h.terminal(&ok).await.status, TaskStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn a_result_for_a_task_claimed_away_is_dropped_as_a_duplicate() {
+    let h = start_pool(1).await;
+    let id = h.submit(spec("sleep", r#"{"ms":400}"#, 0)).await;
+    let node = h.ctx.node_id.to_string();
+    eventually("the task is recorded running", async || {
+        let r = h.ctx.store.get(&id).await.expect("get").expect("exists");
+        r.status == TaskStatus::Running
+    })
+    .await;
+    let claimed = h.ctx.store.claim(&node, "survivor").await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    eventually("the finish was refused", async || {
+        h.ctx.metrics.duplicate_completions.get() == 1
+    })
+    .await;
+    let r = h.ctx.store.get(&id).await.expect("get").expect("exists");
+    assert_eq!(
+        (r.status, r.node.as_deref(), r.attempts),
+        (TaskStatus::Queued, Some("survivor"), 1)
+    );
+    assert_eq!(h.load().await.busy, 0);
+}

@@ -13,6 +13,7 @@ use tracing::Instrument;
 use super::executor::{self, AttemptOutcome};
 use super::{Job, PoolMessage};
 use crate::context::NodeContext;
+use crate::store::Transition;
 use crate::task::now_ms;
 
 /// The Worker actor.
@@ -69,7 +70,9 @@ impl Actor for Worker {
     ) -> Result<(), ActorProcessingErr> {
         let WorkerMessage::Run(job, cancel) = message;
         let span = job.span();
-        let report = run_attempt(&state.ctx, job, cancel).instrument(span).await;
+        let report = run_attempt(&state.ctx, &state.pool, job, cancel)
+            .instrument(span)
+            .await;
         let report = match report {
             Ok(report) => report,
             Err(payload) => std::panic::resume_unwind(payload),
@@ -91,18 +94,31 @@ type PanicPayload = Box<dyn std::any::Any + Send>;
 pub const RECORD_RUNNING_AFTER: Duration = Duration::from_millis(25);
 
 /// Writes `running` without waiting: the store refuses it over a terminal state, so a
-/// late write can never undo a completion.
-fn record_running(ctx: &NodeContext, job: &Job, attempt: u32, started_at_ms: u64) {
+/// late write can never undo a completion. If another node holds the task now, the pool
+/// is told ([`PoolMessage::Lost`]) and cancels this attempt.
+fn record_running(
+    ctx: &NodeContext,
+    pool: &ActorRef<PoolMessage>,
+    job: &Job,
+    attempt: u32,
+    started_at_ms: u64,
+) {
     let (store, id, node) = (ctx.store.clone(), job.id.clone(), ctx.node_id.clone());
+    let pool = pool.clone();
     tokio::spawn(async move {
-        if let Err(e) = store.start(&id, &node, attempt, started_at_ms).await {
-            tracing::warn!(task_id = %id, error = %e, "recording task start failed");
+        match store.start(&id, &node, attempt, started_at_ms).await {
+            Ok(Transition::NotHolder(holder)) => {
+                let _ = pool.cast(PoolMessage::Lost { id, holder });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(task_id = %id, error = %e, "recording task start failed"),
         }
     });
 }
 
 async fn run_attempt(
     ctx: &NodeContext,
+    pool: &ActorRef<PoolMessage>,
     job: Job,
     cancel: CancelToken,
 ) -> Result<AttemptReport, PanicPayload> {
@@ -128,7 +144,7 @@ async fn run_attempt(
         biased;
         outcome = &mut execution => outcome,
         () = tokio::time::sleep(RECORD_RUNNING_AFTER) => {
-            record_running(ctx, &job, attempt, started_at_ms);
+            record_running(ctx, pool, &job, attempt, started_at_ms);
             execution.await
         }
     };

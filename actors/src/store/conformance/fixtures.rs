@@ -52,7 +52,7 @@ pub(crate) async fn private_store_recovers_every_unfinished_task(store: &dyn Tas
     };
     let tasks = vec![on(Some("a")), on(Some("b")), on(None), on(Some("a"))];
     store.create(tasks.clone()).await.expect("create");
-    store.start(&tasks[1].id, "c", 1, 5).await.expect("start");
+    store.start(&tasks[1].id, "b", 1, 5).await.expect("start");
     store
         .finish(&tasks[3].id, succeeded(6))
         .await
@@ -61,6 +61,26 @@ pub(crate) async fn private_store_recovers_every_unfinished_task(store: &dyn Tas
     for node in ["a", "b", "c", "z"] {
         let recoverable = store.recoverable(node).await.expect("recoverable");
         assert_eq!(ids(&recoverable), expected, "recoverable({node:?})");
+    }
+}
+
+/// The check each store private to one node runs for `expired_holders`: never a node,
+/// even one that holds tasks and never renewed a lease, or whose lease ran out.
+#[cfg(test)]
+pub(crate) async fn private_store_never_expires_a_holder(store: &dyn TaskStore) {
+    let held = NewTask {
+        node: Some("a".to_owned()),
+        ..task("echo", None)
+    };
+    store.create(vec![held]).await.expect("create");
+    store.renew_lease("b", 1).await.expect("renew");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(50);
+    while std::time::Instant::now() < deadline {
+        assert_eq!(
+            store.expired_holders().await.expect("expired"),
+            [] as [String; 0]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 

@@ -63,7 +63,7 @@ pub async fn unfinished_is_oldest_first_and_drops_terminal_tasks(store: Arc<dyn 
         .finish(&id(0), finish(TaskStatus::Cancelled, 7))
         .await
         .expect("cancel");
-    store.requeue(&id(1), 1, None).await.expect("requeue");
+    store.requeue(&id(1), "n", 1, None).await.expect("requeue");
     let unfinished = store.unfinished().await.expect("unfinished");
     assert_eq!(ids(&unfinished), [1, 3].map(id));
     assert_eq!(unfinished[0].status, Queued);
@@ -100,7 +100,7 @@ pub async fn recoverable_is_the_holding_nodes_unfinished_tasks_oldest_first(
         "the node holds every unfinished task"
     );
 
-    store.requeue(&id(1), 1, None).await.expect("requeue");
+    store.requeue(&id(1), "n", 1, None).await.expect("requeue");
     store
         .finish(&id(3), finish(TaskStatus::Cancelled, 7))
         .await

@@ -22,13 +22,13 @@ pub async fn start_moves_queued_to_running_and_may_repeat(store: Arc<dyn TaskSto
         (TaskStatus::Running, Some("n1"), 1, Some(100))
     );
     assert_eq!(
-        store.start(&t.id, "n2", 2, 200).await.expect("restart"),
+        store.start(&t.id, "n1", 2, 200).await.expect("restart"),
         Transition::Applied
     );
     let r = get(&*store, &t.id).await;
     assert_eq!(
         (r.status, r.node.as_deref(), r.attempts, r.started_at_ms),
-        (TaskStatus::Running, Some("n2"), 2, Some(200))
+        (TaskStatus::Running, Some("n1"), 2, Some(200))
     );
     let done = store
         .finish(&t.id, finish(TaskStatus::Succeeded, 300))
@@ -53,7 +53,7 @@ pub async fn requeue_returns_a_live_task_to_the_queue(store: Arc<dyn TaskStore>)
     store.start(&t.id, "n1", 1, 100).await.expect("start");
     assert_eq!(
         store
-            .requeue(&t.id, 1, Some("boom".into()))
+            .requeue(&t.id, "n1", 1, Some("boom".into()))
             .await
             .expect("requeue"),
         Transition::Applied
@@ -64,7 +64,10 @@ pub async fn requeue_returns_a_live_task_to_the_queue(store: Arc<dyn TaskStore>)
         (TaskStatus::Queued, 1, Some("boom"))
     );
     assert_eq!(
-        store.requeue(&t.id, 2, None).await.expect("requeue queued"),
+        store
+            .requeue(&t.id, "n1", 2, None)
+            .await
+            .expect("requeue queued"),
         Transition::Applied
     );
     let r = get(&*store, &t.id).await;
@@ -77,7 +80,7 @@ pub async fn requeue_returns_a_live_task_to_the_queue(store: Arc<dyn TaskStore>)
         .await
         .expect("finish");
     assert_eq!(
-        store.requeue(&t.id, 3, None).await.expect("requeue"),
+        store.requeue(&t.id, "n1", 3, None).await.expect("requeue"),
         Transition::Rejected(TaskStatus::Failed)
     );
     assert_eq!(get(&*store, &t.id).await.status, TaskStatus::Failed);
@@ -150,7 +153,7 @@ pub async fn finish_cancels_a_queued_task(store: Arc<dyn TaskStore>) {
         cancelled
     );
     assert_eq!(
-        store.requeue(&t.id, 1, None).await.expect("requeue"),
+        store.requeue(&t.id, "n", 1, None).await.expect("requeue"),
         cancelled
     );
 }
@@ -175,7 +178,7 @@ pub async fn changes_to_unknown_ids_are_not_found(store: Arc<dyn TaskStore>) {
     let not_found = Transition::NotFound;
     assert_eq!(store.start(&id, "n", 1, 1).await.expect("start"), not_found);
     assert_eq!(
-        store.requeue(&id, 1, None).await.expect("requeue"),
+        store.requeue(&id, "n", 1, None).await.expect("requeue"),
         not_found
     );
     let done = store

@@ -22,7 +22,7 @@ use super::CommitStats;
 use super::write::Tables;
 use crate::store::rules::Change;
 use crate::store::{Created, StoreError, Transition};
-use crate::task::{Millis, NewTask};
+use crate::task::{Millis, NewTask, TaskRecord};
 
 /// The most ops one transaction carries, so one commit's latency stays bounded.
 pub(super) const MAX_BATCH: usize = 4096;
@@ -46,6 +46,20 @@ pub(super) enum Op {
     Change(TaskId, Change, Reply<Transition>),
     /// One bounded batch of `purge_finished`: (finished before, at most this many).
     Purge(Millis, usize, Reply<usize>),
+    /// `claim` (no ids: every task `from` holds) or `reassign` (these ids).
+    Transfer(Transfer, Reply<Vec<TaskRecord>>),
+}
+
+/// The arguments of a `claim` or `reassign`.
+pub(super) struct Transfer {
+    /// The tasks to consider; `None` for every unfinished task (a claim).
+    pub(super) ids: Option<Vec<TaskId>>,
+    /// The holder they must still have.
+    pub(super) from: String,
+    /// The new holder.
+    pub(super) to: String,
+    /// The `error` a running task gets when it goes back to the queue.
+    pub(super) error: String,
 }
 
 /// An applied op whose answer waits for the commit.
@@ -53,6 +67,7 @@ enum Done {
     Create(Result<Vec<Created>, StoreError>, Reply<Vec<Created>>),
     Change(Result<Transition, StoreError>, Reply<Transition>),
     Purge(Result<usize, StoreError>, Reply<usize>),
+    Transfer(Result<Vec<TaskRecord>, StoreError>, Reply<Vec<TaskRecord>>),
 }
 
 impl Op {
@@ -61,6 +76,7 @@ impl Op {
             Op::Create(tasks, reply) => Done::Create(tables.create(tasks), reply),
             Op::Change(id, change, reply) => Done::Change(tables.change(&id, change), reply),
             Op::Purge(before, max, reply) => Done::Purge(tables.purge(before, max), reply),
+            Op::Transfer(transfer, reply) => Done::Transfer(tables.transfer(transfer), reply),
         }
     }
 
@@ -70,6 +86,7 @@ impl Op {
             Op::Create(_, reply) => Done::Create(failed("batch aborted"), reply),
             Op::Change(_, _, reply) => Done::Change(failed("batch aborted"), reply),
             Op::Purge(_, _, reply) => Done::Purge(failed("batch aborted"), reply),
+            Op::Transfer(_, reply) => Done::Transfer(failed("batch aborted"), reply),
         }
     }
 }
@@ -78,7 +95,10 @@ impl Done {
     /// The redb failure that must abort the batch, if this op hit one.
     fn fatal(&self) -> Option<String> {
         let error = match self {
-            Done::Create(Err(e), _) | Done::Change(Err(e), _) | Done::Purge(Err(e), _) => e,
+            Done::Create(Err(e), _)
+            | Done::Change(Err(e), _)
+            | Done::Purge(Err(e), _)
+            | Done::Transfer(Err(e), _) => e,
             _ => return None,
         };
         matches!(error, StoreError::Backend(_)).then(|| error.to_string())
@@ -90,6 +110,7 @@ impl Done {
             Done::Create(answer, reply) => drop(reply.send(answer)),
             Done::Change(answer, reply) => drop(reply.send(answer)),
             Done::Purge(answer, reply) => drop(reply.send(answer)),
+            Done::Transfer(answer, reply) => drop(reply.send(answer)),
         }
     }
 
@@ -99,6 +120,7 @@ impl Done {
             Done::Create(_, reply) => drop(reply.send(failed(reason))),
             Done::Change(_, reply) => drop(reply.send(failed(reason))),
             Done::Purge(_, reply) => drop(reply.send(failed(reason))),
+            Done::Transfer(_, reply) => drop(reply.send(failed(reason))),
         }
     }
 }

@@ -52,6 +52,12 @@ async fn recovers_every_unfinished_task_whatever_the_node() {
     conformance::fixtures::private_store_recovers_every_unfinished_task(&*open(&dir)).await;
 }
 
+#[tokio::test]
+async fn never_names_an_expired_holder() {
+    let dir = TempDir::new().expect("tempdir");
+    conformance::fixtures::private_store_never_expires_a_holder(&*open(&dir)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creates_share_commits() {
     const CALLERS: usize = 2_000;

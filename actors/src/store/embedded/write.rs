@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use redb::{ReadableTable, Table, WriteTransaction};
 use taskmesh_cluster::protocol::TaskId;
 
+use super::committer::Transfer;
 use super::schema::{FINISHED, IDEMPOTENCY, TASKS, UNFINISHED};
 use crate::store::rules::{self, Change};
 use crate::store::{Created, StoreError, Transition, codec};
@@ -93,6 +94,50 @@ impl<'txn> Tables<'txn> {
             }
         }
         Ok(outcome)
+    }
+
+    /// `claim` and `reassign`: decides every task first (a corrupt record writes
+    /// nothing), then writes the moved ones. Duplicate ids move once.
+    pub(super) fn transfer(&mut self, transfer: Transfer) -> Result<Vec<TaskRecord>, StoreError> {
+        let Transfer {
+            ids,
+            from,
+            to,
+            error,
+        } = transfer;
+        let ids = match ids {
+            Some(ids) => ids,
+            None => {
+                let mut all = Vec::new();
+                for entry in self.unfinished.iter()? {
+                    let id = entry?.0.value().to_owned();
+                    all.push(id.parse().map_err(|_| StoreError::Corrupt {
+                        id: id.clone(),
+                        reason: "the unfinished index holds an invalid id".into(),
+                    })?);
+                }
+                all
+            }
+        };
+        let mut moved: Vec<TaskRecord> = Vec::new();
+        let mut seen = HashSet::new();
+        for id in &ids {
+            if !seen.insert(id) {
+                continue;
+            }
+            let Some(bytes) = self.tasks.get(id.as_str())? else {
+                continue;
+            };
+            let mut record = codec::decode(id.as_str(), bytes.value())?;
+            if rules::transfer(&mut record, &from, &to, &error) {
+                moved.push(record);
+            }
+        }
+        for record in &moved {
+            self.tasks
+                .insert(record.id.as_str(), codec::encode(record)?.as_slice())?;
+        }
+        Ok(moved)
     }
 
     /// Deletes up to `max` terminal tasks finished before `before`; answers how many.

@@ -9,12 +9,20 @@
 //! | `{p}recent`         | sorted set | ids of every stored task (score 0, by id)            |
 //! | `{p}finished`       | sorted set | ids of terminal tasks, scored by `finished_at_ms`    |
 //! | `{p}owner:{node}`   | set        | ids of non-terminal tasks `node` holds (see below)   |
+//! | `{p}lease:{node}`   | string     | `node`'s lease: when it was renewed (ms), with a TTL |
+//! | `{p}holders`        | set        | nodes that may hold tasks (see below)                |
 //!
 //! A task joins its node's owner set when it is created with a node (`NewTask::node`, the
 //! node the dispatcher placed it on), or else when a node first starts it; it moves to
-//! the set of any other node that starts it, stays through a requeue, and leaves when it
-//! finishes (a purge removes it again, to be sure). The set is what a restarting node
-//! recovers (`TaskStore::recoverable`).
+//! another node's set only by `claim` or `reassign`, stays through a requeue, and leaves
+//! when it finishes (a purge removes it again, to be sure). The set is what a restarting
+//! node recovers (`TaskStore::recoverable`).
+//!
+//! Every script that adds to an owner set adds the node to `holders` in the same script,
+//! and `expired_holders` drops a node from `holders` only when its owner set is empty (in
+//! one script), so every node holding a live task is in `holders`. `renew_lease` adds the
+//! node too. A node is expired when it is in `holders`, its owner set is not empty, and
+//! its lease key has expired (or never existed).
 //!
 //! Ids are UUIDv7 text, so members of the score-0 sets sort by creation time and are read
 //! with `ZRANGE … BYLEX`. The Lua scripts reach keys they cannot be told in advance (the
@@ -77,6 +85,21 @@ impl Keys {
         format!("{}{node}", self.owner_prefix())
     }
 
+    /// `{p}lease:{node}`: present (with a TTL) while `node`'s lease is live.
+    pub(super) fn lease(&self, node: &str) -> String {
+        format!("{}{node}", self.lease_prefix())
+    }
+
+    /// `{p}lease:`, which the expiry script completes with node names.
+    pub(super) fn lease_prefix(&self) -> String {
+        format!("{}lease:", self.prefix)
+    }
+
+    /// `{p}holders`: every node that may hold tasks.
+    pub(super) fn holders(&self) -> String {
+        format!("{}holders", self.prefix)
+    }
+
     /// `{p}owner:`, which the change and purge scripts complete with a record's node.
     pub(super) fn owner_prefix(&self) -> String {
         format!("{}owner:", self.prefix)
@@ -97,6 +120,9 @@ mod tests {
         assert_eq!(keys.finished(), "{tm}:finished");
         assert_eq!(keys.owner("node-a"), "{tm}:owner:node-a");
         assert!(keys.owner("n").starts_with(&keys.owner_prefix()));
+        assert_eq!(keys.lease("node-a"), "{tm}:lease:node-a");
+        assert!(keys.lease("n").starts_with(&keys.lease_prefix()));
+        assert_eq!(keys.holders(), "{tm}:holders");
         assert!(keys.task("x").starts_with(&keys.task_prefix()));
         assert_eq!(keys.prefix(), "{tm}:");
     }

@@ -143,6 +143,8 @@ pub(super) struct Patch {
     pub(super) status: Option<TaskStatus>,
     /// For a start: the node, whose owner set gains the task.
     pub(super) owner: Option<String>,
+    /// The node the change is made for, which must hold the task (`Change::fence`).
+    pub(super) fence: Option<String>,
     /// For a finish: when, the task's score in the finished index.
     pub(super) finished_at: Option<Millis>,
     /// Fields to set, besides `status`.
@@ -157,6 +159,7 @@ impl Patch {
         let mut patch = Self {
             status: None,
             owner: None,
+            fence: change.fence().map(str::to_owned),
             finished_at: None,
             set: Vec::new(),
             unset: Vec::new(),
@@ -173,7 +176,9 @@ impl Patch {
                 patch.put("started_at", Some(millis(started_at_ms)));
                 patch.owner = Some(node);
             }
-            Change::Requeue { attempts, error } => {
+            Change::Requeue {
+                attempts, error, ..
+            } => {
                 patch.status = Some(TaskStatus::Queued);
                 patch.put("attempts", Some(attempts.to_string().into_bytes()));
                 patch.put("error", error.map(String::into_bytes));
@@ -241,6 +246,23 @@ mod tests {
         }
     }
 
+    /// What the change script answers for `patch` on `record`: its checks in order.
+    fn outcome(record: &TaskRecord, patch: &Patch) -> Transition {
+        if record.status.is_terminal() {
+            return Transition::Rejected(record.status);
+        }
+        let holder = record.node.as_deref();
+        if let (Some(fence), Some(holder)) = (patch.fence.as_deref(), holder)
+            && fence != holder
+        {
+            return Transition::NotHolder(Some(holder.to_owned()));
+        }
+        match patch.status {
+            Some(_) => Transition::Applied,
+            None => Transition::Rejected(record.status),
+        }
+    }
+
     /// What Redis would hold after the change script ran `patch` on `record`'s hash.
     fn patched(record: &TaskRecord, patch: &Patch) -> TaskRecord {
         let mut hash: HashMap<&str, Vec<u8>> =
@@ -270,21 +292,35 @@ mod tests {
         };
         vec![
             Change::Start {
+                node: "a".into(),
+                attempts: 2,
+                started_at_ms: 6,
+            },
+            Change::Start {
                 node: "b".into(),
                 attempts: 2,
                 started_at_ms: 6,
             },
             Change::Requeue {
+                node: "a".into(),
                 attempts: 2,
                 error: Some("boom".into()),
             },
             Change::Requeue {
+                node: "a".into(),
                 attempts: 2,
                 error: None,
             },
+            Change::Requeue {
+                node: "b".into(),
+                attempts: 2,
+                error: None,
+            },
+            finish(TaskStatus::Succeeded, Some("42"), Some("a")),
             finish(TaskStatus::Succeeded, Some("42"), Some("b")),
             finish(TaskStatus::Cancelled, None, None),
             finish(TaskStatus::Running, None, None),
+            finish(TaskStatus::Running, None, Some("b")),
         ]
     }
 
@@ -299,17 +335,23 @@ mod tests {
 
     #[test]
     fn patches_make_the_same_change_as_the_shared_rules() {
-        for before in [queued(), running()] {
+        let unheld = TaskRecord {
+            node: None,
+            ..queued()
+        };
+        let done = TaskRecord {
+            status: TaskStatus::Failed,
+            ..running()
+        };
+        let mut applied = 0;
+        for before in [queued(), running(), unheld, done] {
             for change in changes() {
                 let patch = Patch::of(change.clone());
                 let mut expected = before.clone();
-                let outcome = rules::apply(&mut expected, change.clone());
-                assert_eq!(
-                    outcome == Transition::Applied,
-                    patch.status.is_some(),
-                    "{change:?}"
-                );
-                if patch.status.is_some() {
+                let answer = rules::apply(&mut expected, change.clone());
+                assert_eq!(outcome(&before, &patch), answer, "{change:?} on {before:?}");
+                if answer == Transition::Applied {
+                    applied += 1;
                     assert_eq!(patched(&before, &patch), expected, "{change:?}");
                 }
                 let is_start = matches!(change, Change::Start { .. });
@@ -318,6 +360,7 @@ mod tests {
                 assert_eq!(patch.finished_at.is_some(), terminal);
             }
         }
+        assert!(applied > 10, "only {applied} changes were applied");
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //!   status allows it, with the unfinished, finished and owner indexes.
 //! - `purge.lua`: one bounded batch of `purge_finished` (records, idempotency keys and
 //!   every index entry, owner sets included).
+//! - `transfer.lua`: `claim` (every live task of a node) or `reassign` (chosen tasks),
+//!   moving each between owner sets with its record.
+//! - `expired.lua`: `expired_holders`, pruning the holders set of nodes that hold nothing.
 //!
 //! Commands carry only the script's SHA1. The scripts are loaded when the store connects,
 //! and the batcher loads them again when Redis answers `NOSCRIPT` (after a restart, a
@@ -14,8 +17,10 @@
 
 use redis::{Cmd, Pipeline, Script};
 
+use taskmesh_cluster::protocol::TaskId;
+
 use super::keys::Keys;
-use super::record::{self, Field, Patch};
+use super::record::{self, FIELDS, Field, Patch};
 use crate::store::{Created, StoreError};
 use crate::task::{Millis, NewTask, TaskRecord};
 
@@ -24,7 +29,18 @@ pub(super) struct Scripts {
     create: Script,
     change: Script,
     purge: Script,
-    sources: [&'static str; 3],
+    transfer: Script,
+    expired: Script,
+    sources: [&'static str; 5],
+}
+
+/// Which tasks `transfer.lua` considers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Moving<'a> {
+    /// Every task in the old holder's owner set (`claim`).
+    All,
+    /// These ids (`reassign`).
+    Only(&'a [TaskId]),
 }
 
 impl Scripts {
@@ -34,11 +50,15 @@ impl Scripts {
             include_str!("scripts/create.lua"),
             include_str!("scripts/change.lua"),
             include_str!("scripts/purge.lua"),
+            include_str!("scripts/transfer.lua"),
+            include_str!("scripts/expired.lua"),
         ];
         Self {
             create: Script::new(sources[0]),
             change: Script::new(sources[1]),
             purge: Script::new(sources[2]),
+            transfer: Script::new(sources[3]),
+            expired: Script::new(sources[4]),
             sources,
         }
     }
@@ -54,9 +74,11 @@ impl Scripts {
 
     /// `create.lua` for `tasks`; fails only if a spec cannot be encoded.
     pub(super) fn create(&self, keys: &Keys, tasks: Vec<NewTask>) -> Result<Cmd, StoreError> {
-        let mut call = evalsha(&self.create, 2 + 3 * tasks.len());
-        let mut argv: Vec<Vec<u8>> = Vec::with_capacity(tasks.len() * 13);
-        call.arg(keys.unfinished()).arg(keys.recent());
+        let mut call = evalsha(&self.create, 3 + 3 * tasks.len());
+        let mut argv: Vec<Vec<u8>> = Vec::with_capacity(tasks.len() * 14);
+        call.arg(keys.unfinished())
+            .arg(keys.recent())
+            .arg(keys.holders());
         for task in tasks {
             let record = TaskRecord::queued(task);
             let task_key = keys.task(record.id.as_str());
@@ -72,6 +94,7 @@ impl Scripts {
             let has_key: &[u8] = if idem.is_some() { b"1" } else { b"0" };
             argv.push(record.id.as_str().as_bytes().to_vec());
             argv.push(has_key.to_vec());
+            argv.push(record.node.clone().unwrap_or_default().into_bytes());
             push_fields(&mut argv, record::encode(&record)?);
         }
         call.arg(argv);
@@ -82,16 +105,18 @@ impl Scripts {
     pub(super) fn change(&self, keys: &Keys, id: &str, patch: Patch) -> Cmd {
         let task_key = keys.task(id);
         let owner_key = patch.owner.as_deref().map(|node| keys.owner(node));
-        let mut call = evalsha(&self.change, 4);
+        let mut call = evalsha(&self.change, 5);
         call.arg(&task_key)
             .arg(keys.unfinished())
             .arg(keys.finished())
-            .arg(owner_key.as_deref().unwrap_or(&task_key));
+            .arg(owner_key.as_deref().unwrap_or(&task_key))
+            .arg(keys.holders());
         call.arg(id)
             .arg(keys.owner_prefix())
             .arg(patch.status.map_or("", |s| s.as_str()))
             .arg(patch.owner.as_deref().unwrap_or(""))
-            .arg(patch.finished_at.map(|t| t.to_string()).unwrap_or_default());
+            .arg(patch.finished_at.map(|t| t.to_string()).unwrap_or_default())
+            .arg(patch.fence.as_deref().unwrap_or(""));
         let mut argv = Vec::with_capacity(1 + 2 * patch.set.len() + patch.unset.len());
         push_fields(&mut argv, patch.set);
         argv.extend(patch.unset.iter().map(|f| f.as_bytes().to_vec()));
@@ -108,6 +133,47 @@ impl Scripts {
             .arg(keys.owner_prefix())
             .arg(before)
             .arg(max);
+        call
+    }
+
+    /// `transfer.lua`: moves `moving` from `from` to `to`, giving a running task `error`.
+    pub(super) fn transfer(
+        &self,
+        keys: &Keys,
+        moving: Moving<'_>,
+        from: &str,
+        to: &str,
+        error: &str,
+    ) -> Cmd {
+        let mut call = evalsha(&self.transfer, 3);
+        call.arg(keys.owner(from))
+            .arg(keys.owner(to))
+            .arg(keys.holders());
+        let mode = match moving {
+            Moving::All => "claim",
+            Moving::Only(_) => "ids",
+        };
+        call.arg(keys.task_prefix())
+            .arg(from)
+            .arg(to)
+            .arg(error)
+            .arg(mode)
+            .arg(FIELDS.len())
+            .arg(&FIELDS[..]);
+        if let Moving::Only(ids) = moving {
+            for id in ids {
+                call.arg(id.as_str());
+            }
+        }
+        call
+    }
+
+    /// `expired.lua`: the expired holders, pruning the holders set.
+    pub(super) fn expired(&self, keys: &Keys) -> Cmd {
+        let mut call = evalsha(&self.expired, 1);
+        call.arg(keys.holders())
+            .arg(keys.owner_prefix())
+            .arg(keys.lease_prefix());
         call
     }
 }

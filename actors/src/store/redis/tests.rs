@@ -2,6 +2,8 @@
 //! batching, reconnecting, script reloads, bounded purges and scans. The shared rules are
 //! checked by the conformance suite. Every test runs against a real `redis-server`.
 
+mod holding;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -46,6 +48,14 @@ async fn create_concurrently(store: &Arc<RedisStore>, n: usize) -> Vec<TaskId> {
         });
     }
     callers.join_all().await
+}
+
+/// `succeeded(at)` reported by `node`.
+fn succeeded_on(node: &str, at: Millis) -> Finish {
+    Finish {
+        node: Some(node.to_owned()),
+        ..succeeded(at)
+    }
 }
 
 fn ids(records: &[TaskRecord]) -> Vec<TaskId> {
@@ -117,8 +127,8 @@ async fn keys_follow_the_documented_schema() {
     assert_eq!(unfinished, 0);
     let mut all = redis.keys("*").await.expect("keys");
     all.sort();
-    let expected = ["tm:finished", "tm:idem:order-7", "tm:recent"];
-    assert_eq!(all.len(), 4, "{all:?}");
+    let expected = ["tm:finished", "tm:holders", "tm:idem:order-7", "tm:recent"];
+    assert_eq!(all.len(), 5, "{all:?}");
     assert!(
         expected.iter().all(|k| all.contains(&(*k).to_owned())),
         "{all:?}"
@@ -155,7 +165,7 @@ async fn owner_index_follows_start_requeue_and_finish() {
     assert_eq!(owned[0].status, TaskStatus::Running);
 
     store
-        .requeue(&t.id, 1, Some("retry".into()))
+        .requeue(&t.id, "a", 1, Some("retry".into()))
         .await
         .expect("requeue");
     assert_eq!(
@@ -164,11 +174,20 @@ async fn owner_index_follows_start_requeue_and_finish() {
         "a retry stays with its node"
     );
 
+    let refused = store
+        .start(&t.id, "b", 2, 20)
+        .await
+        .expect("start elsewhere");
+    assert_eq!(refused, Transition::NotHolder(Some("a".into())));
+    assert_eq!(members(&mut redis, "b").await, Vec::<String>::new());
+    let moved = store.reassign(&[t.id.clone()], "a", "b").await;
+    assert_eq!(moved.expect("reassign"), [t.id.clone()]);
+    assert_eq!(members(&mut redis, "a").await, Vec::<String>::new());
+    assert_eq!(members(&mut redis, "b").await, vec![id.clone()]);
     store
         .start(&t.id, "b", 2, 20)
         .await
         .expect("restart elsewhere");
-    assert_eq!(members(&mut redis, "a").await, Vec::<String>::new());
     assert_eq!(members(&mut redis, "b").await, vec![id.clone()]);
 
     store
@@ -182,7 +201,10 @@ async fn owner_index_follows_start_requeue_and_finish() {
         "oldest first"
     );
 
-    store.finish(&t.id, succeeded(40)).await.expect("finish");
+    store
+        .finish(&t.id, succeeded_on("b", 40))
+        .await
+        .expect("finish");
     assert_eq!(members(&mut redis, "b").await, [other.id.to_string()]);
     let rejected = store
         .start(&t.id, "c", 3, 50)
@@ -197,7 +219,7 @@ async fn owner_index_follows_start_requeue_and_finish() {
 }
 
 #[tokio::test]
-async fn a_task_created_on_a_node_is_that_nodes_to_recover_until_another_starts_it() {
+async fn a_task_created_on_a_node_is_that_nodes_to_recover_until_it_is_moved() {
     let server = server();
     let store = connect(&server, "birth:").await;
     let mut redis = raw(&server).await;
@@ -216,6 +238,11 @@ async fn a_task_created_on_a_node_is_that_nodes_to_recover_until_another_starts_
     assert_eq!(recoverable[0].status, TaskStatus::Queued);
     assert_eq!(store.recoverable("b").await.expect("recoverable"), []);
 
+    let refused = store.start(&placed.id, "b", 1, 10).await.expect("start");
+    assert_eq!(refused, Transition::NotHolder(Some("a".into())));
+    assert_eq!(owners(&mut redis, "birth:", "a").await, both);
+    let moved = store.reassign(&[placed.id.clone()], "a", "b").await;
+    assert_eq!(moved.expect("reassign"), [placed.id.clone()]);
     store.start(&placed.id, "b", 1, 10).await.expect("start");
     assert_eq!(
         owners(&mut redis, "birth:", "a").await,
@@ -231,7 +258,7 @@ async fn a_task_created_on_a_node_is_that_nodes_to_recover_until_another_starts_
     );
 
     store
-        .requeue(&placed.id, 1, Some("retry".into()))
+        .requeue(&placed.id, "b", 1, Some("retry".into()))
         .await
         .expect("requeue");
     assert_eq!(
@@ -241,7 +268,7 @@ async fn a_task_created_on_a_node_is_that_nodes_to_recover_until_another_starts_
     );
 
     store
-        .finish(&placed.id, succeeded(20))
+        .finish(&placed.id, succeeded_on("b", 20))
         .await
         .expect("finish");
     assert_eq!(
@@ -619,7 +646,8 @@ async fn purge_deletes_in_bounded_batches_and_leaves_no_index_entries() {
     let mut finishers = JoinSet::new();
     for t in &tasks {
         let (store, id) = (Arc::clone(&store), t.id.clone());
-        finishers.spawn(async move { store.finish(&id, succeeded(100)).await });
+        let done = succeeded_on(t.node.as_deref().expect("placed"), 100);
+        finishers.spawn(async move { store.finish(&id, done).await });
     }
     for done in finishers.join_all().await {
         assert_eq!(done.expect("finish"), Transition::Applied);
@@ -629,6 +657,11 @@ async fn purge_deletes_in_bounded_batches_and_leaves_no_index_entries() {
     assert!(
         store.pipeline_stats().pipelines - before >= 3,
         "one script per batch"
+    );
+    // The holders set outlives its nodes' tasks until `expired_holders` prunes it.
+    assert_eq!(
+        store.expired_holders().await.expect("expired"),
+        [] as [&str; 0]
     );
     let mut redis = raw(&server).await;
     let left = redis.keys("purge:*").await.expect("keys");

@@ -1,19 +1,25 @@
 #!lua
--- Applies start, requeue or finish to one task if its current status allows it: the
--- first terminal write wins. Keeps the unfinished, finished and owner indexes in step.
+-- Applies start, requeue or finish to one task if its current status and holder allow
+-- it: the first terminal write wins, and only the holder may act on a held task.
+-- Keeps the unfinished, finished and owner indexes (and the holders set) in step.
 --
 -- KEYS[1]  the record hash           KEYS[2]  the unfinished index
 -- KEYS[3]  the finished index        KEYS[4]  the owner set of the starting node
 --                                             (the record hash again when not a start)
+-- KEYS[5]  the holders set
 -- ARGV[1]  task id
 -- ARGV[2]  owner-set key prefix, completed with the record's previous node
 -- ARGV[3]  new status; '' only reads the status (a finish with a live status)
 -- ARGV[4]  the starting node, or '' when not a start
 -- ARGV[5]  finished_at_ms, or '' when the new status is not terminal
--- ARGV[6]  n, then n field/value pairs to set, then the fields to delete
--- Returns {0, ''} no such task, {1, new status} applied, {2, current status} rejected.
--- A start moves the id from the previous node's owner set to the starting node's; a
--- requeue leaves it where it is (the retry waits on that node); a finish removes it.
+-- ARGV[6]  the node that must hold the task (fencing), or '' for none
+-- ARGV[7]  n, then n field/value pairs to set, then the fields to delete
+-- Returns {0, ''} no such task, {1, new status} applied, {2, current status} rejected,
+-- {3, holder} refused because another node holds the task. Checked in that order:
+-- terminal, then holder, then a finish with a live status.
+-- A start adds the id to the starting node's owner set (fencing means the task was held
+-- by nobody or by that node already); a requeue leaves it where it is (the retry waits on
+-- that node); a finish removes it.
 --
 -- The shebang (Redis >= 7.0) makes Redis refuse the script up front when it is out of
 -- memory, so it never fails halfway through.
@@ -21,21 +27,28 @@ local current = redis.call('HGET', KEYS[1], 'status')
 if not current then
   return {0, ''}
 end
-if current == 'succeeded' or current == 'failed' or current == 'cancelled' or ARGV[3] == '' then
+if current == 'succeeded' or current == 'failed' or current == 'cancelled' then
+  return {2, current}
+end
+local previous = redis.call('HGET', KEYS[1], 'node')
+if ARGV[6] ~= '' and previous and previous ~= ARGV[6] then
+  return {3, previous}
+end
+if ARGV[3] == '' then
   return {2, current}
 end
 local id = ARGV[1]
-local previous = redis.call('HGET', KEYS[1], 'node')
-local n = tonumber(ARGV[6])
-redis.call('HSET', KEYS[1], 'status', ARGV[3], unpack(ARGV, 7, 6 + 2 * n))
-if #ARGV > 6 + 2 * n then
-  redis.call('HDEL', KEYS[1], unpack(ARGV, 7 + 2 * n))
+local n = tonumber(ARGV[7])
+redis.call('HSET', KEYS[1], 'status', ARGV[3], unpack(ARGV, 8, 7 + 2 * n))
+if #ARGV > 7 + 2 * n then
+  redis.call('HDEL', KEYS[1], unpack(ARGV, 8 + 2 * n))
 end
 if ARGV[4] ~= '' then
   if previous and previous ~= ARGV[4] then
     redis.call('SREM', ARGV[2] .. previous, id)
   end
   redis.call('SADD', KEYS[4], id)
+  redis.call('SADD', KEYS[5], ARGV[4])
 end
 if ARGV[5] ~= '' then
   redis.call('ZREM', KEYS[2], id)
