@@ -155,7 +155,12 @@ pub async fn claim_from(ctx: &NodeContext, from: &str, why: &str) {
     match ctx.store.claim(from, &ctx.node_id).await {
         Ok(records) if records.is_empty() => {}
         Ok(records) => {
-            tracing::warn!(peer = from, tasks = records.len(), why, "claimed a lost node's tasks");
+            tracing::warn!(
+                peer = from,
+                tasks = records.len(),
+                why,
+                "claimed a lost node's tasks"
+            );
             ctx.metrics.reclaimed.inc_by(records.len() as u64);
             let dispatcher = ActorRef::<DispatcherMessage>::where_is(ctx.names.dispatcher.clone());
             if let Some(Err(ractor::MessagingErr::SendErr(DispatcherMessage::Reclaimed(records)))) =

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use serde::Serialize;
-use taskmesh_cluster::protocol::{TaskId, TaskSpec};
+use taskmesh_cluster::protocol::{TaskId, TaskSpec, TaskStatus};
 use tokio_util::task::TaskTracker;
 
 use crate::context::NodeContext;
-use crate::task::TaskRecord;
+use crate::task::{TaskRecord, now_ms};
 
 pub mod executor;
 pub mod queue;
@@ -156,9 +156,15 @@ pub enum PoolMessage {
     /// Timer: push the load to the dispatcher and the metrics.
     ReportLoad,
     /// Re-read this node's unfinished tasks from the store and queue any this pool does
-    /// not hold
-    /// (sent after a dispatcher restart, which may have lost placements in flight).
+    /// not hold (sent after a dispatcher restart, which may have lost placements in
+    /// flight).
     Rescan,
+    /// Timer: queue the tasks the store says this node holds, queued there since before
+    /// [`SWEEP_AGE`], that the pool does not hold: a dispatch lost with the node that
+    /// sent it would otherwise wait until this node restarts.
+    Sweep,
+    /// What a sweep read from the store.
+    Swept(Vec<TaskRecord>),
     /// Stop starting tasks; reply once no attempt is running and every terminal write
     /// issued so far is durable.
     Drain(RpcReplyPort<()>),
@@ -200,6 +206,7 @@ impl Actor for WorkerPool {
         let mut state = PoolState::new(args.ctx, args.config, myself.clone(), TaskTracker::new());
         state.resize(state.config.initial_workers).await?;
         myself.send_interval(state.config.report_interval, || PoolMessage::ReportLoad);
+        myself.send_interval(SWEEP_AGE, || PoolMessage::Sweep);
         Ok(state)
     }
 
@@ -220,6 +227,15 @@ impl Actor for WorkerPool {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             PoolMessage::Rescan => rescan(myself, state),
+            PoolMessage::Sweep => sweep(myself, state),
+            PoolMessage::Swept(records) => {
+                let cutoff = now_ms().saturating_sub(SWEEP_AGE.as_millis() as u64);
+                let orphans: Vec<TaskRecord> = records
+                    .into_iter()
+                    .filter(|r| r.status == TaskStatus::Queued && r.created_at_ms < cutoff)
+                    .collect();
+                state.adopt(orphans);
+            }
             PoolMessage::Enqueue(jobs) => {
                 state.received_total += jobs.len() as u64;
                 jobs.into_iter().for_each(|job| state.enqueue(job));
@@ -288,6 +304,25 @@ fn rescan(myself: ActorRef<PoolMessage>, state: &PoolState) {
                 tracing::error!(error = %e, "reading unfinished tasks failed; pool restarts");
                 myself.stop(Some("recovery read failed".into()));
             }
+        }
+    });
+}
+
+/// How old a queued task must be before a sweep adopts it, and how often sweeps run.
+pub const SWEEP_AGE: Duration = Duration::from_secs(5);
+
+fn sweep(myself: ActorRef<PoolMessage>, state: &PoolState) {
+    if state.draining() {
+        return;
+    }
+    let store = state.ctx.store.clone();
+    let node = Arc::clone(&state.ctx.node_id);
+    tokio::spawn(async move {
+        match store.recoverable(&node).await {
+            Ok(records) => {
+                let _ = myself.cast(PoolMessage::Swept(records));
+            }
+            Err(e) => tracing::warn!(error = %e, "sweeping the store for lost tasks failed"),
         }
     });
 }

@@ -15,7 +15,12 @@ fn sleep_task(ms: u64) -> Value {
 }
 
 /// Submits `n` sleep tasks to node `at` in batches of 50.
-async fn submit(cluster: &TestCluster, at: usize, n: usize, ms: u64) -> anyhow::Result<Vec<String>> {
+async fn submit(
+    cluster: &TestCluster,
+    at: usize,
+    n: usize,
+    ms: u64,
+) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n / 50 {
         let batch: Vec<Value> = (0..50).map(|_| sleep_task(ms)).collect();
@@ -33,7 +38,10 @@ async fn kill_mid_run(victim: usize, entry: usize, reader: usize) -> anyhow::Res
     let victim_id = format!("n{}", victim + 1);
     eventually(DONE_WITHIN, "the victim runs tasks", || async {
         let view = cluster_view(&cluster.nodes[victim]).await?;
-        Ok(view["node"]["load"]["running"].as_u64().is_some_and(|r| r > 0).then_some(()))
+        Ok(view["node"]["load"]["running"]
+            .as_u64()
+            .is_some_and(|r| r > 0)
+            .then_some(()))
     })
     .await?;
 
@@ -51,8 +59,16 @@ async fn kill_mid_run(victim: usize, entry: usize, reader: usize) -> anyhow::Res
     let detected = killed.elapsed();
     let views = reader_node.wait_all_terminal(&ids, DONE_WITHIN).await?;
     let recovered = killed.elapsed();
-    let failed: Vec<&Value> = views.iter().filter(|v| v["status"] != "succeeded").collect();
-    ensure!(failed.is_empty(), "{} tasks did not succeed: {:?}", failed.len(), failed.first());
+    let failed: Vec<&Value> = views
+        .iter()
+        .filter(|v| v["status"] != "succeeded")
+        .collect();
+    ensure!(
+        failed.is_empty(),
+        "{} tasks did not succeed: {:?}",
+        failed.len(),
+        failed.first()
+    );
     let mut reclaimed = 0.0;
     for (i, node) in cluster.nodes.iter().enumerate() {
         if i != victim {

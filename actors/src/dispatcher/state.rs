@@ -336,12 +336,17 @@ impl DispatcherState {
             return self.send(&target, jobs);
         }
         let ids: Vec<TaskId> = jobs.iter().map(|j| j.id.clone()).collect();
-        let (store, myself, holder) = (self.ctx.store.clone(), self.myself.clone(), holder.to_owned());
+        let (store, myself, holder) = (
+            self.ctx.store.clone(),
+            self.myself.clone(),
+            holder.to_owned(),
+        );
         tokio::spawn(async move {
             match store.reassign(&ids, &holder, &target).await {
                 Ok(moved) => {
                     let moved: HashSet<TaskId> = moved.into_iter().collect();
-                    let jobs: Vec<Job> = jobs.into_iter().filter(|j| moved.contains(&j.id)).collect();
+                    let jobs: Vec<Job> =
+                        jobs.into_iter().filter(|j| moved.contains(&j.id)).collect();
                     if !jobs.is_empty() {
                         let _ = myself.cast(DispatcherMessage::Handover { node: target, jobs });
                     }

@@ -83,11 +83,31 @@ impl PoolState {
     }
 
     pub(super) fn enqueue(&mut self, mut job: Job) {
-        if !self.queued_ids.insert(job.id.clone()) {
+        // A task may arrive twice (a dispatch and a sweep of the store): hold it once.
+        if self.holds(&job.id) || !self.queued_ids.insert(job.id.clone()) {
             return;
         }
         job.enqueued_at = Instant::now();
         self.queue.push(job.spec.priority, job);
+    }
+
+    /// Queues tasks a sweep found held by this node in the store but not in the pool.
+    /// Whether the pool stopped taking work.
+    pub(super) fn draining(&self) -> bool {
+        self.draining
+    }
+
+    pub(super) fn adopt(&mut self, records: Vec<TaskRecord>) {
+        let orphans: Vec<TaskRecord> = records.into_iter().filter(|r| !self.holds(&r.id)).collect();
+        if !orphans.is_empty() {
+            tracing::warn!(
+                tasks = orphans.len(),
+                "adopting tasks this node holds in the store but never received"
+            );
+            for record in orphans {
+                self.enqueue(Job::from_record(record));
+            }
+        }
     }
 
     pub(super) fn recover(&mut self, records: Vec<TaskRecord>) {
