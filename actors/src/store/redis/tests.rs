@@ -180,8 +180,8 @@ async fn owner_index_follows_start_requeue_and_finish() {
         .expect("start elsewhere");
     assert_eq!(refused, Transition::NotHolder(Some("a".into())));
     assert_eq!(members(&mut redis, "b").await, Vec::<String>::new());
-    let moved = store.reassign(&[t.id.clone()], "a", "b").await;
-    assert_eq!(moved.expect("reassign"), [t.id.clone()]);
+    let moved = store.reassign(std::slice::from_ref(&t.id), "a", "b").await;
+    assert_eq!(moved.expect("reassign"), vec![t.id.clone()]);
     assert_eq!(members(&mut redis, "a").await, Vec::<String>::new());
     assert_eq!(members(&mut redis, "b").await, vec![id.clone()]);
     store
@@ -241,8 +241,10 @@ async fn a_task_created_on_a_node_is_that_nodes_to_recover_until_it_is_moved() {
     let refused = store.start(&placed.id, "b", 1, 10).await.expect("start");
     assert_eq!(refused, Transition::NotHolder(Some("a".into())));
     assert_eq!(owners(&mut redis, "birth:", "a").await, both);
-    let moved = store.reassign(&[placed.id.clone()], "a", "b").await;
-    assert_eq!(moved.expect("reassign"), [placed.id.clone()]);
+    let moved = store
+        .reassign(std::slice::from_ref(&placed.id), "a", "b")
+        .await;
+    assert_eq!(moved.expect("reassign"), vec![placed.id.clone()]);
     store.start(&placed.id, "b", 1, 10).await.expect("start");
     assert_eq!(
         owners(&mut redis, "birth:", "a").await,
