@@ -116,7 +116,12 @@ pub enum DispatcherMessage {
         answer: Result<Hello, CallFailure>,
     },
     /// Tasks this node claimed from a lost holder: placed like new ones.
-    Reclaimed(Vec<TaskRecord>),
+    Reclaimed {
+        /// The lost node.
+        from: String,
+        /// The claimed tasks, as they are now.
+        records: Vec<TaskRecord>,
+    },
     /// Tasks now held by `node` in the store: hand them over.
     Handover {
         /// The holder.
@@ -163,8 +168,14 @@ pub async fn claim_from(ctx: &NodeContext, from: &str, why: &str) {
             );
             ctx.metrics.reclaimed.inc_by(records.len() as u64);
             let dispatcher = ActorRef::<DispatcherMessage>::where_is(ctx.names.dispatcher.clone());
-            if let Some(Err(ractor::MessagingErr::SendErr(DispatcherMessage::Reclaimed(records)))) =
-                dispatcher.map(|d| d.cast(DispatcherMessage::Reclaimed(records)))
+            let claimed = DispatcherMessage::Reclaimed {
+                from: from.to_owned(),
+                records,
+            };
+            if let Some(Err(ractor::MessagingErr::SendErr(DispatcherMessage::Reclaimed {
+                records,
+                ..
+            }))) = dispatcher.map(|d| d.cast(claimed))
                 && let Some(pool) = ActorRef::<PoolMessage>::where_is(ctx.names.pool.clone())
             {
                 let _ = pool.cast(PoolMessage::Recovered(records));
@@ -238,7 +249,7 @@ impl Actor for Dispatcher {
             DispatcherMessage::PeerLeaving(node_id) => state.peer_leaving(&node_id),
             DispatcherMessage::Leave => state.leave(),
             DispatcherMessage::Welcomed { node_id, answer } => state.welcomed(&node_id, answer),
-            DispatcherMessage::Reclaimed(records) => state.reclaimed(records),
+            DispatcherMessage::Reclaimed { from, records } => state.reclaimed(&from, records),
             DispatcherMessage::Handover { node, jobs } => state.send(&node, jobs),
             DispatcherMessage::Transfer {
                 holder,

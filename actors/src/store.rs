@@ -55,6 +55,8 @@ pub mod memory;
 pub mod redis;
 mod rules;
 
+pub(crate) use rules::claimed_error;
+
 /// Errors of the store itself (never "not found": that is a normal answer).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

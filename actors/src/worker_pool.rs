@@ -296,7 +296,7 @@ fn rescan(myself: ActorRef<PoolMessage>, state: &PoolState) {
     let store = state.ctx.store.clone();
     let node = Arc::clone(&state.ctx.node_id);
     tokio::spawn(async move {
-        match store.recoverable(&node).await {
+        match recoverable(&*store, &node).await {
             Ok(records) => {
                 let _ = myself.cast(PoolMessage::Recovered(records));
             }
@@ -306,6 +306,46 @@ fn rescan(myself: ActorRef<PoolMessage>, state: &PoolState) {
             }
         }
     });
+}
+
+/// The unfinished tasks this node takes back. A private store (embedded) returns every
+/// unfinished task, some held under another id this node had before (its id follows
+/// the hostname and port); those are claimed first, so the holder fence lets them run.
+async fn recoverable(
+    store: &dyn crate::store::TaskStore,
+    node: &str,
+) -> Result<Vec<TaskRecord>, crate::store::StoreError> {
+    let records = store.recoverable(node).await?;
+    let mut foreign: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.node.clone())
+        .filter(|holder| holder != node)
+        .collect();
+    if foreign.is_empty() {
+        return Ok(records);
+    }
+    foreign.sort();
+    foreign.dedup();
+    // A claim puts running tasks back to queued; remember them, so the pool still sees
+    // an attempt that died with the node (and fails the task if it has no retry left).
+    let was_running: std::collections::HashSet<TaskId> = records
+        .iter()
+        .filter(|r| r.status == TaskStatus::Running)
+        .map(|r| r.id.clone())
+        .collect();
+    for holder in &foreign {
+        let claimed = store.claim(holder, node).await?;
+        if !claimed.is_empty() {
+            tracing::info!(from = %holder, tasks = claimed.len(), "took back tasks held under a former node id");
+        }
+    }
+    let mut records = store.recoverable(node).await?;
+    for r in &mut records {
+        if r.status == TaskStatus::Queued && was_running.contains(&r.id) {
+            r.status = TaskStatus::Running;
+        }
+    }
+    Ok(records)
 }
 
 /// How old a queued task must be before a sweep adopts it, and how often sweeps run.

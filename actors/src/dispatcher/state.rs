@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use ractor::{ActorCell, ActorRef, RpcReplyPort};
 use taskmesh_cluster::breaker::CircuitState;
-use taskmesh_cluster::protocol::{PROTOCOL_VERSION, TaskId};
+use taskmesh_cluster::protocol::{PROTOCOL_VERSION, TaskId, TaskStatus};
 use taskmesh_cluster::wire::{CancelFound, DispatchedTask, Hello, LoadReport, Notice};
 
 use super::peers::{PeerState, PeerTable};
@@ -14,7 +14,9 @@ use super::remote::{self, CallFailure};
 use super::view::{ClusterView, LoadView, NodeView};
 use super::{DispatcherConfig, DispatcherMessage};
 use crate::context::{ENDPOINT_ROLE, NodeContext};
-use crate::task::{TaskRecord, now_ms};
+use crate::store::Transition;
+use crate::task::{Finish, TaskRecord, now_ms};
+use crate::worker_pool::retry::may_retry;
 use crate::worker_pool::{CancelOutcome, Job, PoolLoad, PoolMessage};
 
 /// Room reserved for a submission: one target node per task, in order.
@@ -323,10 +325,42 @@ impl DispatcherState {
 
     /// Tasks claimed from a lost node: this node holds them now; place them anywhere
     /// but the lost node.
-    pub(super) fn reclaimed(&mut self, records: Vec<TaskRecord>) {
-        let jobs = records.into_iter().map(Job::from_record).collect();
+    pub(super) fn reclaimed(&mut self, from: &str, records: Vec<TaskRecord>) {
+        // A task whose attempt died with its node has used that attempt; one that has
+        // no retry left is failed rather than run again (a task that keeps killing
+        // nodes must not crash-loop the cluster).
+        let died = Some(crate::store::claimed_error(from));
+        let (exhausted, alive): (Vec<TaskRecord>, Vec<TaskRecord>) = records
+            .into_iter()
+            .partition(|r| r.error == died && !may_retry(r.attempts, r.spec.max_retries));
+        for record in exhausted {
+            self.fail_lost(record);
+        }
+        let jobs = alive.into_iter().map(Job::from_record).collect();
         let here = self.ctx.node_id.to_string();
         self.place_held(&here, "", jobs);
+    }
+
+    fn fail_lost(&self, record: TaskRecord) {
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            let finish = Finish {
+                status: TaskStatus::Failed,
+                result: None,
+                error: Some("the node running its last attempt was lost; no retry left".into()),
+                node: Some(ctx.node_id.to_string()),
+                attempts: record.attempts,
+                started_at_ms: record.started_at_ms,
+                finished_at_ms: now_ms(),
+            };
+            if let Ok(Transition::Applied) = ctx.store.finish(&record.id, finish).await {
+                ctx.notifier.notify(&record.id);
+                ctx.metrics
+                    .completed
+                    .with_label_values(&[record.spec.kind.as_str(), "failed"])
+                    .inc();
+            }
+        });
     }
 
     /// Sends tasks held by `holder` to `target`, moving them in the store first when the
