@@ -168,20 +168,29 @@ pub async fn claim_from(ctx: &NodeContext, from: &str, why: &str) {
             );
             ctx.metrics.reclaimed.inc_by(records.len() as u64);
             let dispatcher = ActorRef::<DispatcherMessage>::where_is(ctx.names.dispatcher.clone());
+            let Some(dispatcher) = dispatcher else {
+                return run_here(ctx, records);
+            };
             let claimed = DispatcherMessage::Reclaimed {
                 from: from.to_owned(),
                 records,
             };
-            if let Some(Err(ractor::MessagingErr::SendErr(DispatcherMessage::Reclaimed {
+            if let Err(ractor::MessagingErr::SendErr(DispatcherMessage::Reclaimed {
                 records,
                 ..
-            }))) = dispatcher.map(|d| d.cast(claimed))
-                && let Some(pool) = ActorRef::<PoolMessage>::where_is(ctx.names.pool.clone())
+            })) = dispatcher.cast(claimed)
             {
-                let _ = pool.cast(PoolMessage::Recovered(records));
+                run_here(ctx, records);
             }
         }
         Err(e) => tracing::warn!(peer = from, error = %e, "claiming a lost node's tasks failed"),
+    }
+}
+
+/// The dispatcher is restarting: this node holds the claimed tasks, so its pool runs them.
+fn run_here(ctx: &NodeContext, records: Vec<TaskRecord>) {
+    if let Some(pool) = ActorRef::<PoolMessage>::where_is(ctx.names.pool.clone()) {
+        let _ = pool.cast(PoolMessage::Recovered(records));
     }
 }
 

@@ -230,8 +230,10 @@ impl Actor for WorkerPool {
             PoolMessage::Sweep => sweep(myself, state),
             PoolMessage::Swept(records) => {
                 let cutoff = now_ms().saturating_sub(SWEEP_AGE.as_millis() as u64);
+                let here = Some(&*state.ctx.node_id);
                 let orphans: Vec<TaskRecord> = records
                     .into_iter()
+                    .filter(|r| r.node.as_deref() == here)
                     .filter(|r| r.status == TaskStatus::Queued && r.created_at_ms < cutoff)
                     .collect();
                 state.adopt(orphans);
