@@ -40,6 +40,9 @@ use state::DispatcherState;
 pub use state::Reservation;
 use view::ClusterView;
 
+/// How often the dispatcher looks for peers that fell silent.
+const TICK: Duration = Duration::from_millis(250);
+
 /// Settings of the dispatcher, fixed for its lifetime.
 #[derive(Clone, Copy, Debug)]
 pub struct DispatcherConfig {
@@ -57,7 +60,8 @@ impl Default for DispatcherConfig {
     fn default() -> Self {
         Self {
             peers: PeerSettings {
-                suspect_after: Duration::from_secs(3),
+                suspect_after: Duration::from_secs(1),
+                down_after: Duration::from_millis(2500),
                 breaker: BreakerConfig::default(),
             },
             ack_timeout: Duration::from_secs(2),
@@ -108,6 +112,8 @@ pub enum DispatcherMessage {
     PeerLeaving(String),
     /// This node is leaving: tell every peer so it stops sending work at once.
     Leave,
+    /// Timer: claim the tasks of peers that fell silent past the down timeout.
+    Tick,
     /// The answer to this node's introduction to a peer.
     Welcomed {
         /// The peer.
@@ -214,6 +220,7 @@ impl Actor for Dispatcher {
         let clustered = args.ctx.cluster.is_some();
         let mut state = DispatcherState::new(args.ctx, args.config, myself.clone());
         if clustered {
+            myself.send_interval(TICK, || DispatcherMessage::Tick);
             ractor::pg::monitor(ENDPOINT_GROUP.to_owned(), myself.get_cell());
             state.endpoints_joined(ractor::pg::get_members(&ENDPOINT_GROUP.to_owned()));
         }
@@ -257,6 +264,7 @@ impl Actor for Dispatcher {
             DispatcherMessage::PeerLoad(report) => state.peer_load(report),
             DispatcherMessage::PeerLeaving(node_id) => state.peer_leaving(&node_id),
             DispatcherMessage::Leave => state.leave(),
+            DispatcherMessage::Tick => state.tick(),
             DispatcherMessage::Welcomed { node_id, answer } => state.welcomed(&node_id, answer),
             DispatcherMessage::Reclaimed { from, records } => state.reclaimed(&from, records),
             DispatcherMessage::Handover { node, jobs } => state.send(&node, jobs),

@@ -93,3 +93,100 @@ async fn a_killed_worker_node_loses_no_task() -> anyhow::Result<()> {
 async fn killing_the_node_that_accepted_the_tasks_loses_none() -> anyhow::Result<()> {
     kill_mid_run(0, 0, 1).await
 }
+
+#[tokio::test]
+async fn a_paused_node_loses_its_tasks_to_the_others_and_its_late_results_are_refused()
+-> anyhow::Result<()> {
+    let flags = ["--workers", "2", "--min-workers", "2", "--max-workers", "2"];
+    let cluster = TestCluster::start(3, &flags).await?;
+    let (n1, n3) = (&cluster.nodes[0], &cluster.nodes[2]);
+    let ids = submit(&cluster, 0, 150, 400).await?;
+    eventually(DONE_WITHIN, "n3 runs tasks", || async {
+        let view = cluster_view(n3).await?;
+        Ok(view["node"]["load"]["running"]
+            .as_u64()
+            .is_some_and(|r| r > 0)
+            .then_some(()))
+    })
+    .await?;
+
+    n3.signal(nix::sys::signal::Signal::SIGSTOP)?;
+    let paused = Instant::now();
+    eventually(DONE_WITHIN, "n3 is down on n1", || async {
+        let seen = peers(&cluster_view(n1).await?);
+        Ok(seen
+            .get("n3")
+            .is_some_and(|(s, _)| s == "down")
+            .then_some(()))
+    })
+    .await?;
+    let detected = paused.elapsed();
+    let views = n1.wait_all_terminal(&ids, DONE_WITHIN).await?;
+    ensure!(
+        views.iter().all(|v| v["status"] == "succeeded"),
+        "not all succeeded"
+    );
+    let recovered = paused.elapsed();
+
+    // n3 wakes up: the attempts it was running finish, but their results are refused
+    // (another node holds those tasks now), and it rejoins as up.
+    n3.signal(nix::sys::signal::Signal::SIGCONT)?;
+    let refused = eventually(DONE_WITHIN, "n3's late results are refused", || async {
+        let m = n3.metrics().await?;
+        let refused = metric_sum(&m, "taskmesh_duplicate_completions_total");
+        Ok((refused >= 1.0).then_some(refused))
+    })
+    .await?;
+    eventually(DONE_WITHIN, "n3 is up again on n1", || async {
+        let seen = peers(&cluster_view(n1).await?);
+        Ok(seen.get("n3").is_some_and(|(s, _)| s == "up").then_some(()))
+    })
+    .await?;
+    // Every task still has the one terminal state it got while n3 slept.
+    for (id, before) in ids.iter().zip(&views) {
+        let now = n1.task(id).await?;
+        ensure!(
+            now["status"] == "succeeded" && now["node"] == before["node"],
+            "{now}"
+        );
+    }
+    eprintln!(
+        "paused n3: down on n1 after {detected:?}, all 150 tasks done {recovered:?} after the \
+         pause, {refused} late results refused on n3"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn sigterm_under_load_hands_the_queue_to_the_others() -> anyhow::Result<()> {
+    let flags = ["--workers", "2", "--min-workers", "2", "--max-workers", "2"];
+    let mut cluster = TestCluster::start(3, &flags).await?;
+    let ids = submit(&cluster, 0, 300, 60).await?;
+    eventually(DONE_WITHIN, "n2 has a queue", || async {
+        let view = cluster_view(&cluster.nodes[1]).await?;
+        Ok(view["node"]["load"]["queued"]
+            .as_u64()
+            .is_some_and(|q| q > 0)
+            .then_some(()))
+    })
+    .await?;
+    cluster.nodes[1].signal(nix::sys::signal::Signal::SIGTERM)?;
+    let code = cluster.nodes[1].wait_exit(DONE_WITHIN).await?;
+    ensure!(code == Some(0), "n2 exited with {code:?}");
+    let views = cluster.nodes[0]
+        .wait_all_terminal(&ids, DONE_WITHIN)
+        .await?;
+    ensure!(
+        views.iter().all(|v| v["status"] == "succeeded"),
+        "not all succeeded"
+    );
+    let reclaimed = metric_sum(
+        &cluster.nodes[0].metrics().await?,
+        "taskmesh_tasks_reclaimed_total",
+    ) + metric_sum(
+        &cluster.nodes[2].metrics().await?,
+        "taskmesh_tasks_reclaimed_total",
+    );
+    ensure!(reclaimed > 0.0, "n2's queue was not taken over");
+    Ok(())
+}

@@ -17,9 +17,10 @@ pub enum PeerState {
     Joining,
     /// Introduced and heard from recently.
     Up,
-    /// Introduced, but silent for longer than the suspicion timeout.
+    /// Introduced, but silent for longer than the suspicion timeout: gets no new work.
     Suspect,
-    /// Its session closed or it said it is leaving.
+    /// Its session closed, it said it is leaving, or it has been silent for longer than
+    /// the down timeout (paused or cut off): its tasks are claimed by the survivors.
     Down,
 }
 
@@ -43,6 +44,8 @@ impl PeerState {
 pub struct PeerSettings {
     /// A peer silent for this long is suspect and gets no new work.
     pub suspect_after: Duration,
+    /// A peer silent for this long is down and its tasks are claimed.
+    pub down_after: Duration,
     /// The circuit breaker of every peer.
     pub breaker: BreakerConfig,
 }
@@ -50,7 +53,8 @@ pub struct PeerSettings {
 impl Default for PeerSettings {
     fn default() -> Self {
         Self {
-            suspect_after: Duration::from_secs(3),
+            suspect_after: Duration::from_secs(1),
+            down_after: Duration::from_millis(2500),
             breaker: BreakerConfig::default(),
         }
     }
@@ -73,6 +77,8 @@ pub struct Peer {
     pub last_heard: Instant,
     /// The same instant as wall-clock milliseconds, for display.
     pub last_heard_ms: u64,
+    /// Whether its tasks were claimed since it was last heard from.
+    pub claimed: bool,
 }
 
 impl Peer {
@@ -82,6 +88,8 @@ impl Peer {
             PeerState::Down
         } else if !self.introduced {
             PeerState::Joining
+        } else if now.duration_since(self.last_heard) > settings.down_after {
+            PeerState::Down
         } else if now.duration_since(self.last_heard) > settings.suspect_after {
             PeerState::Suspect
         } else {
@@ -125,6 +133,7 @@ impl PeerTable {
                 breaker: Breaker::new(breaker),
                 last_heard: now,
                 last_heard_ms: now_ms,
+                claimed: false,
             })
     }
 
@@ -170,9 +179,28 @@ impl PeerTable {
     /// Something arrived from the peer.
     pub fn heard(&mut self, node_id: &str, now: Instant, now_ms: u64) {
         if let Some(peer) = self.peers.get_mut(node_id) {
+            if peer.claimed {
+                tracing::info!(peer = node_id, "peer is heard from again; it is up");
+            }
             peer.last_heard = now;
             peer.last_heard_ms = now_ms;
+            peer.claimed = false;
         }
+    }
+
+    /// Peers that fell silent past the down timeout and whose tasks were not claimed
+    /// yet; they are marked claimed.
+    pub fn newly_silent(&mut self, now: Instant) -> Vec<String> {
+        let settings = self.settings;
+        self.peers
+            .iter_mut()
+            .filter(|(_, p)| !p.claimed && p.introduced && p.endpoint.is_some() && !p.down)
+            .filter(|(_, p)| now.duration_since(p.last_heard) > settings.down_after)
+            .map(|(id, p)| {
+                p.claimed = true;
+                id.clone()
+            })
+            .collect()
     }
 
     /// The peer said it is leaving.
@@ -254,9 +282,17 @@ mod tests {
         table.introduced(info("b", 1), t0, 0);
         assert_eq!(state(&table, t0), PeerState::Up);
         assert!(table.takes_work("b", t0));
+        let quiet = t0 + Duration::from_secs(2);
+        assert_eq!(state(&table, quiet), PeerState::Suspect);
+        assert!(!table.takes_work("b", quiet));
+        assert!(table.newly_silent(quiet).is_empty(), "suspect is not down");
         let silent = t0 + Duration::from_secs(4);
-        assert_eq!(state(&table, silent), PeerState::Suspect);
-        assert!(!table.takes_work("b", silent));
+        assert_eq!(state(&table, silent), PeerState::Down);
+        assert_eq!(table.newly_silent(silent), ["b"]);
+        assert!(
+            table.newly_silent(silent).is_empty(),
+            "claimed once per silence"
+        );
         table.heard("b", silent, 4000);
         assert_eq!(state(&table, silent), PeerState::Up);
         assert!(table.endpoint_left("b", &cell.get_cell()));

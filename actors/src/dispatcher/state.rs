@@ -471,6 +471,18 @@ impl DispatcherState {
         self.record_load(load);
     }
 
+    pub(super) fn tick(&mut self) {
+        let now = Instant::now();
+        for node in self.peers.newly_silent(now) {
+            tracing::warn!(peer = %node, "peer silent past the down timeout; it is down");
+            let ctx = self.ctx.clone();
+            tokio::spawn(async move {
+                super::claim_from(&ctx, &node, "it fell silent").await;
+            });
+        }
+        self.refresh_gauges(now);
+    }
+
     pub(super) fn leave(&mut self) {
         let node_id = self.ctx.node_id.to_string();
         for peer in self.peers.peers.values() {
