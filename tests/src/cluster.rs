@@ -62,6 +62,11 @@ impl TestCluster {
     /// with `extra` flags each; waits until every node sees every other one up.
     pub async fn start(n: usize, extra: &[&str]) -> anyhow::Result<Self> {
         let redis = RedisServer::start().context("starting redis-server")?;
+        Self::start_on(redis, n, extra).await
+    }
+
+    /// Like [`TestCluster::start`] on a given Redis (e.g. a durable one to restart).
+    pub async fn start_on(redis: RedisServer, n: usize, extra: &[&str]) -> anyhow::Result<Self> {
         let cluster_addrs: Vec<String> = (0..n)
             .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
             .collect::<Result<_, _>>()?;

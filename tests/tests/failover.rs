@@ -190,3 +190,86 @@ async fn sigterm_under_load_hands_the_queue_to_the_others() -> anyhow::Result<()
     ensure!(reclaimed > 0.0, "n2's queue was not taken over");
     Ok(())
 }
+
+/// Whether `GET /health/ready` answers 200.
+async fn ready(node: &integration_tests::TestNode) -> anyhow::Result<bool> {
+    Ok(node.get("/health/ready").await?.status == 200)
+}
+
+#[tokio::test]
+async fn a_redis_restart_under_load_makes_nodes_unready_then_loses_nothing() -> anyhow::Result<()> {
+    let redis = taskmesh_actors::store::redis::testing::RedisServer::start_durable()?;
+    let flags = ["--workers", "2", "--min-workers", "2", "--max-workers", "2"];
+    let mut cluster = TestCluster::start_on(redis, 3, &flags).await?;
+    let ids = submit(&cluster, 0, 200, 50).await?;
+
+    cluster.redis.kill();
+    for node in &cluster.nodes {
+        eventually(DONE_WITHIN, "the node reports not ready", || async {
+            Ok((!ready(node).await?).then_some(()))
+        })
+        .await?;
+    }
+    cluster.redis.restart()?;
+    for node in &cluster.nodes {
+        eventually(DONE_WITHIN, "the node is ready again", || async {
+            Ok(ready(node).await?.then_some(()))
+        })
+        .await?;
+    }
+    let views = cluster.nodes[2]
+        .wait_all_terminal(&ids, DONE_WITHIN)
+        .await?;
+    let not_ok: Vec<&Value> = views
+        .iter()
+        .filter(|v| v["status"] != "succeeded")
+        .collect();
+    ensure!(
+        not_ok.is_empty(),
+        "{} not succeeded: {:?}",
+        not_ok.len(),
+        not_ok.first()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn after_every_node_is_killed_one_restarted_node_finishes_all_tasks() -> anyhow::Result<()> {
+    let flags = [
+        "--workers",
+        "2",
+        "--min-workers",
+        "2",
+        "--max-workers",
+        "2",
+        "--lease-ttl-ms",
+        "2000",
+    ];
+    let mut cluster = TestCluster::start(3, &flags).await?;
+    let ids = submit(&cluster, 0, 150, 100).await?;
+    for node in &mut cluster.nodes {
+        node.kill();
+    }
+    // Only n1 comes back: it takes back its own tasks, and n2's and n3's once their
+    // leases lapse.
+    cluster.nodes[0].restart().await?;
+    let views = cluster.nodes[0]
+        .wait_all_terminal(&ids, DONE_WITHIN)
+        .await?;
+    let not_ok: Vec<&Value> = views
+        .iter()
+        .filter(|v| v["status"] != "succeeded")
+        .collect();
+    ensure!(
+        not_ok.is_empty(),
+        "{} not succeeded: {:?}",
+        not_ok.len(),
+        not_ok.first()
+    );
+    let reclaimed = metric_sum(
+        &cluster.nodes[0].metrics().await?,
+        "taskmesh_tasks_reclaimed_total",
+    );
+    ensure!(reclaimed > 0.0, "n1 claimed nothing from n2 and n3");
+    Ok(())
+}
