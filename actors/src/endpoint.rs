@@ -67,6 +67,7 @@ impl EndpointState {
                     .map(|t| {
                         let mut job = Job::new(t.id, t.spec);
                         job.attempts = t.attempts;
+                        job.recovered = t.recovered;
                         job
                     })
                     .collect();

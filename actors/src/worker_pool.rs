@@ -45,6 +45,9 @@ pub struct Job {
     pub attempts: u32,
     /// When it entered the pool's queue.
     pub enqueued_at: Instant,
+    /// Read back from the store (recovered or claimed) rather than freshly submitted:
+    /// an attempt of it may have died with a node.
+    pub recovered: bool,
 }
 
 impl Job {
@@ -55,6 +58,7 @@ impl Job {
             spec: Arc::new(spec),
             attempts: 0,
             enqueued_at: Instant::now(),
+            recovered: false,
         }
     }
 
@@ -77,6 +81,7 @@ impl Job {
             spec: Arc::new(record.spec),
             attempts: record.attempts,
             enqueued_at: Instant::now(),
+            recovered: true,
         }
     }
 }

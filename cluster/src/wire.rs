@@ -94,6 +94,10 @@ pub struct DispatchedTask {
     pub spec: TaskSpec,
     /// Attempts already made.
     pub attempts: u32,
+    /// Read back from the store after a node was lost (an attempt may have died with
+    /// it): the receiver records the next attempt as running before it runs.
+    #[serde(default)]
+    pub recovered: bool,
 }
 
 /// One-way messages.

@@ -44,7 +44,7 @@
 //! every error names the offending field as a JSON path.
 //!
 //! With [`RegistryOptions::test_kernels`] the registry also holds `panic`,
-//! `fail`, `flaky` and `spin`, which exist to exercise failure handling.
+//! `abort`, `fail`, `flaky` and `spin`, which exist to exercise failure handling.
 //!
 //! # Layout
 //! - `context`: [`CancelToken`] and [`Context`], what a run gets besides its params.

@@ -2,6 +2,7 @@
 //! [`RegistryOptions::test_kernels`](crate::RegistryOptions::test_kernels).
 //!
 //! - `panic {}` panics.
+//! - `abort {}` aborts the whole process, like a segfault or an OOM kill would.
 //! - `fail {"message": str}` fails with [`KernelError::Failed`]`(message)`.
 //! - `flaky {"fail_attempts": u32}` fails with `Failed("flaky attempt N")` while
 //!   the attempt `N` is at most `fail_attempts`, then returns `{"attempt": N}`.
@@ -20,6 +21,7 @@ use crate::{Context, KernelError, check};
 pub(crate) fn kernels() -> Vec<Box<dyn Kernel>> {
     vec![
         Box::new(Panic),
+        Box::new(Abort),
         Box::new(Fail),
         Box::new(Flaky),
         Box::new(Spin),
@@ -36,6 +38,19 @@ impl TypedKernel for Panic {
 
     fn execute(&self, _params: Empty, _ctx: &Context) -> Result<(), KernelError> {
         panic!("the `panic` test kernel panics by design");
+    }
+}
+
+/// The `abort` kernel: takes the node down with it.
+pub(crate) struct Abort;
+
+impl TypedKernel for Abort {
+    const NAME: &'static str = "abort";
+    type Params = Empty;
+    type Output = ();
+
+    fn execute(&self, _params: Empty, _ctx: &Context) -> Result<(), KernelError> {
+        std::process::abort();
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::ensure;
 use integration_tests::{ONE_WORKER, TestNode, eventually, metric};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -190,5 +191,42 @@ async fn sigterm_exits_soon_after_the_grace_period_even_if_a_task_still_runs() -
         node.wait_terminal(&long, WITHIN).await?["status"],
         "cancelled"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_task_that_keeps_killing_its_node_is_failed_after_its_retries() -> anyhow::Result<()> {
+    let mut node = TestNode::start_temp(ONE_WORKER).await?;
+    let id = node
+        .submit(&json!({"kind": "abort", "params": {}, "max_retries": 1}))
+        .await?;
+    // Each run takes the process down; each restart runs it again until its attempts
+    // are used up. A restart may die before it reports ready: that is one more crash.
+    let mut crashes = 0;
+    let mut running = true;
+    let failed = loop {
+        if running {
+            let code = node.wait_exit(Duration::from_secs(60)).await?;
+            ensure!(
+                code.is_none(),
+                "the node exited with {code:?} instead of aborting"
+            );
+        }
+        crashes += 1;
+        ensure!(crashes <= 6, "still crash-looping after {crashes} crashes");
+        running = node.restart().await.is_ok();
+        if !running {
+            continue;
+        }
+        let view = node.task(&id).await?;
+        if view["status"] == "failed" {
+            break view;
+        }
+    };
+    eprintln!("failed after {crashes} crashes: {failed}");
+    ensure!(failed["attempts"].as_u64() == Some(2), "{failed}");
+    // The node survives the last one and keeps working.
+    let ok = node.submit(&json!({"kind": "noop"})).await?;
+    ensure!(node.wait_terminal(&ok, Duration::from_secs(60)).await?["status"] == "succeeded");
     Ok(())
 }

@@ -247,6 +247,7 @@ impl DispatcherState {
                     id: j.id.clone(),
                     spec: (*j.spec).clone(),
                     attempts: j.attempts,
+                    recovered: j.recovered,
                 })
                 .collect();
             let (from, node_id) = (self.ctx.node_id.to_string(), node.to_owned());

@@ -102,7 +102,7 @@ fn record_running(
     job: &Job,
     attempt: u32,
     started_at_ms: u64,
-) {
+) -> tokio::task::JoinHandle<()> {
     let (store, id, node) = (ctx.store.clone(), job.id.clone(), ctx.node_id.clone());
     let pool = pool.clone();
     tokio::spawn(async move {
@@ -113,7 +113,7 @@ fn record_running(
             Ok(_) => {}
             Err(e) => tracing::warn!(task_id = %id, error = %e, "recording task start failed"),
         }
-    });
+    })
 }
 
 async fn run_attempt(
@@ -125,6 +125,13 @@ async fn run_attempt(
     let attempt = job.attempts + 1;
     let started_at_ms = now_ms();
     tracing::debug!("attempt started");
+    // A task that may have been running when a node died is recorded as running before
+    // it runs again, so a task that kills its node uses up its retries instead of
+    // crash-looping the cluster. Fresh first attempts skip this write (see below).
+    let rerun = job.recovered || job.attempts > 0;
+    if rerun {
+        let _ = record_running(ctx, pool, &job, attempt, started_at_ms).await;
+    }
     let timer = Instant::now();
     let timeout = job.spec.timeout_ms.map(Duration::from_millis);
     let spec = Arc::clone(&job.spec);
@@ -143,8 +150,8 @@ async fn run_attempt(
     let outcome = tokio::select! {
         biased;
         outcome = &mut execution => outcome,
-        () = tokio::time::sleep(RECORD_RUNNING_AFTER) => {
-            record_running(ctx, pool, &job, attempt, started_at_ms);
+        () = tokio::time::sleep(RECORD_RUNNING_AFTER), if !rerun => {
+            drop(record_running(ctx, pool, &job, attempt, started_at_ms));
             execution.await
         }
     };

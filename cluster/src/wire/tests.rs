@@ -61,6 +61,7 @@ fn requests() -> Vec<Request> {
                 id: TaskId::generate(),
                 spec: spec(),
                 attempts: 1,
+                recovered: true,
             }],
         },
         Request::Cancel(TaskId::generate()),

@@ -30,7 +30,7 @@ fn standard_kinds_are_sorted_and_exclude_test_kinds() {
 #[test]
 fn test_kernels_are_opt_in() {
     let registry = with_test_kernels();
-    for kind in ["panic", "fail", "flaky", "spin"] {
+    for kind in ["panic", "abort", "fail", "flaky", "spin"] {
         assert!(registry.contains(kind), "{kind}");
     }
     let kinds = registry.kinds();
