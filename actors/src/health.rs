@@ -48,6 +48,8 @@ pub struct Readiness {
     pub pool: String,
     /// True once shutdown has begun.
     pub draining: bool,
+    /// `ok`, or which of the node's actors keep failing.
+    pub supervision: String,
 }
 
 /// Messages of the HealthMonitor.
@@ -65,6 +67,8 @@ pub enum HealthMessage {
     GetReadiness(RpcReplyPort<Readiness>),
     /// Shutdown began: report not ready from now on.
     SetDraining,
+    /// The root supervisor's verdict: `None` when no actor is crash-looping.
+    Supervision(Option<String>),
 }
 
 // Local only: the cluster feature of ractor needs the impl spelled out.
@@ -109,6 +113,7 @@ impl Actor for HealthMonitor {
                 store: "not checked yet".into(),
                 pool: "not checked yet".into(),
                 draining: false,
+                supervision: "ok".into(),
             },
             checks: 0,
         })
@@ -141,7 +146,7 @@ impl Actor for HealthMonitor {
                 let was_ready = v.ready;
                 v.store = store.err().unwrap_or_else(|| "ok".into());
                 v.pool = pool.err().unwrap_or_else(|| "ok".into());
-                v.ready = v.store == "ok" && v.pool == "ok" && !v.draining;
+                v.ready = v.store == "ok" && v.pool == "ok" && v.supervision == "ok" && !v.draining;
                 if was_ready != v.ready {
                     tracing::info!(ready = v.ready, store = %v.store, pool = %v.pool, "readiness changed");
                 }
@@ -149,6 +154,12 @@ impl Actor for HealthMonitor {
             }
             HealthMessage::GetReadiness(reply) => {
                 let _ = reply.send(state.verdict.clone());
+            }
+            HealthMessage::Supervision(verdict) => {
+                let v = &mut state.verdict;
+                v.supervision = verdict.unwrap_or_else(|| "ok".into());
+                v.ready = v.ready && v.supervision == "ok";
+                state.ctx.metrics.ready.set(i64::from(v.ready));
             }
             HealthMessage::SetDraining => {
                 state.verdict.draining = true;

@@ -38,7 +38,7 @@ use taskmesh_actors::task::now_ms;
 use taskmesh_actors::worker_pool::{PoolMessage, WorkerPool, WorkerPoolArgs, WorkerPoolConfig};
 
 /// The children of the root, in start order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Child {
     /// The local WorkerPool.
     WorkerPool,
@@ -129,10 +129,18 @@ pub struct SupervisorState {
     children: HashMap<ActorId, Child>,
     cells: HashMap<Child, ActorCell>,
     restarts: HashMap<Child, Restarts>,
+    failing: std::collections::BTreeSet<Child>,
     shutting_down: bool,
 }
 
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Restarts in a row (each within a minute of the last) after which a child counts as
+/// crash-looping and the node reports not ready.
+const CRASH_LOOP: u32 = 5;
+
+/// How long a restarted child must run before its restarts stop counting.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
 impl SupervisorState {
     async fn start(
@@ -222,12 +230,20 @@ impl SupervisorState {
             in_a_row: 0,
             started: Instant::now(),
         });
-        if r.started.elapsed() > Duration::from_secs(60) {
+        if r.started.elapsed() > HEALTHY_AFTER {
             r.in_a_row = 0;
         }
         let delay = restart_delay(r.in_a_row);
         r.in_a_row = r.in_a_row.saturating_add(1);
         r.started = Instant::now() + delay;
+        if r.in_a_row >= CRASH_LOOP && self.failing.insert(child) {
+            tracing::error!(
+                actor = child.name(),
+                restarts = r.in_a_row,
+                "actor keeps failing; the node reports not ready until it runs for a minute"
+            );
+            self.report_supervision();
+        }
         tracing::error!(
             actor = child.name(),
             reason,
@@ -235,6 +251,32 @@ impl SupervisorState {
             "actor died; restarting"
         );
         myself.send_after(delay, move || SupervisorMessage::Start(child));
+    }
+
+    /// Tells the HealthMonitor which children are crash-looping (none: `None`).
+    fn report_supervision(&self) {
+        let verdict = (!self.failing.is_empty()).then(|| {
+            let names: Vec<&str> = self.failing.iter().map(|c| c.name()).collect();
+            format!("crash-looping: {}", names.join(", "))
+        });
+        let health = &self.args.ctx.names.health;
+        if let Some(h) = ActorRef::<HealthMessage>::where_is(health.clone()) {
+            let _ = h.cast(HealthMessage::Supervision(verdict));
+        }
+    }
+
+    /// Children that have now run for a minute since their last restart are healthy.
+    fn forgive(&mut self) {
+        let before = self.failing.len();
+        let restarts = &self.restarts;
+        self.failing.retain(|child| {
+            restarts
+                .get(child)
+                .is_none_or(|r| r.started.elapsed() < HEALTHY_AFTER)
+        });
+        if self.failing.len() != before {
+            self.report_supervision();
+        }
     }
 
     async fn shutdown(&mut self, grace: Duration) {
@@ -299,6 +341,7 @@ impl Actor for NodeSupervisor {
             children: HashMap::new(),
             cells: HashMap::new(),
             restarts: HashMap::new(),
+            failing: std::collections::BTreeSet::new(),
             shutting_down: false,
         };
         let clustered = state.args.ctx.cluster.is_some();
@@ -328,6 +371,9 @@ impl Actor for NodeSupervisor {
                     return Ok(());
                 }
                 tracing::info!(actor = child.name(), "actor restarted");
+                if child == Child::HealthMonitor {
+                    state.report_supervision();
+                }
                 if child == Child::Dispatcher
                     && let Some(pool) =
                         ActorRef::<PoolMessage>::where_is(state.args.ctx.names.pool.clone())
@@ -337,6 +383,7 @@ impl Actor for NodeSupervisor {
             }
             SupervisorMessage::Start(_) => {}
             SupervisorMessage::Purge => {
+                state.forgive();
                 let store = state.args.ctx.store.clone();
                 let ttl_ms = state.args.result_ttl.as_millis() as u64;
                 tokio::spawn(async move {

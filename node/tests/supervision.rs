@@ -167,3 +167,42 @@ async fn graceful_shutdown_lets_the_running_task_finish() {
     let record = store.get(&id).await.expect("get").expect("exists");
     assert_eq!(record.status.as_str(), "succeeded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_that_keeps_dying_makes_the_node_report_not_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, client) = start(dir.path()).await;
+    let names = ActorNames::for_node(&node.node_id);
+    let ready = || async {
+        let r = client
+            .http
+            .get(format!("{}/health/ready", client.base))
+            .send()
+            .await
+            .expect("ready");
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    eventually("the node is ready", || async { ready().await.0 == 200 }).await;
+    // Kill each new incarnation of the dispatcher as soon as it is up, five times.
+    let mut last = None;
+    for _ in 0..5 {
+        eventually("a new dispatcher", || async {
+            ActorRef::<DispatcherMessage>::where_is(names.dispatcher.clone())
+                .is_some_and(|d| Some(d.get_id()) != last)
+        })
+        .await;
+        let d = ActorRef::<DispatcherMessage>::where_is(names.dispatcher.clone()).expect("up");
+        last = Some(d.get_id());
+        d.kill();
+    }
+    eventually("not ready: crash-looping dispatcher", || async {
+        let (status, body) = ready().await;
+        status == 503
+            && body["checks"]["supervision"]
+                .as_str()
+                .is_some_and(|s| s.contains("dispatcher"))
+    })
+    .await;
+    node.shutdown().await.expect("shutdown");
+}
