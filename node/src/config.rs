@@ -152,7 +152,7 @@ pub struct NodeArgs {
     #[arg(long, env = "TASKMESH_LEASE_TTL_MS", default_value_t = 5000)]
     pub lease_ttl_ms: u64,
 
-    /// Also register the test-only kernels (`panic`, `fail`, `flaky`, `spin`). Never in
+    /// Also register the test-only kernels (`panic`, `abort`, `fail`, `flaky`, `spin`). Never in
     /// production.
     #[arg(long, env = "TASKMESH_TEST_KERNELS")]
     pub test_kernels: bool,

@@ -288,7 +288,9 @@ impl SupervisorState {
         if let Some(d) = ActorRef::<DispatcherMessage>::where_is(names.dispatcher.clone()) {
             let _ = d.cast(DispatcherMessage::Leave);
         }
-        for child in [Child::Autoscaler, Child::HttpIngress, Child::PeerEndpoint] {
+        // The endpoint stays until the pool has drained: peers claim this node's tasks
+        // when it goes, and the attempts still finishing here must not run twice.
+        for child in [Child::Autoscaler, Child::HttpIngress] {
             self.stop_child(child).await;
         }
         if let Some(pool) = ActorRef::<PoolMessage>::where_is(names.pool.clone()) {
@@ -301,7 +303,12 @@ impl SupervisorState {
                 );
             }
         }
-        for child in [Child::WorkerPool, Child::Dispatcher, Child::HealthMonitor] {
+        for child in [
+            Child::PeerEndpoint,
+            Child::WorkerPool,
+            Child::Dispatcher,
+            Child::HealthMonitor,
+        ] {
             self.stop_child(child).await;
         }
     }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use integration_tests::cluster::{TestCluster, cluster_view, peers};
+use integration_tests::cluster::{TestCluster, cluster_view, peers, wait_peers_up};
 use integration_tests::{eventually, metric_sum};
 use serde_json::{Value, json};
 
@@ -81,6 +81,20 @@ async fn kill_mid_run(victim: usize, entry: usize, reader: usize) -> anyhow::Res
         reader + 1
     );
     ensure!(reclaimed > 0.0, "no task was reclaimed from {victim_id}");
+
+    // The victim comes back under the same id: the others see a new pool and send it
+    // work again.
+    cluster.nodes[victim].restart().await?;
+    let entry_node = &cluster.nodes[entry];
+    wait_peers_up(entry_node, 2, DONE_WITHIN).await?;
+    let batch: Vec<Value> = (0..60).map(|_| sleep_task(100)).collect();
+    let ids = entry_node.submit_batch(&batch).await?;
+    let views = entry_node.wait_all_terminal(&ids, DONE_WITHIN).await?;
+    let ran_on_victim = views
+        .iter()
+        .filter(|v| v["node"] == victim_id.as_str())
+        .count();
+    ensure!(ran_on_victim > 0, "the restarted {victim_id} got no work");
     Ok(())
 }
 

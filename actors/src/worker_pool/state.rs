@@ -35,6 +35,8 @@ pub struct PoolState {
     pub(super) config: WorkerPoolConfig,
     pub(super) received_total: u64,
     myself: ActorRef<PoolMessage>,
+    /// Identifies this pool in load reports; new with every start.
+    incarnation: u64,
     queue: PriorityQueues<Job>,
     queued_ids: HashSet<TaskId>,
     delayed: HashMap<TaskId, Job>,
@@ -59,6 +61,9 @@ impl PoolState {
             ctx,
             config,
             received_total: 0,
+            // Random, not the actor id: a restarted process reuses actor ids, and peers
+            // must see a new pool that has received nothing of what they sent before.
+            incarnation: rand::random(),
             myself,
             queue: PriorityQueues::default(),
             queued_ids: HashSet::new(),
@@ -430,7 +435,7 @@ impl PoolState {
             .count();
         PoolLoad {
             node: self.ctx.node_id.to_string(),
-            incarnation: self.myself.get_id().pid(),
+            incarnation: self.incarnation,
             queued: self.queue.depths(),
             delayed: self.delayed.len(),
             busy,

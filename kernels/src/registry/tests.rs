@@ -35,7 +35,7 @@ fn test_kernels_are_opt_in() {
     }
     let kinds = registry.kinds();
     assert!(kinds.windows(2).all(|w| w[0] < w[1]), "{kinds:?}");
-    assert_eq!(kinds.len(), 10);
+    assert_eq!(kinds.len(), 11);
 }
 
 #[test]
