@@ -30,9 +30,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build (the black-box tests run the real binary)"
 cargo build --workspace --all-targets --locked
 
-step "container images (built locally, no registry needed) and their checks"
+step "container images (built locally, no registry needed), their checks, and a 3-replica compose smoke"
 bash compose/build-images.sh
 bash compose/verify-images.sh
+bash compose/smoke.sh
 
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast
