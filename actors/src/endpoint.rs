@@ -9,10 +9,10 @@
 
 use std::sync::Arc;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use taskmesh_cluster::protocol::PROTOCOL_VERSION;
 use taskmesh_cluster::wire::{
-    CancelFound, ENDPOINT_GROUP, Hello, Notice, PeerMessage, Reply, Request,
+    CancelFound, DispatchedTask, ENDPOINT_GROUP, Hello, Notice, PeerMessage, Reply, Request,
 };
 
 use crate::context::NodeContext;
@@ -43,43 +43,64 @@ impl EndpointState {
         }
     }
 
-    fn handle_request(&self, request: Request) -> Result<Reply, Request> {
-        match request {
-            Request::Hello(hello) => {
-                if hello.protocol_version != PROTOCOL_VERSION {
-                    tracing::warn!(
-                        peer = %hello.node.node_id,
-                        theirs = hello.protocol_version,
-                        ours = PROTOCOL_VERSION,
-                        "refusing a peer speaking another protocol version"
-                    );
-                    return Ok(Self::refuse("protocol version mismatch"));
-                }
-                if let Some(d) = dispatcher(&self.ctx) {
-                    let _ = d.cast(DispatcherMessage::PeerHello(hello));
-                }
-                Ok(Reply::Welcome(self.hello.clone()))
+    /// Answers a peer's request on `reply`; a cancel answers from a task of its own so a
+    /// busy pool never stalls the endpoint.
+    fn answer(&self, request: Request, reply: RpcReplyPort<Reply>) {
+        let answer = match request {
+            Request::Hello(hello) => self.hello(hello),
+            Request::Dispatch { from, tasks } => self.dispatch(&from, tasks),
+            Request::Cancel(id) => {
+                let Some(pool) = pool(&self.ctx) else {
+                    let _ = reply.send(Reply::Cancel(CancelFound::NotHere));
+                    return;
+                };
+                tokio::spawn(async move {
+                    let found = match ractor::call_t!(pool, PoolMessage::Cancel, 2000, id) {
+                        Ok(CancelOutcome::Removed) => CancelFound::Dequeued,
+                        Ok(CancelOutcome::Signalled) => CancelFound::Signalled,
+                        _ => CancelFound::NotHere,
+                    };
+                    let _ = reply.send(Reply::Cancel(found));
+                });
+                return;
             }
-            Request::Dispatch { from, tasks } => {
-                let count = tasks.len() as u32;
-                let jobs: Vec<Job> = tasks
-                    .into_iter()
-                    .map(|t| {
-                        let mut job = Job::new(t.id, t.spec);
-                        job.attempts = t.attempts;
-                        job.recovered = t.recovered;
-                        job
-                    })
-                    .collect();
-                match pool(&self.ctx) {
-                    Some(p) if p.cast(PoolMessage::Enqueue(jobs)).is_ok() => {
-                        tracing::debug!(%from, count, "took tasks from a peer");
-                        Ok(Reply::Accepted { count })
-                    }
-                    _ => Ok(Self::refuse("worker pool unavailable")),
-                }
+        };
+        let _ = reply.send(answer);
+    }
+
+    fn hello(&self, hello: Hello) -> Reply {
+        if hello.protocol_version != PROTOCOL_VERSION {
+            tracing::warn!(
+                peer = %hello.node.node_id,
+                theirs = hello.protocol_version,
+                ours = PROTOCOL_VERSION,
+                "refusing a peer speaking another protocol version"
+            );
+            return Self::refuse("protocol version mismatch");
+        }
+        if let Some(d) = dispatcher(&self.ctx) {
+            let _ = d.cast(DispatcherMessage::PeerHello(hello));
+        }
+        Reply::Welcome(self.hello.clone())
+    }
+
+    fn dispatch(&self, from: &str, tasks: Vec<DispatchedTask>) -> Reply {
+        let count = tasks.len() as u32;
+        let jobs: Vec<Job> = tasks
+            .into_iter()
+            .map(|t| {
+                let mut job = Job::new(t.id, t.spec);
+                job.attempts = t.attempts;
+                job.recovered = t.recovered;
+                job
+            })
+            .collect();
+        match pool(&self.ctx) {
+            Some(p) if p.cast(PoolMessage::Enqueue(jobs)).is_ok() => {
+                tracing::debug!(%from, count, "took tasks from a peer");
+                Reply::Accepted { count }
             }
-            cancel @ Request::Cancel(_) => Err(cancel),
+            _ => Self::refuse("worker pool unavailable"),
         }
     }
 }
@@ -123,27 +144,7 @@ impl Actor for PeerEndpoint {
                     let _ = d.cast(DispatcherMessage::PeerLeaving(node_id));
                 }
             }
-            PeerMessage::Request(request, reply) => match state.handle_request(request) {
-                Ok(answer) => {
-                    let _ = reply.send(answer);
-                }
-                Err(Request::Cancel(id)) => {
-                    let Some(pool) = pool(&state.ctx) else {
-                        let _ = reply.send(Reply::Cancel(CancelFound::NotHere));
-                        return Ok(());
-                    };
-                    // Answer from a task of its own: a busy pool must not stall the endpoint.
-                    tokio::spawn(async move {
-                        let found = match ractor::call_t!(pool, PoolMessage::Cancel, 2000, id) {
-                            Ok(CancelOutcome::Removed) => CancelFound::Dequeued,
-                            Ok(CancelOutcome::Signalled) => CancelFound::Signalled,
-                            _ => CancelFound::NotHere,
-                        };
-                        let _ = reply.send(Reply::Cancel(found));
-                    });
-                }
-                Err(_) => {}
-            },
+            PeerMessage::Request(request, reply) => state.answer(request, reply),
         }
         Ok(())
     }

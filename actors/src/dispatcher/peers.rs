@@ -194,8 +194,9 @@ impl PeerTable {
         let settings = self.settings;
         self.peers
             .iter_mut()
-            .filter(|(_, p)| !p.claimed && p.introduced && p.endpoint.is_some() && !p.down)
-            .filter(|(_, p)| now.duration_since(p.last_heard) > settings.down_after)
+            // Down by silence only: a closed session or a goodbye is claimed elsewhere.
+            .filter(|(_, p)| !p.claimed && p.endpoint.is_some() && !p.down)
+            .filter(|(_, p)| p.state(now, &settings) == PeerState::Down)
             .map(|(id, p)| {
                 p.claimed = true;
                 id.clone()

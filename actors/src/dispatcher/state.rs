@@ -658,22 +658,15 @@ impl DispatcherState {
     pub(super) fn cluster_view(&self, now: Instant) -> ClusterView {
         self.refresh_gauges(now);
         let info = self.ctx.cluster.as_deref();
-        let local_load = self
-            .pools
-            .get(&*self.ctx.node_id)
-            .map(|e| LoadView::from(&e.last));
+        let local = self.pools.get(&*self.ctx.node_id).map(|e| &e.last);
         let node = NodeView {
             id: self.ctx.node_id.to_string(),
             address: info.map(|i| i.cluster_address.clone()),
             http_address: info.map(|i| i.http_address.clone()),
             state: PeerState::Up,
             circuit: CircuitState::Closed.as_str(),
-            labels: local_load
-                .as_ref()
-                .and(self.pools.get(&*self.ctx.node_id))
-                .map(|e| e.last.labels.clone())
-                .unwrap_or_default(),
-            load: local_load,
+            labels: local.map(|l| l.labels.clone()).unwrap_or_default(),
+            load: local.map(LoadView::from),
             last_heard_ms: now_ms(),
         };
         let mut peers: Vec<NodeView> = self
