@@ -5,10 +5,63 @@ use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use integration_tests::cluster::{TestCluster, cluster_view, peers, wait_peers_up};
-use integration_tests::{eventually, metric_sum};
+use integration_tests::{TestNode, eventually, metric_sum};
 use serde_json::{Value, json};
 
 const DONE_WITHIN: Duration = Duration::from_secs(120);
+
+/// Nodes with exactly two workers, so the tests control how much runs at once.
+const TWO_WORKERS: &[&str] = &["--workers", "2", "--min-workers", "2", "--max-workers", "2"];
+
+/// Fails unless every task view reads `succeeded`, naming the first that does not.
+fn ensure_all_succeeded(views: &[Value]) -> anyhow::Result<()> {
+    let not_ok: Vec<&Value> = views
+        .iter()
+        .filter(|v| v["status"] != "succeeded")
+        .collect();
+    ensure!(
+        not_ok.is_empty(),
+        "{} not succeeded: {:?}",
+        not_ok.len(),
+        not_ok.first()
+    );
+    Ok(())
+}
+
+/// Waits until `observer` shows `peer` in `state` (`up`, `down`, ...).
+async fn wait_peer_state(observer: &TestNode, peer: &str, state: &str) -> anyhow::Result<()> {
+    eventually(DONE_WITHIN, &format!("{peer} is {state}"), || async {
+        let seen = peers(&cluster_view(observer).await?);
+        Ok(seen
+            .get(peer)
+            .is_some_and(|(s, _)| s == state)
+            .then_some(()))
+    })
+    .await
+}
+
+/// Waits until `node`'s own load shows a non-zero `field` (`running`, `queued`).
+async fn wait_load(node: &TestNode, field: &str) -> anyhow::Result<()> {
+    eventually(
+        DONE_WITHIN,
+        &format!("{} has {field} tasks", node.addr),
+        || async {
+            let view = cluster_view(node).await?;
+            let n = view["node"]["load"][field].as_u64();
+            Ok(n.is_some_and(|n| n > 0).then_some(()))
+        },
+    )
+    .await
+}
+
+/// Tasks claimed from lost nodes, summed over `nodes`.
+async fn reclaimed(nodes: &[&TestNode]) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for node in nodes {
+        total += metric_sum(&node.metrics().await?, "taskmesh_tasks_reclaimed_total");
+    }
+    Ok(total)
+}
 
 fn sleep_task(ms: u64) -> Value {
     json!({"kind": "sleep", "params": {"ms": ms}})
@@ -32,49 +85,24 @@ async fn submit(
 /// Kills node `victim` once it is running tasks, then checks that every task
 /// submitted through `entry` succeeds, read through `reader`.
 async fn kill_mid_run(victim: usize, entry: usize, reader: usize) -> anyhow::Result<()> {
-    let flags = ["--workers", "2", "--min-workers", "2", "--max-workers", "2"];
-    let mut cluster = TestCluster::start(3, &flags).await?;
+    let mut cluster = TestCluster::start(3, TWO_WORKERS).await?;
     let ids = submit(&cluster, entry, 300, 60).await?;
     let victim_id = format!("n{}", victim + 1);
-    eventually(DONE_WITHIN, "the victim runs tasks", || async {
-        let view = cluster_view(&cluster.nodes[victim]).await?;
-        Ok(view["node"]["load"]["running"]
-            .as_u64()
-            .is_some_and(|r| r > 0)
-            .then_some(()))
-    })
-    .await?;
+    wait_load(&cluster.nodes[victim], "running").await?;
 
     cluster.nodes[victim].kill();
     let killed = Instant::now();
     let reader_node = &cluster.nodes[reader];
-    eventually(DONE_WITHIN, "the victim is down", || async {
-        let seen = peers(&cluster_view(reader_node).await?);
-        Ok(seen
-            .get(&victim_id)
-            .is_some_and(|(state, _)| state == "down")
-            .then_some(()))
-    })
-    .await?;
+    wait_peer_state(reader_node, &victim_id, "down").await?;
     let detected = killed.elapsed();
     let views = reader_node.wait_all_terminal(&ids, DONE_WITHIN).await?;
     let recovered = killed.elapsed();
-    let failed: Vec<&Value> = views
-        .iter()
-        .filter(|v| v["status"] != "succeeded")
+    ensure_all_succeeded(&views)?;
+    let survivors: Vec<&TestNode> = (cluster.nodes.iter().enumerate())
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, n)| n)
         .collect();
-    ensure!(
-        failed.is_empty(),
-        "{} tasks did not succeed: {:?}",
-        failed.len(),
-        failed.first()
-    );
-    let mut reclaimed = 0.0;
-    for (i, node) in cluster.nodes.iter().enumerate() {
-        if i != victim {
-            reclaimed += metric_sum(&node.metrics().await?, "taskmesh_tasks_reclaimed_total");
-        }
-    }
+    let reclaimed = reclaimed(&survivors).await?;
     eprintln!(
         "killed {victim_id}: down on n{} after {detected:?}, all 300 tasks done {recovered:?} \
          after the kill, {reclaimed} tasks reclaimed",
@@ -111,35 +139,17 @@ async fn killing_the_node_that_accepted_the_tasks_loses_none() -> anyhow::Result
 #[tokio::test]
 async fn a_paused_node_loses_its_tasks_to_the_others_and_its_late_results_are_refused()
 -> anyhow::Result<()> {
-    let flags = ["--workers", "2", "--min-workers", "2", "--max-workers", "2"];
-    let cluster = TestCluster::start(3, &flags).await?;
+    let cluster = TestCluster::start(3, TWO_WORKERS).await?;
     let (n1, n3) = (&cluster.nodes[0], &cluster.nodes[2]);
     let ids = submit(&cluster, 0, 150, 400).await?;
-    eventually(DONE_WITHIN, "n3 runs tasks", || async {
-        let view = cluster_view(n3).await?;
-        Ok(view["node"]["load"]["running"]
-            .as_u64()
-            .is_some_and(|r| r > 0)
-            .then_some(()))
-    })
-    .await?;
+    wait_load(n3, "running").await?;
 
     n3.signal(nix::sys::signal::Signal::SIGSTOP)?;
     let paused = Instant::now();
-    eventually(DONE_WITHIN, "n3 is down on n1", || async {
-        let seen = peers(&cluster_view(n1).await?);
-        Ok(seen
-            .get("n3")
-            .is_some_and(|(s, _)| s == "down")
-            .then_some(()))
-    })
-    .await?;
+    wait_peer_state(n1, "n3", "down").await?;
     let detected = paused.elapsed();
     let views = n1.wait_all_terminal(&ids, DONE_WITHIN).await?;
-    ensure!(
-        views.iter().all(|v| v["status"] == "succeeded"),
-        "not all succeeded"
-    );
+    ensure_all_succeeded(&views)?;
     let recovered = paused.elapsed();
 
     // n3 wakes up: the attempts it was running finish, but their results are refused
@@ -151,11 +161,7 @@ async fn a_paused_node_loses_its_tasks_to_the_others_and_its_late_results_are_re
         Ok((refused >= 1.0).then_some(refused))
     })
     .await?;
-    eventually(DONE_WITHIN, "n3 is up again on n1", || async {
-        let seen = peers(&cluster_view(n1).await?);
-        Ok(seen.get("n3").is_some_and(|(s, _)| s == "up").then_some(()))
-    })
-    .await?;
+    wait_peer_state(n1, "n3", "up").await?;
     // Every task still has the one terminal state it got while n3 slept.
     for (id, before) in ids.iter().zip(&views) {
         let now = n1.task(id).await?;
@@ -173,48 +179,30 @@ async fn a_paused_node_loses_its_tasks_to_the_others_and_its_late_results_are_re
 
 #[tokio::test]
 async fn sigterm_under_load_hands_the_queue_to_the_others() -> anyhow::Result<()> {
-    let flags = ["--workers", "2", "--min-workers", "2", "--max-workers", "2"];
-    let mut cluster = TestCluster::start(3, &flags).await?;
+    let mut cluster = TestCluster::start(3, TWO_WORKERS).await?;
     let ids = submit(&cluster, 0, 300, 60).await?;
-    eventually(DONE_WITHIN, "n2 has a queue", || async {
-        let view = cluster_view(&cluster.nodes[1]).await?;
-        Ok(view["node"]["load"]["queued"]
-            .as_u64()
-            .is_some_and(|q| q > 0)
-            .then_some(()))
-    })
-    .await?;
+    wait_load(&cluster.nodes[1], "queued").await?;
     cluster.nodes[1].signal(nix::sys::signal::Signal::SIGTERM)?;
     let code = cluster.nodes[1].wait_exit(DONE_WITHIN).await?;
     ensure!(code == Some(0), "n2 exited with {code:?}");
     let views = cluster.nodes[0]
         .wait_all_terminal(&ids, DONE_WITHIN)
         .await?;
-    ensure!(
-        views.iter().all(|v| v["status"] == "succeeded"),
-        "not all succeeded"
-    );
-    let reclaimed = metric_sum(
-        &cluster.nodes[0].metrics().await?,
-        "taskmesh_tasks_reclaimed_total",
-    ) + metric_sum(
-        &cluster.nodes[2].metrics().await?,
-        "taskmesh_tasks_reclaimed_total",
-    );
+    ensure_all_succeeded(&views)?;
+    let reclaimed = reclaimed(&[&cluster.nodes[0], &cluster.nodes[2]]).await?;
     ensure!(reclaimed > 0.0, "n2's queue was not taken over");
     Ok(())
 }
 
 /// Whether `GET /health/ready` answers 200.
-async fn ready(node: &integration_tests::TestNode) -> anyhow::Result<bool> {
+async fn ready(node: &TestNode) -> anyhow::Result<bool> {
     Ok(node.get("/health/ready").await?.status == 200)
 }
 
 #[tokio::test]
 async fn a_redis_restart_under_load_makes_nodes_unready_then_loses_nothing() -> anyhow::Result<()> {
     let redis = taskmesh_actors::store::redis::testing::RedisServer::start_durable()?;
-    let flags = ["--workers", "2", "--min-workers", "2", "--max-workers", "2"];
-    let mut cluster = TestCluster::start_on(redis, 3, &flags).await?;
+    let mut cluster = TestCluster::start_on(redis, 3, TWO_WORKERS).await?;
     let ids = submit(&cluster, 0, 200, 50).await?;
 
     cluster.redis.kill();
@@ -234,31 +222,13 @@ async fn a_redis_restart_under_load_makes_nodes_unready_then_loses_nothing() -> 
     let views = cluster.nodes[2]
         .wait_all_terminal(&ids, DONE_WITHIN)
         .await?;
-    let not_ok: Vec<&Value> = views
-        .iter()
-        .filter(|v| v["status"] != "succeeded")
-        .collect();
-    ensure!(
-        not_ok.is_empty(),
-        "{} not succeeded: {:?}",
-        not_ok.len(),
-        not_ok.first()
-    );
+    ensure_all_succeeded(&views)?;
     Ok(())
 }
 
 #[tokio::test]
 async fn after_every_node_is_killed_one_restarted_node_finishes_all_tasks() -> anyhow::Result<()> {
-    let flags = [
-        "--workers",
-        "2",
-        "--min-workers",
-        "2",
-        "--max-workers",
-        "2",
-        "--lease-ttl-ms",
-        "2000",
-    ];
+    let flags = [TWO_WORKERS, &["--lease-ttl-ms", "2000"]].concat();
     let mut cluster = TestCluster::start(3, &flags).await?;
     let ids = submit(&cluster, 0, 150, 100).await?;
     for node in &mut cluster.nodes {
@@ -270,20 +240,8 @@ async fn after_every_node_is_killed_one_restarted_node_finishes_all_tasks() -> a
     let views = cluster.nodes[0]
         .wait_all_terminal(&ids, DONE_WITHIN)
         .await?;
-    let not_ok: Vec<&Value> = views
-        .iter()
-        .filter(|v| v["status"] != "succeeded")
-        .collect();
-    ensure!(
-        not_ok.is_empty(),
-        "{} not succeeded: {:?}",
-        not_ok.len(),
-        not_ok.first()
-    );
-    let reclaimed = metric_sum(
-        &cluster.nodes[0].metrics().await?,
-        "taskmesh_tasks_reclaimed_total",
-    );
+    ensure_all_succeeded(&views)?;
+    let reclaimed = reclaimed(&[&cluster.nodes[0]]).await?;
     ensure!(reclaimed > 0.0, "n1 claimed nothing from n2 and n3");
     Ok(())
 }
