@@ -10,7 +10,11 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// Version of the node-to-node protocol, exchanged when peers join.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// 2: nodes judge each other's liveness by the heartbeats of
+/// [`crate::wire::HEARTBEAT_GROUP`] rather than by load reports; a version-1 peer sends
+/// none, so it would never be seen to fall silent, and is refused.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A task identifier: a UUIDv7 in its hyphenated lowercase form.
 ///

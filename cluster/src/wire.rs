@@ -10,6 +10,11 @@
 //! field names are a stable contract; changing one bumps
 //! [`crate::protocol::PROTOCOL_VERSION`], which peers compare in [`Request::Hello`].
 //!
+//! Heartbeats travel apart from all of that: each node's heartbeat actor joins
+//! [`HEARTBEAT_GROUP`] and takes [`HeartbeatMessage`]s, whose only remote variant is a
+//! [`Heartbeat`]. A dedicated actor and group keep them out of the endpoint's mailbox,
+//! where a burst of dispatches could delay them.
+//!
 //! A payload that does not decode is dropped (ractor_cluster gives no way to answer it),
 //! counted in [`decode_failures`], and logged; a caller waiting for the reply then gets
 //! its timeout, which every remote call sets.
@@ -26,8 +31,12 @@ use crate::protocol::{TaskId, TaskSpec};
 /// The process group every node's endpoint joins.
 pub const ENDPOINT_GROUP: &str = "taskmesh.endpoints";
 
+/// The process group every node's heartbeat actor joins.
+pub const HEARTBEAT_GROUP: &str = "taskmesh.heartbeats";
+
 const NOTICE: &str = "notice";
 const REQUEST: &str = "request";
+const HEARTBEAT: &str = "heartbeat";
 
 static DECODE_FAILURES: AtomicU64 = AtomicU64::new(0);
 
@@ -259,6 +268,59 @@ impl ractor::Message for PeerMessage {
             other => {
                 DECODE_FAILURES.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(message = ?other, "dropping a peer message of an unknown variant");
+                Err(BoxedDowncastErr)
+            }
+        }
+    }
+}
+
+/// A liveness signal, sent by every node's heartbeat actor to every peer's on a fixed
+/// period (`--heartbeat-interval-ms`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The sender's node id.
+    pub from: String,
+    /// Counts up from 0 with each heartbeat the sender's actor sends (to all peers);
+    /// starts again when that actor restarts. For logs and debugging.
+    pub seq: u64,
+}
+
+/// The message type of a node's heartbeat actor.
+#[derive(Debug)]
+pub enum HeartbeatMessage {
+    /// A peer's heartbeat: the one variant that crosses the wire.
+    Beat(Heartbeat),
+    /// The actor's own timer: send heartbeats and judge the peers. Never leaves the node.
+    Tick,
+}
+
+impl ractor::Message for HeartbeatMessage {
+    fn serializable() -> bool {
+        true
+    }
+
+    fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
+        match self {
+            HeartbeatMessage::Beat(beat) => Ok(SerializedMessage::Cast {
+                variant: HEARTBEAT.to_owned(),
+                args: encode_or_err(&beat)?,
+                metadata: None,
+            }),
+            HeartbeatMessage::Tick => {
+                tracing::error!("a heartbeat actor's tick was sent to a peer");
+                Err(BoxedDowncastErr)
+            }
+        }
+    }
+
+    fn deserialize(message: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
+        match message {
+            SerializedMessage::Cast { variant, args, .. } if variant == HEARTBEAT => {
+                Ok(HeartbeatMessage::Beat(decode(&args)?))
+            }
+            other => {
+                DECODE_FAILURES.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(message = ?other, "dropping a heartbeat of an unknown variant");
                 Err(BoxedDowncastErr)
             }
         }

@@ -191,3 +191,39 @@ async fn a_reply_that_does_not_decode_leaves_the_caller_to_its_timeout() {
     // The caller's side drops the undecodable bytes: its port closes without a value.
     assert!(rx.await.is_err());
 }
+
+#[test]
+fn a_heartbeat_round_trips_and_a_tick_never_leaves_the_node() {
+    let beat = Heartbeat {
+        from: "node-a".into(),
+        seq: u64::MAX,
+    };
+    let wire = HeartbeatMessage::Beat(beat.clone()).serialize().unwrap();
+    let SerializedMessage::Cast { variant, args, .. } = &wire else {
+        panic!("a heartbeat is a cast");
+    };
+    assert_eq!(variant, HEARTBEAT);
+    let text = String::from_utf8_lossy(args);
+    assert!(text.contains("from") && text.contains("seq"), "{text}");
+    match HeartbeatMessage::deserialize(wire).unwrap() {
+        HeartbeatMessage::Beat(back) => assert_eq!(back, beat),
+        other => panic!("expected a heartbeat, got {other:?}"),
+    }
+    assert!(HeartbeatMessage::Tick.serialize().is_err());
+}
+
+#[test]
+fn a_heartbeat_actor_refuses_endpoint_messages_and_garbage() {
+    let before = decode_failures();
+    let notice = PeerMessage::Notice(notices()[1].clone())
+        .serialize()
+        .unwrap();
+    assert!(HeartbeatMessage::deserialize(notice).is_err());
+    let garbage = SerializedMessage::Cast {
+        variant: HEARTBEAT.to_owned(),
+        args: vec![0xc1],
+        metadata: None,
+    };
+    assert!(HeartbeatMessage::deserialize(garbage).is_err());
+    assert!(decode_failures() >= before + 2);
+}
