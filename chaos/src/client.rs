@@ -1,0 +1,188 @@
+//! The few HTTP calls the runner makes to nodes, each with a short timeout so a paused or
+//! partitioned node slows nothing down.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// What became of one submission.
+#[derive(Debug)]
+pub enum Submitted {
+    /// 202: accepted, with the new ids.
+    Accepted(Vec<String>),
+    /// A documented refusal (503 with a code, e.g. `saturated`, `store_unavailable`).
+    Refused(String),
+    /// A 5xx that is not a documented 503: a bug.
+    ServerError(u16, String),
+    /// Any other answer (a 4xx): the workload itself is wrong.
+    Rejected(u16, String),
+    /// No answer: the node is dead, paused or cut off.
+    Unreachable,
+}
+
+/// An HTTP client for the nodes.
+#[derive(Clone, Debug)]
+pub struct Api {
+    http: reqwest::Client,
+}
+
+impl Api {
+    /// A client whose every request gives up after `timeout`.
+    pub fn new(timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .pool_max_idle_per_host(32)
+            .build()?;
+        Ok(Self { http })
+    }
+
+    /// Whether `/health/ready` answers 200.
+    pub async fn ready(&self, url: &str) -> bool {
+        self.http
+            .get(format!("{url}/health/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    }
+
+    async fn json(&self, url: String) -> anyhow::Result<(StatusCode, Value)> {
+        let response = self.http.get(&url).send().await?;
+        let status = response.status();
+        let body = response
+            .json()
+            .await
+            .with_context(|| format!("body of {url}"))?;
+        Ok((status, body))
+    }
+
+    /// The node's own id, from `GET /v1/cluster`.
+    pub async fn node_id(&self, url: &str) -> anyhow::Result<String> {
+        let (_, view) = self.json(format!("{url}/v1/cluster")).await?;
+        view["node"]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no node.id in /v1/cluster")
+    }
+
+    /// Each peer's state (`up`, `suspect`, `down`, ...) as the node sees it, by id.
+    pub async fn peer_states(&self, url: &str) -> anyhow::Result<HashMap<String, String>> {
+        let (_, view) = self.json(format!("{url}/v1/cluster")).await?;
+        let peers = view["peers"]
+            .as_array()
+            .context("no peers in /v1/cluster")?;
+        Ok(peers
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p["id"].as_str()?.to_owned(),
+                    p["state"].as_str()?.to_owned(),
+                ))
+            })
+            .collect())
+    }
+
+    /// A task record, or `None` when the node answers 404.
+    pub async fn task(&self, url: &str, id: &str) -> anyhow::Result<Option<Value>> {
+        let (status, body) = self.json(format!("{url}/v1/tasks/{id}")).await?;
+        match status {
+            StatusCode::OK => Ok(Some(body)),
+            StatusCode::NOT_FOUND => Ok(None),
+            other => bail!("GET task {id}: {other}"),
+        }
+    }
+
+    /// The newest `limit` task records.
+    pub async fn recent(&self, url: &str, limit: usize) -> anyhow::Result<Vec<Value>> {
+        let (_, body) = self.json(format!("{url}/v1/tasks?limit={limit}")).await?;
+        match body {
+            Value::Object(mut o) => match o.remove("tasks") {
+                Some(Value::Array(tasks)) => Ok(tasks),
+                _ => bail!("no tasks in the list answer"),
+            },
+            _ => bail!("the list answer is not an object"),
+        }
+    }
+
+    /// The sum of every sample of metric `name` (all label sets).
+    pub async fn metric_sum(&self, url: &str, name: &str) -> anyhow::Result<f64> {
+        let text = self
+            .http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        Ok(sum_samples(&text, name))
+    }
+
+    /// Posts one task (`POST /v1/tasks`) or a batch (`POST /v1/tasks/batch`).
+    pub async fn submit(&self, url: &str, tasks: &[Value]) -> Submitted {
+        let (path, body) = match tasks {
+            [one] => ("/v1/tasks", one.clone()),
+            many => ("/v1/tasks/batch", serde_json::json!({ "tasks": many })),
+        };
+        let Ok(response) = self
+            .http
+            .post(format!("{url}{path}"))
+            .json(&body)
+            .send()
+            .await
+        else {
+            return Submitted::Unreachable;
+        };
+        let status = response.status();
+        let Ok(body) = response.json::<Value>().await else {
+            return if status.is_server_error() {
+                Submitted::ServerError(status.as_u16(), "no JSON body".into())
+            } else {
+                Submitted::Unreachable
+            };
+        };
+        let code = body["error"]["code"].as_str().unwrap_or("").to_owned();
+        match status {
+            StatusCode::ACCEPTED => {
+                let ids = match (&body["id"], &body["ids"]) {
+                    (Value::String(id), _) => vec![id.clone()],
+                    (_, Value::Array(ids)) => ids
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                Submitted::Accepted(ids)
+            }
+            StatusCode::SERVICE_UNAVAILABLE if !code.is_empty() => Submitted::Refused(code),
+            s if s.is_server_error() => Submitted::ServerError(s.as_u16(), code),
+            s => Submitted::Rejected(s.as_u16(), code),
+        }
+    }
+}
+
+/// Sums the samples of `name` in Prometheus text.
+fn sum_samples(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let sample = series.split_once('{').map_or(series, |(n, _)| n);
+            (sample == name)
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sums_every_label_set_of_one_metric_only() {
+        let text =
+            "# HELP x\nx_total{a=\"1\"} 2\nx_total{a=\"2\"} 3\nx_total_more 100\nx_total 1\n";
+        assert_eq!(super::sum_samples(text, "x_total"), 6.0);
+        assert_eq!(super::sum_samples(text, "absent"), 0.0);
+    }
+}
