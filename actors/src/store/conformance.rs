@@ -59,6 +59,7 @@ cases!(
     ownership::concurrent_claims_move_each_task_to_one_claimant,
     ownership::reassign_moves_only_listed_tasks_still_held_by_from,
     ownership::a_holder_with_a_live_lease_is_not_expired,
+    ownership::attempts_never_go_down,
     queries::list_is_newest_first_filtered_and_limited,
     queries::unfinished_is_oldest_first_and_drops_terminal_tasks,
     queries::recoverable_is_the_holding_nodes_unfinished_tasks_oldest_first,

@@ -71,14 +71,16 @@ pub(crate) fn apply(record: &mut TaskRecord, change: Change) -> Transition {
         } => {
             record.status = TaskStatus::Running;
             record.node = Some(node);
-            record.attempts = attempts;
+            // Never below the attempts already recorded: a stale attempt (a node whose
+            // task came back to it through claims while it was cut off) still counts.
+            record.attempts = attempts.max(record.attempts + 1);
             record.started_at_ms = Some(started_at_ms);
         }
         Change::Requeue {
             attempts, error, ..
         } => {
             record.status = TaskStatus::Queued;
-            record.attempts = attempts;
+            record.attempts = attempts.max(record.attempts);
             record.error = error;
         }
         Change::Finish(finish) => {
@@ -89,7 +91,7 @@ pub(crate) fn apply(record: &mut TaskRecord, change: Change) -> Transition {
             record.result = finish.result;
             record.error = finish.error;
             record.node = finish.node;
-            record.attempts = finish.attempts;
+            record.attempts = finish.attempts.max(record.attempts);
             record.started_at_ms = finish.started_at_ms;
             record.finished_at_ms = Some(finish.finished_at_ms);
         }

@@ -278,3 +278,25 @@ pub async fn a_holder_with_a_live_lease_is_not_expired(store: Arc<dyn TaskStore>
         [] as [String; 0]
     );
 }
+
+/// Attempts never go down. A task claimed away from a node and claimed back by it (both
+/// sides of a partition claim) lets the node's stale attempt pass the holder fence: its
+/// start counts one more than recorded, and its requeue or finish keeps the count.
+pub async fn attempts_never_go_down(store: Arc<dyn TaskStore>) {
+    let t = on("a");
+    create_one(&*store, t.clone()).await;
+    store.start(&t.id, "a", 1, 10).await.expect("start");
+    store.claim("a", "b").await.expect("b claims");
+    store.start(&t.id, "b", 2, 20).await.expect("b starts");
+    store.claim("b", "a").await.expect("a claims back");
+    // a's old attempt, still in its pool, starts again with the count it had.
+    let stale = store.start(&t.id, "a", 1, 30).await.expect("stale start");
+    assert_eq!(stale, Transition::Applied, "the holder may start");
+    assert_eq!(get(&*store, &t.id).await.attempts, 3, "the stale attempt counts");
+    store.requeue(&t.id, "a", 1, None).await.expect("requeue");
+    assert_eq!(get(&*store, &t.id).await.attempts, 3, "a requeue keeps the count");
+    let done = finish_by("a", TaskStatus::Succeeded, 40);
+    assert_eq!(store.finish(&t.id, done).await.expect("finish"), Transition::Applied);
+    let record = get(&*store, &t.id).await;
+    assert_eq!((record.status, record.attempts), (TaskStatus::Succeeded, 3));
+}

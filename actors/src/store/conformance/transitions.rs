@@ -41,8 +41,8 @@ pub async fn start_moves_queued_to_running_and_may_repeat(store: Arc<dyn TaskSto
     );
     assert_eq!(
         get(&*store, &t.id).await.attempts,
-        0,
-        "rejected start wrote"
+        2,
+        "rejected start wrote (the finish kept the 2 attempts recorded)"
     );
 }
 

@@ -270,9 +270,17 @@ mod tests {
         if let Some(status) = patch.status {
             hash.insert("status", status.as_str().into());
         }
+        let floor = record.attempts + u32::from(patch.owner.is_some());
         hash.extend(patch.set.iter().cloned());
         for field in &patch.unset {
             hash.remove(field);
+        }
+        let attempts: u32 = hash
+            .get("attempts")
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+            .unwrap_or(0);
+        if patch.status.is_some() && attempts < floor {
+            hash.insert("attempts", floor.to_string().into_bytes());
         }
         let values = FIELDS.iter().map(|f| hash.get(f).cloned()).collect();
         decode(&record.id, values).expect("decode").expect("exists")

@@ -39,9 +39,17 @@ if ARGV[3] == '' then
 end
 local id = ARGV[1]
 local n = tonumber(ARGV[7])
+-- Attempts never go down (rules::apply): a start counts at least one more than recorded.
+local floor = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') or 0
+if ARGV[4] ~= '' then
+  floor = floor + 1
+end
 redis.call('HSET', KEYS[1], 'status', ARGV[3], unpack(ARGV, 8, 7 + 2 * n))
 if #ARGV > 7 + 2 * n then
   redis.call('HDEL', KEYS[1], unpack(ARGV, 8 + 2 * n))
+end
+if (tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') or 0) < floor then
+  redis.call('HSET', KEYS[1], 'attempts', floor)
 end
 if ARGV[4] ~= '' then
   if previous and previous ~= ARGV[4] then
