@@ -33,16 +33,24 @@ async fn run_for(name: &str, soak_secs: Option<f64>) -> Report {
         soak_secs,
         settle_secs: 150.0,
     };
-    let report = Runner::run(&scenario, Box::new(Loopback::new(config, api.clone())), &options)
-        .await
-        .expect("the run is made");
+    let report = Runner::run(
+        &scenario,
+        Box::new(Loopback::new(config, api.clone())),
+        &options,
+    )
+    .await
+    .expect("the run is made");
     let (_, md) = report.write(&reports_dir()).expect("report written");
     let markdown = report.markdown();
     if !report.passed {
         // Keep the node logs of a failed run next to its report.
         let logs = reports_dir().join(format!("{name}-logs"));
         let _ = std::fs::create_dir_all(&logs);
-        for entry in std::fs::read_dir(work.path()).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(work.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let _ = std::fs::copy(entry.path(), logs.join(entry.file_name()));
         }
     }
@@ -64,7 +72,10 @@ async fn kill_random() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_the_submitter_with_2000_in_flight() {
     let report = run("kill-submitter").await;
-    assert!(report.submissions.accepted >= 2000, "the burst was accepted");
+    assert!(
+        report.submissions.accepted >= 2000,
+        "the burst was accepted"
+    );
     eprintln!(
         "kill of the submitter detected after {} ms, backlog cleared after {:?} ms, {} re-executed",
         detected(&report),

@@ -292,11 +292,22 @@ pub async fn attempts_never_go_down(store: Arc<dyn TaskStore>) {
     // a's old attempt, still in its pool, starts again with the count it had.
     let stale = store.start(&t.id, "a", 1, 30).await.expect("stale start");
     assert_eq!(stale, Transition::Applied, "the holder may start");
-    assert_eq!(get(&*store, &t.id).await.attempts, 3, "the stale attempt counts");
+    assert_eq!(
+        get(&*store, &t.id).await.attempts,
+        3,
+        "the stale attempt counts"
+    );
     store.requeue(&t.id, "a", 1, None).await.expect("requeue");
-    assert_eq!(get(&*store, &t.id).await.attempts, 3, "a requeue keeps the count");
+    assert_eq!(
+        get(&*store, &t.id).await.attempts,
+        3,
+        "a requeue keeps the count"
+    );
     let done = finish_by("a", TaskStatus::Succeeded, 40);
-    assert_eq!(store.finish(&t.id, done).await.expect("finish"), Transition::Applied);
+    assert_eq!(
+        store.finish(&t.id, done).await.expect("finish"),
+        Transition::Applied
+    );
     let record = get(&*store, &t.id).await;
     assert_eq!((record.status, record.attempts), (TaskStatus::Succeeded, 3));
 }
