@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run one scenario (a file, or the name of one in chaos/scenarios/).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List the shipped scenarios.
     List,
 }
@@ -173,7 +173,7 @@ async fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Cmd::Run(args) => match run(args).await {
+        Cmd::Run(args) => match run(*args).await {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(e) => {

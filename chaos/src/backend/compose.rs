@@ -125,11 +125,11 @@ impl Compose {
     async fn wait_ready(&mut self, i: usize) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + READY_WITHIN;
         while tokio::time::Instant::now() < deadline {
-            if let Ok(url) = Self::url_of(&self.containers[i]).await {
-                if self.api.ready(&url).await {
-                    self.urls[i] = url;
-                    return Ok(());
-                }
+            if let Ok(url) = Self::url_of(&self.containers[i]).await
+                && self.api.ready(&url).await
+            {
+                self.urls[i] = url;
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
