@@ -5,8 +5,14 @@
 #   taskmesh/base:bookworm   debootstrap --variant=minbase, slimmed, `docker import`ed
 #   taskmesh/node:latest     base + the host-built release `taskmesh` binary, non-root
 #   taskmesh/redis:7         base + Debian's redis-server + compose/redis.conf, non-root
+#   taskmesh/prometheus:latest  base + Debian's prometheus, non-root; only with
+#                            --monitoring (or TASKMESH_MONITORING=1): the compose
+#                            file's optional `monitoring` profile uses it. Not built by
+#                            default, to keep the test command short (~40 s more the
+#                            first time, the apt download of prometheus)
 #
-# Usage: compose/build-images.sh [--rebuild-base] [--only node|redis] [--help]
+# Usage: compose/build-images.sh [--rebuild-base] [--only node|redis|prometheus]
+#                                [--monitoring] [--help]
 #
 # Idempotent, and fast when nothing changed:
 #   - the base is made once: skipped while the image exists with this script's recipe
@@ -38,16 +44,19 @@ BASE_RECIPE=1
 BASE_IMAGE=taskmesh/base:$SUITE
 NODE_IMAGE=taskmesh/node:latest
 REDIS_IMAGE=taskmesh/redis:7
+PROMETHEUS_IMAGE=taskmesh/prometheus:latest
 ROOTFS_TAR=$CACHE/rootfs-$SUITE-minbase-r$BASE_RECIPE.tar
 CONTEXTS=$ROOT/target/docker
 
 rebuild_base=0
 only=""
+monitoring=${TASKMESH_MONITORING:-0}
 while [[ $# -gt 0 ]]; do
   case $1 in
     --rebuild-base) rebuild_base=1 ;;
+    --monitoring) monitoring=1 ;;
     --only)
-      only=${2:?--only needs node or redis}
+      only=${2:?--only needs node, redis or prometheus}
       shift
       ;;
     --only=*) only=${1#--only=} ;;
@@ -62,8 +71,8 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-case $only in "" | node | redis) ;; *)
-  echo "--only takes node or redis, not '$only'" >&2
+case $only in "" | node | redis | prometheus) ;; *)
+  echo "--only takes node, redis or prometheus, not '$only'" >&2
   exit 2
   ;;
 esac
@@ -223,14 +232,26 @@ build_redis() {
   docker build -q -t "$REDIS_IMAGE" "$ctx"
 }
 
+build_prometheus() {
+  local ctx=$CONTEXTS/prometheus
+  mkdir -p "$ctx"
+  sync_file "$ROOT/compose/prometheus.Dockerfile" "$ctx/Dockerfile"
+  step "docker build $PROMETHEUS_IMAGE"
+  # Like redis: apt-get inside the build, from Debian's mirror.
+  docker build -q -t "$PROMETHEUS_IMAGE" "$ctx"
+}
+
 build_base
-[[ $only == redis ]] || build_node
-[[ $only == node ]] || build_redis
+[[ -n $only && $only != node ]] || build_node
+[[ -n $only && $only != redis ]] || build_redis
+if [[ $only == prometheus || ($monitoring == 1 && -z $only) ]]; then
+  build_prometheus
+fi
 
 step "images"
-for image in "$BASE_IMAGE" "$NODE_IMAGE" "$REDIS_IMAGE"; do
+for image in "$BASE_IMAGE" "$NODE_IMAGE" "$REDIS_IMAGE" "$PROMETHEUS_IMAGE"; do
   if image_exists "$image"; then
     docker image inspect --format '{{.Size}} {{.Id}}' "$image" |
-      awk -v name="$image" '{ printf "%-24s %6.1f MB  %s\n", name, $1 / 1e6, substr($2, 8, 12) }'
+      awk -v name="$image" '{ printf "%-27s %6.1f MB  %s\n", name, $1 / 1e6, substr($2, 8, 12) }'
   fi
 done
