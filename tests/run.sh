@@ -34,6 +34,7 @@ step "container images (built locally, no registry needed), their checks, and a 
 bash compose/build-images.sh
 bash compose/verify-images.sh
 bash compose/smoke.sh
+bash compose/monitoring/check.sh # promtool, dashboard PromQL, metric names vs. a running node
 
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast
