@@ -25,10 +25,21 @@ pub struct ActorNames {
     pub ingress: String,
     /// The PeerEndpoint (clustered nodes only).
     pub endpoint: String,
+    /// The Heartbeat actor (clustered nodes only).
+    pub heartbeat: String,
 }
 
 /// The role part of the endpoint's name: peers find a node's id by stripping it.
 pub const ENDPOINT_ROLE: &str = "endpoint";
+
+/// The role part of the heartbeat actor's name, likewise.
+pub const HEARTBEAT_ROLE: &str = "heartbeat";
+
+/// The node id in an actor name `{node_id}/{role}`.
+pub fn node_of(name: &str, role: &str) -> Option<String> {
+    let node = name.strip_suffix(role)?.strip_suffix('/')?;
+    (!node.is_empty()).then(|| node.to_owned())
+}
 
 impl ActorNames {
     /// The names used by node `node_id`.
@@ -41,6 +52,7 @@ impl ActorNames {
             autoscaler: name("autoscaler"),
             ingress: name("http-ingress"),
             endpoint: name(ENDPOINT_ROLE),
+            heartbeat: name(HEARTBEAT_ROLE),
         }
     }
 }

@@ -13,13 +13,15 @@
 //! holds it. A refusal or a missing acknowledgement counts against the peer's circuit
 //! breaker ([`taskmesh_cluster::breaker`]) and the tasks are placed again without it.
 //! Peers are found through the endpoint process group: when a peer's endpoint appears
-//! the dispatcher introduces this node to it, and the peer is up once it answers.
+//! the dispatcher introduces this node to it, and the peer is up once it answers. From
+//! then on the Heartbeat actor's failure detector says whether it is up, suspect or
+//! down ([`DispatcherMessage::PeerLiveness`]); a peer down by silence has its tasks
+//! claimed, once per silence.
 
 use std::time::{Duration, Instant};
 
 use ractor::pg::GroupChangeMessage;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use taskmesh_cluster::breaker::BreakerConfig;
 use taskmesh_cluster::protocol::TaskId;
 use taskmesh_cluster::wire::{ENDPOINT_GROUP, Hello, LoadReport};
 
@@ -33,14 +35,15 @@ pub mod remote;
 mod state;
 pub mod view;
 
-use peers::PeerSettings;
+use peers::{PeerPulse, PeerSettings};
 use policy::{PlaceError, PoolView};
 use remote::CallFailure;
 use state::DispatcherState;
 pub use state::Reservation;
 use view::ClusterView;
 
-/// How often the dispatcher looks for peers that fell silent.
+/// How often the dispatcher refreshes its peer gauges and looks for peers held down
+/// whose tasks were not claimed yet.
 const TICK: Duration = Duration::from_millis(250);
 
 /// Settings of the dispatcher, fixed for its lifetime.
@@ -59,11 +62,7 @@ pub struct DispatcherConfig {
 impl Default for DispatcherConfig {
     fn default() -> Self {
         Self {
-            peers: PeerSettings {
-                suspect_after: Duration::from_secs(1),
-                down_after: Duration::from_millis(2500),
-                breaker: BreakerConfig::default(),
-            },
+            peers: PeerSettings::default(),
             ack_timeout: Duration::from_secs(2),
             hello_timeout: Duration::from_secs(2),
             broadcast_interval: Duration::from_millis(200),
@@ -112,7 +111,10 @@ pub enum DispatcherMessage {
     PeerLeaving(String),
     /// This node is leaving: tell every peer so it stops sending work at once.
     Leave,
-    /// Timer: claim the tasks of peers that fell silent past the down timeout.
+    /// The Heartbeat actor's verdicts: peers whose liveness changed, or every peer
+    /// now and then so a restarted dispatcher catches up.
+    PeerLiveness(Vec<PeerPulse>),
+    /// Timer: claim the tasks of peers held down that were not claimed yet.
     Tick,
     /// The answer to this node's introduction to a peer.
     Welcomed {
@@ -264,6 +266,7 @@ impl Actor for Dispatcher {
             DispatcherMessage::PeerLoad(report) => state.peer_load(report),
             DispatcherMessage::PeerLeaving(node_id) => state.peer_leaving(&node_id),
             DispatcherMessage::Leave => state.leave(),
+            DispatcherMessage::PeerLiveness(pulses) => state.peer_liveness(&pulses),
             DispatcherMessage::Tick => state.tick(),
             DispatcherMessage::Welcomed { node_id, answer } => state.welcomed(&node_id, answer),
             DispatcherMessage::Reclaimed { from, records } => state.reclaimed(&from, records),

@@ -5,6 +5,7 @@
 //! - [`dispatcher`]: Dispatcher — admission control, placement across the cluster
 //!   ([`dispatcher::policy`]), peers and their circuit breakers.
 //! - [`endpoint`]: PeerEndpoint — the node's face to its peers (the wire messages).
+//! - [`heartbeat`]: Heartbeat — heartbeats between nodes and the failure detector.
 //! - [`worker_pool`]: WorkerPool — queues, supervised workers, retries, cancellation.
 //! - [`health`]: HealthMonitor — readiness.
 //! - [`autoscaler`]: Autoscaler — sizes the pool ([`autoscaler::policy`]).
@@ -19,6 +20,7 @@ pub mod context;
 pub mod dispatcher;
 pub mod endpoint;
 pub mod health;
+pub mod heartbeat;
 pub mod ingress;
 pub mod metrics;
 pub mod notify;

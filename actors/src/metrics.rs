@@ -55,6 +55,10 @@ pub struct Metrics {
     pub decode_failures: IntCounter,
     /// `taskmesh_tasks_reclaimed_total`: tasks this node claimed from lost nodes.
     pub reclaimed: IntCounter,
+    /// `taskmesh_heartbeats_received_total`: heartbeats from peers.
+    pub heartbeats_received: IntCounter,
+    /// `taskmesh_peer_liveness_changes_total{peer,to}`: the failure detector's verdicts.
+    pub liveness_changes: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -102,6 +106,11 @@ impl Metrics {
             "Unfinished tasks this node claimed from nodes that were lost",
         )?;
         registry.register(Box::new(reclaimed.clone()))?;
+        let heartbeats_received = IntCounter::new(
+            "taskmesh_heartbeats_received_total",
+            "Heartbeats received from peers",
+        )?;
+        registry.register(Box::new(heartbeats_received.clone()))?;
         let ready = IntGauge::new("taskmesh_ready", "1 when the node reports ready")?;
         registry.register(Box::new(ready.clone()))?;
 
@@ -192,8 +201,14 @@ impl Metrics {
                 "Circuit breaker state per peer: 0 closed, 1 half-open, 2 open",
                 &["peer"],
             )?,
+            liveness_changes: counter(
+                "taskmesh_peer_liveness_changes_total",
+                "Peer liveness changes judged by the failure detector, by peer and new state",
+                &["peer", "to"],
+            )?,
             decode_failures,
             reclaimed,
+            heartbeats_received,
             duplicate_completions,
             worker_restarts,
             ready,

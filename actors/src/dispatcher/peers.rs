@@ -1,12 +1,17 @@
 //! What the dispatcher knows of each peer: its endpoint, its introduction, its
 //! membership state and its circuit breaker. Pure bookkeeping; the clock is passed in.
+//!
+//! Whether a peer is alive is not judged here: the Heartbeat actor
+//! ([`crate::heartbeat`]) runs the failure detector and sends its verdicts
+//! ([`PeerPulse`]). A closed session or a goodbye marks a peer down at once.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ractor::ActorCell;
 use serde::Serialize;
 use taskmesh_cluster::breaker::{Breaker, BreakerConfig, CircuitState};
+use taskmesh_cluster::detector::Liveness;
 use taskmesh_cluster::wire::NodeInfo;
 
 /// A peer's membership state.
@@ -15,12 +20,13 @@ use taskmesh_cluster::wire::NodeInfo;
 pub enum PeerState {
     /// Its endpoint is visible but it has not answered our introduction yet.
     Joining,
-    /// Introduced and heard from recently.
+    /// Introduced, and its heartbeats arrive.
     Up,
-    /// Introduced, but silent for longer than the suspicion timeout: gets no new work.
+    /// Introduced, but it missed its heartbeats for longer than the suspicion timeout:
+    /// gets no new work.
     Suspect,
-    /// Its session closed, it said it is leaving, or it has been silent for longer than
-    /// the down timeout (paused or cut off): its tasks are claimed by the survivors.
+    /// Its session closed, it said it is leaving, or it missed its heartbeats for longer
+    /// than the down timeout (paused or cut off): its tasks are claimed by the survivors.
     Down,
 }
 
@@ -39,25 +45,22 @@ impl PeerState {
     }
 }
 
-/// Settings of the peer table.
-#[derive(Clone, Copy, Debug)]
-pub struct PeerSettings {
-    /// A peer silent for this long is suspect and gets no new work.
-    pub suspect_after: Duration,
-    /// A peer silent for this long is down and its tasks are claimed.
-    pub down_after: Duration,
-    /// The circuit breaker of every peer.
-    pub breaker: BreakerConfig,
+/// The Heartbeat actor's verdict on one peer ([`crate::heartbeat`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerPulse {
+    /// The peer's node id.
+    pub node: String,
+    /// What the failure detector makes of its heartbeats.
+    pub liveness: Liveness,
+    /// When its last heartbeat arrived (or it was first seen), in Unix milliseconds.
+    pub last_heard_ms: u64,
 }
 
-impl Default for PeerSettings {
-    fn default() -> Self {
-        Self {
-            suspect_after: Duration::from_secs(1),
-            down_after: Duration::from_millis(2500),
-            breaker: BreakerConfig::default(),
-        }
-    }
+/// Settings of the peer table.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PeerSettings {
+    /// The circuit breaker of every peer.
+    pub breaker: BreakerConfig,
 }
 
 /// One peer.
@@ -73,33 +76,33 @@ pub struct Peer {
     pub down: bool,
     /// Its circuit breaker.
     pub breaker: Breaker,
-    /// When anything was last heard from it.
-    pub last_heard: Instant,
-    /// The same instant as wall-clock milliseconds, for display.
+    /// The failure detector's last verdict (up until one arrives, and on a re-join).
+    pub liveness: Liveness,
+    /// When it was last heard (its last heartbeat, or its join), in Unix milliseconds.
     pub last_heard_ms: u64,
-    /// Whether its tasks were claimed since it was last heard from.
+    /// Whether its tasks were claimed since it was last up.
     pub claimed: bool,
 }
 
 impl Peer {
-    /// Its membership state at `now`.
-    pub fn state(&self, now: Instant, settings: &PeerSettings) -> PeerState {
+    /// Its membership state.
+    pub fn state(&self) -> PeerState {
         if self.down || self.endpoint.is_none() {
             PeerState::Down
         } else if !self.introduced {
             PeerState::Joining
-        } else if now.duration_since(self.last_heard) > settings.down_after {
-            PeerState::Down
-        } else if now.duration_since(self.last_heard) > settings.suspect_after {
-            PeerState::Suspect
         } else {
-            PeerState::Up
+            match self.liveness {
+                Liveness::Up => PeerState::Up,
+                Liveness::Suspect => PeerState::Suspect,
+                Liveness::Down => PeerState::Down,
+            }
         }
     }
 
     /// Whether it may be given new work at `now`.
-    pub fn takes_work(&self, now: Instant, settings: &PeerSettings) -> bool {
-        self.state(now, settings) == PeerState::Up && self.breaker.allows(now)
+    pub fn takes_work(&self, now: Instant) -> bool {
+        self.state() == PeerState::Up && self.breaker.allows(now)
     }
 }
 
@@ -121,7 +124,7 @@ impl PeerTable {
         }
     }
 
-    fn entry(&mut self, node_id: &str, now: Instant, now_ms: u64) -> &mut Peer {
+    fn entry(&mut self, node_id: &str, now_ms: u64) -> &mut Peer {
         let breaker = self.settings.breaker;
         self.peers
             .entry(node_id.to_owned())
@@ -131,19 +134,21 @@ impl PeerTable {
                 introduced: false,
                 down: false,
                 breaker: Breaker::new(breaker),
-                last_heard: now,
+                liveness: Liveness::Up,
                 last_heard_ms: now_ms,
                 claimed: false,
             })
     }
 
-    /// A peer's endpoint appeared (a session to it is ready).
-    pub fn endpoint_joined(&mut self, node_id: &str, cell: ActorCell, now: Instant, now_ms: u64) {
-        let peer = self.entry(node_id, now, now_ms);
+    /// A peer's endpoint appeared (a session to it is ready): a (re-)join, so it is
+    /// alive whatever the detector said of its last session.
+    pub fn endpoint_joined(&mut self, node_id: &str, cell: ActorCell, now_ms: u64) {
+        let peer = self.entry(node_id, now_ms);
         peer.endpoint = Some(cell);
         peer.introduced = false;
         peer.down = false;
-        peer.last_heard = now;
+        peer.liveness = Liveness::Up;
+        peer.claimed = false;
         peer.last_heard_ms = now_ms;
     }
 
@@ -160,9 +165,9 @@ impl PeerTable {
     }
 
     /// A peer introduced itself, or answered our introduction.
-    pub fn introduced(&mut self, info: NodeInfo, now: Instant, now_ms: u64) {
+    pub fn introduced(&mut self, info: NodeInfo, now_ms: u64) {
         let fresh = Breaker::new(self.settings.breaker);
-        let peer = self.entry(&info.node_id.clone(), now, now_ms);
+        let peer = self.entry(&info.node_id.clone(), now_ms);
         let restarted = peer
             .info
             .as_ref()
@@ -172,31 +177,29 @@ impl PeerTable {
         }
         peer.info = Some(info);
         peer.introduced = true;
-        peer.last_heard = now;
-        peer.last_heard_ms = now_ms;
+        peer.last_heard_ms = peer.last_heard_ms.max(now_ms);
     }
 
-    /// Something arrived from the peer.
-    pub fn heard(&mut self, node_id: &str, now: Instant, now_ms: u64) {
-        if let Some(peer) = self.peers.get_mut(node_id) {
-            if peer.claimed {
-                tracing::info!(peer = node_id, "peer is heard from again; it is up");
-            }
-            peer.last_heard = now;
-            peer.last_heard_ms = now_ms;
+    /// The failure detector's verdict on a peer. Returns its liveness before, when the
+    /// verdict changed it. A peer back up may be claimed from again if it falls silent.
+    pub fn pulse(&mut self, pulse: &PeerPulse) -> Option<Liveness> {
+        let peer = self.peers.get_mut(&pulse.node)?;
+        peer.last_heard_ms = peer.last_heard_ms.max(pulse.last_heard_ms);
+        if pulse.liveness == Liveness::Up {
             peer.claimed = false;
         }
+        let before = std::mem::replace(&mut peer.liveness, pulse.liveness);
+        (before != pulse.liveness).then_some(before)
     }
 
-    /// Peers that fell silent past the down timeout and whose tasks were not claimed
-    /// yet; they are marked claimed.
-    pub fn newly_silent(&mut self, now: Instant) -> Vec<String> {
-        let settings = self.settings;
+    /// Peers the failure detector holds down and whose tasks were not claimed yet;
+    /// they are marked claimed.
+    pub fn newly_silent(&mut self) -> Vec<String> {
         self.peers
             .iter_mut()
             // Down by silence only: a closed session or a goodbye is claimed elsewhere.
             .filter(|(_, p)| !p.claimed && p.endpoint.is_some() && !p.down)
-            .filter(|(_, p)| p.state(now, &settings) == PeerState::Down)
+            .filter(|(_, p)| p.state() == PeerState::Down)
             .map(|(id, p)| {
                 p.claimed = true;
                 id.clone()
@@ -211,23 +214,17 @@ impl PeerTable {
         }
     }
 
-    /// How many peers are in each state at `now`.
-    pub fn counts(&self, now: Instant) -> [(PeerState, usize); 4] {
+    /// How many peers are in each state.
+    pub fn counts(&self) -> [(PeerState, usize); 4] {
         PeerState::ALL.map(|s| {
-            let n = self
-                .peers
-                .values()
-                .filter(|p| p.state(now, &self.settings) == s)
-                .count();
+            let n = self.peers.values().filter(|p| p.state() == s).count();
             (s, n)
         })
     }
 
     /// Whether `node_id` may be given new work at `now`.
     pub fn takes_work(&self, node_id: &str, now: Instant) -> bool {
-        self.peers
-            .get(node_id)
-            .is_some_and(|p| p.takes_work(now, &self.settings))
+        self.peers.get(node_id).is_some_and(|p| p.takes_work(now))
     }
 
     /// The circuit state of `node_id` at `now`.
@@ -268,37 +265,80 @@ mod tests {
         }
     }
 
+    fn pulse(node: &str, liveness: Liveness, at: u64) -> PeerPulse {
+        PeerPulse {
+            node: node.into(),
+            liveness,
+            last_heard_ms: at,
+        }
+    }
+
     #[tokio::test]
-    async fn a_peer_goes_joining_up_suspect_up_down() {
+    async fn a_peer_goes_joining_up_suspect_down_up_down() {
         let (cell, handle) = Actor::spawn(None, Dummy, ()).await.unwrap();
         let t0 = Instant::now();
         let mut table = PeerTable::new(PeerSettings::default());
-        let state = |t: &PeerTable, now| t.peers["b"].state(now, &t.settings);
-        table.endpoint_joined("b", cell.get_cell(), t0, 0);
-        assert_eq!(state(&table, t0), PeerState::Joining);
+        let state = |t: &PeerTable| t.peers["b"].state();
+        table.endpoint_joined("b", cell.get_cell(), 0);
+        assert_eq!(state(&table), PeerState::Joining);
         assert!(
             !table.takes_work("b", t0),
             "no work before the introduction"
         );
-        table.introduced(info("b", 1), t0, 0);
-        assert_eq!(state(&table, t0), PeerState::Up);
+        table.introduced(info("b", 1), 0);
+        assert_eq!(state(&table), PeerState::Up);
         assert!(table.takes_work("b", t0));
-        let quiet = t0 + Duration::from_secs(2);
-        assert_eq!(state(&table, quiet), PeerState::Suspect);
-        assert!(!table.takes_work("b", quiet));
-        assert!(table.newly_silent(quiet).is_empty(), "suspect is not down");
-        let silent = t0 + Duration::from_secs(4);
-        assert_eq!(state(&table, silent), PeerState::Down);
-        assert_eq!(table.newly_silent(silent), ["b"]);
-        assert!(
-            table.newly_silent(silent).is_empty(),
-            "claimed once per silence"
+        assert_eq!(table.pulse(&pulse("b", Liveness::Up, 100)), None);
+        assert_eq!(
+            table.pulse(&pulse("b", Liveness::Suspect, 100)),
+            Some(Liveness::Up)
         );
-        table.heard("b", silent, 4000);
-        assert_eq!(state(&table, silent), PeerState::Up);
+        assert_eq!(state(&table), PeerState::Suspect);
+        assert!(!table.takes_work("b", t0));
+        assert!(table.newly_silent().is_empty(), "suspect is not down");
+        table.pulse(&pulse("b", Liveness::Down, 100));
+        assert_eq!(state(&table), PeerState::Down);
+        assert_eq!(table.newly_silent(), ["b"]);
+        assert!(table.newly_silent().is_empty(), "claimed once per silence");
+        table.pulse(&pulse("b", Liveness::Down, 100));
+        assert!(
+            table.newly_silent().is_empty(),
+            "a repeated verdict is no new silence"
+        );
+        // Fresh heartbeats: up again, and claimed again if it falls silent again.
+        table.pulse(&pulse("b", Liveness::Up, 4000));
+        assert_eq!(state(&table), PeerState::Up);
+        assert_eq!(table.peers["b"].last_heard_ms, 4000);
+        table.pulse(&pulse("b", Liveness::Down, 3000));
+        assert_eq!(table.peers["b"].last_heard_ms, 4000, "never goes back");
+        assert_eq!(table.newly_silent(), ["b"]);
+        // A re-join (a new session) is up whatever the detector said before.
+        table.endpoint_joined("b", cell.get_cell(), 5000);
+        table.introduced(info("b", 1), 5000);
+        assert_eq!(state(&table), PeerState::Up);
+        assert!(!table.peers["b"].claimed);
+        // A session close is down at once, and not claimed as a silence.
         assert!(table.endpoint_left("b", &cell.get_cell()));
-        assert_eq!(state(&table, silent), PeerState::Down);
-        assert_eq!(table.counts(silent)[3], (PeerState::Down, 1));
+        assert_eq!(state(&table), PeerState::Down);
+        assert!(table.newly_silent().is_empty());
+        assert_eq!(table.counts()[3], (PeerState::Down, 1));
+        // A verdict on an unknown peer is ignored.
+        assert_eq!(table.pulse(&pulse("zz", Liveness::Down, 1)), None);
+        assert!(!table.peers.contains_key("zz"));
+        cell.stop(None);
+        handle.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_leaving_peer_is_down_at_once_and_not_claimed_as_silent() {
+        let (cell, handle) = Actor::spawn(None, Dummy, ()).await.unwrap();
+        let mut table = PeerTable::new(PeerSettings::default());
+        table.endpoint_joined("b", cell.get_cell(), 0);
+        table.introduced(info("b", 1), 0);
+        table.leaving("b");
+        assert_eq!(table.peers["b"].state(), PeerState::Down);
+        table.pulse(&pulse("b", Liveness::Down, 0));
+        assert!(table.newly_silent().is_empty());
         cell.stop(None);
         handle.await.unwrap();
     }
@@ -308,8 +348,8 @@ mod tests {
         let (cell, handle) = Actor::spawn(None, Dummy, ()).await.unwrap();
         let t0 = Instant::now();
         let mut table = PeerTable::new(PeerSettings::default());
-        table.endpoint_joined("b", cell.get_cell(), t0, 0);
-        table.introduced(info("b", 1), t0, 0);
+        table.endpoint_joined("b", cell.get_cell(), 0);
+        table.introduced(info("b", 1), 0);
         let peer = table.peers.get_mut("b").unwrap();
         for _ in 0..3 {
             peer.breaker.on_failure(t0);
@@ -317,7 +357,7 @@ mod tests {
         assert_eq!(table.circuit("b", t0), Some(CircuitState::Open));
         assert!(!table.takes_work("b", t0));
         // The same node restarted (new generation): a fresh breaker.
-        table.introduced(info("b", 2), t0, 0);
+        table.introduced(info("b", 2), 0);
         assert_eq!(table.circuit("b", t0), Some(CircuitState::Closed));
         assert!(table.takes_work("b", t0));
         // A stale endpoint leaving does not take the current one down.

@@ -5,15 +5,16 @@ use std::time::{Duration, Instant};
 
 use ractor::{ActorCell, ActorRef, RpcReplyPort};
 use taskmesh_cluster::breaker::CircuitState;
+use taskmesh_cluster::detector::Liveness;
 use taskmesh_cluster::protocol::{PROTOCOL_VERSION, TaskId, TaskStatus};
 use taskmesh_cluster::wire::{CancelFound, DispatchedTask, Hello, LoadReport, Notice};
 
-use super::peers::{PeerState, PeerTable};
+use super::peers::{PeerPulse, PeerState, PeerTable};
 use super::policy::{self, PlaceError, PoolView};
 use super::remote::{self, CallFailure};
 use super::view::{ClusterView, LoadView, NodeView};
 use super::{DispatcherConfig, DispatcherMessage};
-use crate::context::{ENDPOINT_ROLE, NodeContext};
+use crate::context::{ENDPOINT_ROLE, NodeContext, node_of};
 use crate::store::Transition;
 use crate::task::{Finish, TaskRecord, now_ms};
 use crate::worker_pool::retry::may_retry;
@@ -124,9 +125,7 @@ fn frames(jobs: Vec<Job>) -> Vec<Vec<Job>> {
 
 /// The node id of a peer's endpoint, from its registered name `{node_id}/endpoint`.
 fn endpoint_node(cell: &ActorCell) -> Option<String> {
-    let name = cell.get_name()?;
-    let node = name.strip_suffix(ENDPOINT_ROLE)?.strip_suffix('/')?;
-    (!node.is_empty()).then(|| node.to_owned())
+    node_of(&cell.get_name()?, ENDPOINT_ROLE)
 }
 
 /// The dispatcher's state.
@@ -282,7 +281,6 @@ impl DispatcherState {
                 m.dispatches
                     .with_label_values(&["remote"])
                     .inc_by(jobs.len() as u64);
-                self.peers.heard(node, Instant::now(), now_ms());
                 self.peers
                     .peers
                     .get_mut(node)
@@ -467,21 +465,46 @@ impl DispatcherState {
                     remote::notify(cell, Notice::Load(report.clone()));
                 }
             }
-            self.refresh_gauges(now);
+            self.refresh_gauges();
         }
         self.record_load(load);
     }
 
     pub(super) fn tick(&mut self) {
-        let now = Instant::now();
-        for node in self.peers.newly_silent(now) {
+        self.claim_silent();
+        self.refresh_gauges();
+    }
+
+    /// Claims the tasks of every peer the failure detector holds down, once per silence.
+    fn claim_silent(&mut self) {
+        for node in self.peers.newly_silent() {
             tracing::warn!(peer = %node, "peer silent past the down timeout; it is down");
             let ctx = self.ctx.clone();
             tokio::spawn(async move {
                 super::claim_from(&ctx, &node, "it fell silent").await;
             });
         }
-        self.refresh_gauges(now);
+    }
+
+    pub(super) fn peer_liveness(&mut self, pulses: &[PeerPulse]) {
+        for pulse in pulses {
+            let Some(before) = self.peers.pulse(pulse) else {
+                continue;
+            };
+            match pulse.liveness {
+                Liveness::Up => {
+                    tracing::info!(peer = %pulse.node, was = before.as_str(),
+                        "peer's heartbeats arrive again; it is up");
+                }
+                Liveness::Suspect => {
+                    tracing::warn!(peer = %pulse.node, was = before.as_str(),
+                        "peer missed its heartbeats; it is suspect and gets no new work");
+                }
+                Liveness::Down => {}
+            }
+        }
+        self.claim_silent();
+        self.refresh_gauges();
     }
 
     pub(super) fn leave(&mut self) {
@@ -502,16 +525,15 @@ impl DispatcherState {
         if self.is_local(&report.node_id) {
             return;
         }
-        self.peers.heard(&report.node_id, Instant::now(), now_ms());
         self.record_load(from_report(report));
     }
 
     pub(super) fn peer_hello(&mut self, hello: Hello) {
         if hello.protocol_version == PROTOCOL_VERSION && !self.is_local(&hello.node.node_id) {
             let node = hello.node.node_id.clone();
-            self.peers.introduced(hello.node, Instant::now(), now_ms());
+            self.peers.introduced(hello.node, now_ms());
             self.send_load_to(&node);
-            self.refresh_gauges(Instant::now());
+            self.refresh_gauges();
         }
     }
 
@@ -528,14 +550,14 @@ impl DispatcherState {
     pub(super) fn peer_leaving(&mut self, node: &str) {
         tracing::info!(peer = node, "peer is leaving the cluster");
         self.peers.leaving(node);
-        self.refresh_gauges(Instant::now());
+        self.refresh_gauges();
     }
 
     pub(super) fn welcomed(&mut self, node: &str, answer: Result<Hello, CallFailure>) {
         match answer {
             Ok(hello) if hello.protocol_version == PROTOCOL_VERSION => {
                 tracing::info!(peer = node, address = %hello.node.cluster_address, "peer joined");
-                self.peers.introduced(hello.node, Instant::now(), now_ms());
+                self.peers.introduced(hello.node, now_ms());
                 self.send_load_to(node);
             }
             Ok(hello) => tracing::warn!(
@@ -557,7 +579,7 @@ impl DispatcherState {
                 }
             }
         }
-        self.refresh_gauges(Instant::now());
+        self.refresh_gauges();
     }
 
     fn introduce(&self, node_id: String, cell: ActorCell) {
@@ -579,7 +601,6 @@ impl DispatcherState {
     }
 
     pub(super) fn endpoints_joined(&mut self, cells: Vec<ActorCell>) {
-        let now = Instant::now();
         for cell in cells {
             if cell.get_id().is_local() {
                 continue;
@@ -588,11 +609,10 @@ impl DispatcherState {
                 continue;
             };
             tracing::info!(peer = %node, "peer endpoint visible; introducing this node");
-            self.peers
-                .endpoint_joined(&node, cell.clone(), now, now_ms());
+            self.peers.endpoint_joined(&node, cell.clone(), now_ms());
             self.introduce(node, cell);
         }
-        self.refresh_gauges(now);
+        self.refresh_gauges();
     }
 
     pub(super) fn endpoints_left(&mut self, cells: Vec<ActorCell>) {
@@ -607,11 +627,11 @@ impl DispatcherState {
                 });
             }
         }
-        self.refresh_gauges(Instant::now());
+        self.refresh_gauges();
     }
 
-    fn refresh_gauges(&self, now: Instant) {
-        for (state, count) in self.peers.counts(now) {
+    fn refresh_gauges(&self) {
+        for (state, count) in self.peers.counts() {
             let g = &self.ctx.metrics.peers;
             g.with_label_values(&[state.as_str()]).set(count as i64);
         }
@@ -656,7 +676,7 @@ impl DispatcherState {
     }
 
     pub(super) fn cluster_view(&self, now: Instant) -> ClusterView {
-        self.refresh_gauges(now);
+        self.refresh_gauges();
         let info = self.ctx.cluster.as_deref();
         let local = self.pools.get(&*self.ctx.node_id).map(|e| &e.last);
         let node = NodeView {
@@ -677,7 +697,7 @@ impl DispatcherState {
                 id: id.clone(),
                 address: p.info.as_ref().map(|i| i.cluster_address.clone()),
                 http_address: p.info.as_ref().map(|i| i.http_address.clone()),
-                state: p.state(now, &self.peers.settings),
+                state: p.state(),
                 circuit: p.breaker.state(now).as_str(),
                 load: self.pools.get(id).map(|e| LoadView::from(&e.last)),
                 labels: p
