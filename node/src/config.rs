@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use taskmesh_cluster::breaker::BreakerConfig;
+use taskmesh_cluster::detector::DetectorConfig;
 use taskmesh_cluster::discovery::{Discovery, DnsTarget, Peer};
 
 /// taskmesh: a distributed task-processing runtime in one binary.
@@ -152,6 +153,21 @@ pub struct NodeArgs {
     #[arg(long, env = "TASKMESH_LEASE_TTL_MS", default_value_t = 5000)]
     pub lease_ttl_ms: u64,
 
+    /// Cluster: milliseconds between two heartbeats to each peer, and between two
+    /// verdicts of the failure detector.
+    #[arg(long, env = "TASKMESH_HEARTBEAT_INTERVAL_MS", default_value_t = 200)]
+    pub heartbeat_interval_ms: u64,
+
+    /// Cluster: a peer whose heartbeats stop for this many milliseconds is suspect and
+    /// gets no new work. At least two heartbeat intervals.
+    #[arg(long, env = "TASKMESH_SUSPECT_AFTER_MS", default_value_t = 1000)]
+    pub suspect_after_ms: u64,
+
+    /// Cluster: a peer whose heartbeats stop for this many milliseconds is down, and the
+    /// others claim its tasks. More than --suspect-after-ms.
+    #[arg(long, env = "TASKMESH_DOWN_AFTER_MS", default_value_t = 2000)]
+    pub down_after_ms: u64,
+
     /// Also register the test-only kernels (`panic`, `abort`, `fail`, `flaky`, `spin`). Never in
     /// production.
     #[arg(long, env = "TASKMESH_TEST_KERNELS")]
@@ -252,6 +268,10 @@ pub struct ClusterSettings {
     pub discovery: Discovery,
     /// Per-peer circuit breaker.
     pub breaker: BreakerConfig,
+    /// Time between two heartbeats to each peer.
+    pub heartbeat_interval: Duration,
+    /// When a peer's silence makes it suspect, and down.
+    pub detector: DetectorConfig,
 }
 
 fn hostname() -> String {
@@ -266,6 +286,31 @@ fn hostname() -> String {
 /// The largest `params` a clustered node accepts: a quarter of ractor_cluster's 16 MiB
 /// inbound frame limit, which tears down the whole session when exceeded.
 const MAX_CLUSTER_PARAMS_BYTES: usize = 4 << 20;
+
+/// The heartbeat interval and the failure detector's thresholds, checked.
+fn heartbeat_settings(a: &NodeArgs) -> anyhow::Result<(Duration, DetectorConfig)> {
+    let (interval, suspect, down) = (a.heartbeat_interval_ms, a.suspect_after_ms, a.down_after_ms);
+    if !(10..=10_000).contains(&interval) {
+        bail!("--heartbeat-interval-ms must be between 10 and 10000, got {interval}");
+    }
+    if suspect < 2 * interval {
+        bail!(
+            "--suspect-after-ms must be at least two heartbeat intervals \
+             (2 × --heartbeat-interval-ms = {}), got {suspect}",
+            2 * interval
+        );
+    }
+    if down <= suspect {
+        bail!("--down-after-ms must be more than --suspect-after-ms ({suspect}), got {down}");
+    }
+    Ok((
+        Duration::from_millis(interval),
+        DetectorConfig {
+            suspect_after: Duration::from_millis(suspect),
+            down_after: Duration::from_millis(down),
+        },
+    ))
+}
 
 fn cluster_settings(a: &NodeArgs) -> anyhow::Result<Option<ClusterSettings>> {
     let wants = a.cluster_cookie.is_some() || !a.peers.is_empty() || !a.discover.is_empty();
@@ -310,6 +355,7 @@ fn cluster_settings(a: &NodeArgs) -> anyhow::Result<Option<ClusterSettings>> {
         }
         None => format!("{host}:{}", a.listen.port()),
     };
+    let (heartbeat_interval, detector) = heartbeat_settings(a)?;
     Ok(Some(ClusterSettings {
         listen: a.cluster_listen,
         cookie,
@@ -323,6 +369,8 @@ fn cluster_settings(a: &NodeArgs) -> anyhow::Result<Option<ClusterSettings>> {
             max_fails: a.peer_max_fails,
             open_for: Duration::from_secs(a.peer_fail_timeout_secs),
         },
+        heartbeat_interval,
+        detector,
     }))
 }
 
@@ -351,6 +399,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
         if a.lease_ttl_ms < 1000 {
             bail!("--lease-ttl-ms must be at least 1000 (it is renewed every 500 ms)");
         }
+        heartbeat_settings(&a)?;
         if a.queue_capacity == 0 {
             bail!("--queue-capacity must be at least 1");
         }
@@ -494,6 +543,64 @@ mod tests {
         .expect_err("params too large for the cluster");
         assert!(err.to_string().contains("--max-params-bytes"), "{err}");
         assert!(NodeArgs::try_parse_from(["node", "--peers", "nohost"]).is_err());
+    }
+
+    #[test]
+    fn heartbeat_flags_have_safe_defaults_and_bad_values_are_refused() {
+        let cfg = |args: &[&str]| {
+            let mut all = vec![
+                "node",
+                "--store",
+                "redis://r:6379/0",
+                "--cluster-cookie",
+                "s",
+            ];
+            all.extend_from_slice(args);
+            NodeConfig::try_from(NodeArgs::try_parse_from(all).expect("parse"))
+        };
+        let c = cfg(&[]).expect("valid").cluster.expect("clustered");
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(200));
+        assert_eq!(c.detector, DetectorConfig::default());
+        // A paused node must be down within 3 s: down-after plus one verdict period.
+        assert!(c.detector.down_after + c.heartbeat_interval < Duration::from_secs(3));
+        let c = cfg(&[
+            "--heartbeat-interval-ms",
+            "50",
+            "--suspect-after-ms",
+            "300",
+            "--down-after-ms",
+            "800",
+        ])
+        .expect("valid")
+        .cluster
+        .expect("clustered");
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(50));
+        assert_eq!(c.detector.suspect_after, Duration::from_millis(300));
+        assert_eq!(c.detector.down_after, Duration::from_millis(800));
+        for (bad, flag) in [
+            (
+                &["--heartbeat-interval-ms", "0"][..],
+                "--heartbeat-interval-ms",
+            ),
+            (
+                &["--heartbeat-interval-ms", "60000"][..],
+                "--heartbeat-interval-ms",
+            ),
+            (
+                &["--heartbeat-interval-ms", "600"][..],
+                "--suspect-after-ms",
+            ),
+            (&["--suspect-after-ms", "300"][..], "--suspect-after-ms"),
+            (&["--down-after-ms", "1000"][..], "--down-after-ms"),
+            (&["--down-after-ms", "500"][..], "--down-after-ms"),
+        ] {
+            let err = cfg(bad).expect_err("invalid");
+            assert!(err.to_string().contains(flag), "{bad:?}: {err}");
+        }
+        // Checked on a node alone too, so a typo does not wait for the cluster.
+        let alone = NodeArgs::try_parse_from(["node", "--down-after-ms", "10"]).expect("parse");
+        assert!(NodeConfig::try_from(alone).is_err());
+        assert!(NodeArgs::try_parse_from(["node", "--suspect-after-ms", "-1"]).is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@ use taskmesh_actors::context::{ActorNames, NodeContext};
 use taskmesh_actors::dispatcher::DispatcherConfig;
 use taskmesh_actors::dispatcher::peers::PeerSettings;
 use taskmesh_actors::health::HealthConfig;
+use taskmesh_actors::heartbeat::HeartbeatConfig;
 use taskmesh_actors::ingress::IngressLimits;
 use taskmesh_actors::metrics::Metrics;
 use taskmesh_actors::notify::Notifier;
@@ -117,7 +118,6 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                     .as_ref()
                     .map(|c| c.breaker)
                     .unwrap_or_default(),
-                ..PeerSettings::default()
             },
             ..DispatcherConfig::default()
         },
@@ -132,6 +132,14 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         health: HealthConfig {
             lease_ttl: config.lease_ttl,
             ..HealthConfig::default()
+        },
+        heartbeat: match &config.cluster {
+            Some(c) => HeartbeatConfig {
+                interval: c.heartbeat_interval,
+                detector: c.detector,
+                ..HeartbeatConfig::default()
+            },
+            None => HeartbeatConfig::default(),
         },
         limits: Arc::new(IngressLimits {
             max_body_bytes: config.max_body_bytes,

@@ -9,7 +9,8 @@
 //! ├── HealthMonitor
 //! ├── Autoscaler
 //! ├── HttpIngress  (owns the axum server)
-//! └── PeerEndpoint (clustered nodes: joins the endpoint process group)
+//! ├── PeerEndpoint (clustered nodes: joins the endpoint process group)
+//! └── Heartbeat    (clustered nodes: joins the heartbeat group; the failure detector)
 //! ```
 //! Beside the tree, a clustered node runs ractor_cluster's NodeServer and the dialer
 //! (`taskmesh_cluster::bootstrap`), started after the tree and stopped after it.
@@ -33,6 +34,7 @@ use taskmesh_actors::dispatcher::{
 };
 use taskmesh_actors::endpoint::PeerEndpoint;
 use taskmesh_actors::health::{HealthArgs, HealthConfig, HealthMessage, HealthMonitor};
+use taskmesh_actors::heartbeat::{HeartbeatActor, HeartbeatArgs, HeartbeatConfig};
 use taskmesh_actors::ingress::{HttpIngress, HttpIngressArgs, IngressLimits, IngressState};
 use taskmesh_actors::task::now_ms;
 use taskmesh_actors::worker_pool::{PoolMessage, WorkerPool, WorkerPoolArgs, WorkerPoolConfig};
@@ -52,17 +54,25 @@ pub enum Child {
     HttpIngress,
     /// The PeerEndpoint (clustered nodes only).
     PeerEndpoint,
+    /// The Heartbeat actor (clustered nodes only).
+    Heartbeat,
 }
 
 impl Child {
-    const ALL: [Child; 6] = [
+    const ALL: [Child; 7] = [
         Child::WorkerPool,
         Child::Dispatcher,
         Child::HealthMonitor,
         Child::Autoscaler,
         Child::HttpIngress,
         Child::PeerEndpoint,
+        Child::Heartbeat,
     ];
+
+    /// Whether it runs only on a clustered node.
+    fn clustered_only(self) -> bool {
+        matches!(self, Child::PeerEndpoint | Child::Heartbeat)
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -72,6 +82,7 @@ impl Child {
             Child::Autoscaler => "autoscaler",
             Child::HttpIngress => "http_ingress",
             Child::PeerEndpoint => "peer_endpoint",
+            Child::Heartbeat => "heartbeat",
         }
     }
 }
@@ -88,6 +99,8 @@ pub struct SupervisorArgs {
     pub autoscaler: AutoscalerConfig,
     /// HealthMonitor settings.
     pub health: HealthConfig,
+    /// Heartbeat settings (clustered nodes).
+    pub heartbeat: HeartbeatConfig,
     /// HTTP limits.
     pub limits: Arc<IngressLimits>,
     /// The bound HTTP listener.
@@ -173,6 +186,16 @@ impl SupervisorState {
             }
             Child::PeerEndpoint => {
                 Actor::spawn_linked(Some(names.endpoint.clone()), PeerEndpoint, ctx, sup)
+                    .await?
+                    .0
+                    .get_cell()
+            }
+            Child::Heartbeat => {
+                let args = HeartbeatArgs {
+                    ctx,
+                    config: self.args.heartbeat.clone(),
+                };
+                Actor::spawn_linked(Some(names.heartbeat.clone()), HeartbeatActor, args, sup)
                     .await?
                     .0
                     .get_cell()
@@ -303,7 +326,10 @@ impl SupervisorState {
                 );
             }
         }
+        // Heartbeats stop with the endpoint: peers know this node is leaving (`Leaving`)
+        // and claim nothing for its silence.
         for child in [
+            Child::Heartbeat,
             Child::PeerEndpoint,
             Child::WorkerPool,
             Child::Dispatcher,
@@ -353,7 +379,7 @@ impl Actor for NodeSupervisor {
         };
         let clustered = state.args.ctx.cluster.is_some();
         for child in Child::ALL {
-            if child != Child::PeerEndpoint || clustered {
+            if !child.clustered_only() || clustered {
                 state.start(child, &myself).await?;
             }
         }
