@@ -2,7 +2,9 @@
 //! `--scale node=N` under a project name of its own, faults through the Docker CLI.
 //!
 //! Nodes talk to each other on the `mesh` network and to Redis on the `store` network,
-//! so `docker network disconnect` cuts one without the other.
+//! so `docker network disconnect` cuts one without the other. The host port is published
+//! through `mesh`: a node cut off from its peers does not answer HTTP either (a
+//! partition, seen from outside), and may come back on another port of the range.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -247,7 +249,8 @@ impl Backend for Compose {
             };
             Self::docker(&["network", "connect", "--alias", alias, &network, &container]).await?;
         }
-        Ok(())
+        // Reconnecting the network that publishes the port may draw another host port.
+        self.wait_ready(i).await
     }
 
     async fn restart_redis(&mut self) -> anyhow::Result<()> {
