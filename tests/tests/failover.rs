@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use integration_tests::cluster::{TestCluster, cluster_view, peers, wait_peers_up};
-use integration_tests::{TestNode, eventually, metric_sum};
+use integration_tests::{TestNode, eventually, metric, metric_sum};
 use serde_json::{Value, json};
 
 const DONE_WITHIN: Duration = Duration::from_secs(120);
@@ -38,6 +38,33 @@ async fn wait_peer_state(observer: &TestNode, peer: &str, state: &str) -> anyhow
             .then_some(()))
     })
     .await
+}
+
+/// Waits until `observer` shows `peer` down; returns how long after `since` it first
+/// showed it suspect (if a poll caught it) and down.
+async fn time_to_down(
+    observer: &TestNode,
+    peer: &str,
+    since: Instant,
+) -> anyhow::Result<(Option<Duration>, Duration)> {
+    let suspect = &std::cell::Cell::new(None);
+    eventually(DONE_WITHIN, &format!("{peer} is down"), || async move {
+        let seen = peers(&cluster_view(observer).await?);
+        let state = seen.get(peer).map(|(s, _)| s.as_str()).unwrap_or_default();
+        if state == "suspect" && suspect.get().is_none() {
+            suspect.set(Some(since.elapsed()));
+        }
+        Ok((state == "down").then_some(()))
+    })
+    .await?;
+    Ok((suspect.get(), since.elapsed()))
+}
+
+/// How many times `observer`'s failure detector judged `peer` to be `to`.
+async fn liveness_changes(observer: &TestNode, peer: &str, to: &str) -> anyhow::Result<f64> {
+    let text = observer.metrics().await?;
+    let name = "taskmesh_peer_liveness_changes_total";
+    Ok(metric(&text, name, &[("peer", peer), ("to", to)]).unwrap_or(0.0))
 }
 
 /// Waits until `node`'s own load shows a non-zero `field` (`running`, `queued`).
@@ -93,8 +120,14 @@ async fn kill_mid_run(victim: usize, entry: usize, reader: usize) -> anyhow::Res
     cluster.nodes[victim].kill();
     let killed = Instant::now();
     let reader_node = &cluster.nodes[reader];
-    wait_peer_state(reader_node, &victim_id, "down").await?;
-    let detected = killed.elapsed();
+    let (_, detected) = time_to_down(reader_node, &victim_id, killed).await?;
+    // Every survivor sees it down (its session closed), not only the reader.
+    let mut everywhere = detected;
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        if i != victim && i != reader {
+            everywhere = everywhere.max(time_to_down(node, &victim_id, killed).await?.1);
+        }
+    }
     let views = reader_node.wait_all_terminal(&ids, DONE_WITHIN).await?;
     let recovered = killed.elapsed();
     ensure_all_succeeded(&views)?;
@@ -104,8 +137,9 @@ async fn kill_mid_run(victim: usize, entry: usize, reader: usize) -> anyhow::Res
         .collect();
     let reclaimed = reclaimed(&survivors).await?;
     eprintln!(
-        "killed {victim_id}: down on n{} after {detected:?}, all 300 tasks done {recovered:?} \
-         after the kill, {reclaimed} tasks reclaimed",
+        "killed {victim_id}: down on n{} after {detected:?}, on every survivor after \
+         {everywhere:?}, all 300 tasks done {recovered:?} after the kill, {reclaimed} tasks \
+         reclaimed",
         reader + 1
     );
     ensure!(reclaimed > 0.0, "no task was reclaimed from {victim_id}");
@@ -144,10 +178,26 @@ async fn a_paused_node_loses_its_tasks_to_the_others_and_its_late_results_are_re
     let ids = submit(&cluster, 0, 150, 400).await?;
     wait_load(n3, "running").await?;
 
+    let n2 = &cluster.nodes[1];
+    eventually(DONE_WITHIN, "n1 receives heartbeats", || async {
+        let m = n1.metrics().await?;
+        let received = metric_sum(&m, "taskmesh_heartbeats_received_total");
+        Ok((received > 0.0).then_some(()))
+    })
+    .await?;
     n3.signal(nix::sys::signal::Signal::SIGSTOP)?;
     let paused = Instant::now();
-    wait_peer_state(n1, "n3", "down").await?;
-    let detected = paused.elapsed();
+    let (suspect, detected) = time_to_down(n1, "n3", paused).await?;
+    let (_, detected_n2) = time_to_down(n2, "n3", paused).await?;
+    // Its heartbeats stopped: the detectors judged it suspect before down.
+    for observer in [n1, n2] {
+        ensure!(
+            liveness_changes(observer, "n3", "suspect").await? >= 1.0
+                && liveness_changes(observer, "n3", "down").await? >= 1.0,
+            "{} did not judge n3 suspect then down",
+            observer.addr
+        );
+    }
     let views = n1.wait_all_terminal(&ids, DONE_WITHIN).await?;
     ensure_all_succeeded(&views)?;
     let recovered = paused.elapsed();
@@ -171,8 +221,9 @@ async fn a_paused_node_loses_its_tasks_to_the_others_and_its_late_results_are_re
         );
     }
     eprintln!(
-        "paused n3: down on n1 after {detected:?}, all 150 tasks done {recovered:?} after the \
-         pause, {refused} late results refused on n3"
+        "paused n3: suspect on n1 after {suspect:?}, down on n1 after {detected:?} and on n2 \
+         after {detected_n2:?}, all 150 tasks done {recovered:?} after the pause, {refused} \
+         late results refused on n3"
     );
     Ok(())
 }
