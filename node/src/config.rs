@@ -148,10 +148,15 @@ pub struct NodeArgs {
     #[arg(long, env = "TASKMESH_PEER_FAIL_TIMEOUT_SECS", default_value_t = 30)]
     pub peer_fail_timeout_secs: u64,
 
-    /// Milliseconds this node's hold on its tasks in the store lasts without renewal
-    /// (renewed twice a second). Once it lapses, any node claims the tasks.
+    /// Milliseconds this node's hold on its tasks in the store lasts without renewal.
+    /// Once it lapses, any node claims the tasks.
     #[arg(long, env = "TASKMESH_LEASE_TTL_MS", default_value_t = 5000)]
     pub lease_ttl_ms: u64,
+
+    /// Milliseconds between two renewals of this node's lease (one store round trip for
+    /// all its tasks), which are also its readiness checks of the store and the pool.
+    #[arg(long, env = "TASKMESH_LEASE_RENEW_MS", default_value_t = 500)]
+    pub lease_renew_ms: u64,
 
     /// Cluster: milliseconds between two heartbeats to each peer, and between two
     /// verdicts of the failure detector.
@@ -251,6 +256,8 @@ pub struct NodeConfig {
     pub cluster: Option<ClusterSettings>,
     /// How long the node's lease on its tasks lasts without renewal.
     pub lease_ttl: Duration,
+    /// How often the lease is renewed (and readiness checked).
+    pub lease_renew: Duration,
 }
 
 /// How a clustered node joins its peers.
@@ -396,8 +403,15 @@ impl TryFrom<NodeArgs> for NodeConfig {
                 "need --min-workers ≤ --workers ≤ --max-workers, got {min_workers} ≤ {workers} ≤ {max_workers}"
             );
         }
-        if a.lease_ttl_ms < 1000 {
-            bail!("--lease-ttl-ms must be at least 1000 (it is renewed every 500 ms)");
+        if !(100..=10_000).contains(&a.lease_renew_ms) {
+            bail!("--lease-renew-ms must be between 100 and 10000");
+        }
+        if a.lease_ttl_ms < 1000 || a.lease_ttl_ms < 2 * a.lease_renew_ms {
+            bail!(
+                "--lease-ttl-ms must be at least 1000 and at least twice --lease-renew-ms \
+                 ({}), so one late renewal does not lose the node's tasks",
+                a.lease_renew_ms
+            );
         }
         heartbeat_settings(&a)?;
         if a.queue_capacity == 0 {
@@ -436,6 +450,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
             test_kernels: a.test_kernels,
             cluster,
             lease_ttl: Duration::from_millis(a.lease_ttl_ms),
+            lease_renew: Duration::from_millis(a.lease_renew_ms),
         })
     }
 }
@@ -601,6 +616,19 @@ mod tests {
         let alone = NodeArgs::try_parse_from(["node", "--down-after-ms", "10"]).expect("parse");
         assert!(NodeConfig::try_from(alone).is_err());
         assert!(NodeArgs::try_parse_from(["node", "--suspect-after-ms", "-1"]).is_err());
+    }
+
+    #[test]
+    fn lease_renewal_must_fit_in_the_lease() {
+        let cfg = |args: &[&str]| {
+            let args = NodeArgs::try_parse_from([&["node"], args].concat()).expect("parse");
+            NodeConfig::try_from(args)
+        };
+        let ok = cfg(&["--lease-ttl-ms", "3000", "--lease-renew-ms", "1000"]).expect("valid");
+        assert_eq!(ok.lease_renew, Duration::from_secs(1));
+        assert!(cfg(&["--lease-ttl-ms", "3000", "--lease-renew-ms", "2000"]).is_err());
+        assert!(cfg(&["--lease-renew-ms", "50"]).is_err());
+        assert!(cfg(&["--lease-ttl-ms", "900"]).is_err());
     }
 
     #[test]

@@ -130,7 +130,12 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             interval: Duration::from_secs(1),
         },
         health: HealthConfig {
+            interval: config.lease_renew,
             lease_ttl: config.lease_ttl,
+            // Look for lapsed leases about every 2 s whatever the renewal period.
+            reap_every: u32::try_from(2000 / config.lease_renew.as_millis().max(1))
+                .unwrap_or(1)
+                .max(1),
             ..HealthConfig::default()
         },
         heartbeat: match &config.cluster {
