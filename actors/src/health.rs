@@ -4,7 +4,7 @@
 //! readiness query is answered at once from the last verdict and never waits on I/O.
 //! Peer failure detection joins it with the cluster.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
@@ -91,6 +91,16 @@ pub struct HealthState {
     config: HealthConfig,
     verdict: Readiness,
     checks: u32,
+    /// Since when every check reached the store; `None` while it does not.
+    store_reachable_since: Option<Instant>,
+}
+
+/// Whether this node may claim the tasks of nodes whose lease lapsed: only once the store
+/// has answered its checks for a whole lease period. A store that was away (restarted,
+/// cut off) may come back with every lease lapsed at once, live nodes' included; waiting
+/// one lease period gives every live node time to renew before anyone reaps.
+pub fn may_reap(reachable_since: Option<Instant>, now: Instant, lease_ttl: Duration) -> bool {
+    reachable_since.is_some_and(|since| now.saturating_duration_since(since) >= lease_ttl)
 }
 
 impl Actor for HealthMonitor {
@@ -116,6 +126,7 @@ impl Actor for HealthMonitor {
                 supervision: "ok".into(),
             },
             checks: 0,
+            store_reachable_since: None,
         })
     }
 
@@ -129,7 +140,9 @@ impl Actor for HealthMonitor {
             HealthMessage::Check => {
                 let (ctx, config) = (state.ctx.clone(), state.config);
                 state.checks = state.checks.wrapping_add(1);
-                let reap = state.checks % config.reap_every.max(1) == 0 && !state.verdict.draining;
+                let reap = state.checks % config.reap_every.max(1) == 0
+                    && !state.verdict.draining
+                    && may_reap(state.store_reachable_since, Instant::now(), config.lease_ttl);
                 tokio::spawn(async move {
                     let (store, pool) = tokio::join!(check_store(&ctx, &config), check_pool(&ctx));
                     let _ = myself.cast(HealthMessage::Checked {
@@ -142,6 +155,10 @@ impl Actor for HealthMonitor {
                 });
             }
             HealthMessage::Checked { store, pool } => {
+                state.store_reachable_since = match (&store, state.store_reachable_since) {
+                    (Ok(()), since) => since.or_else(|| Some(Instant::now())),
+                    (Err(_), _) => None,
+                };
                 let v = &mut state.verdict;
                 let was_ready = v.ready;
                 v.store = store.err().unwrap_or_else(|| "ok".into());
@@ -205,4 +222,21 @@ async fn check_pool(ctx: &NodeContext) -> Result<(), String> {
         return Err("no workers".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::may_reap;
+
+    #[test]
+    fn reaping_waits_for_a_whole_lease_of_reachable_store() {
+        let ttl = Duration::from_secs(5);
+        let t0 = Instant::now();
+        assert!(!may_reap(None, t0, ttl), "store unreachable");
+        assert!(!may_reap(Some(t0), t0 + Duration::from_millis(4999), ttl));
+        assert!(may_reap(Some(t0), t0 + ttl, ttl));
+        assert!(!may_reap(Some(t0 + ttl), t0, ttl), "a clock going back reaps nothing");
+    }
 }

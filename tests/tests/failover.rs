@@ -296,3 +296,56 @@ async fn after_every_node_is_killed_one_restarted_node_finishes_all_tasks() -> a
     ensure!(reclaimed > 0.0, "n1 claimed nothing from n2 and n3");
     Ok(())
 }
+
+/// Redis down for longer than the lease: every lease lapses at once, live nodes' too.
+/// When it is back, nodes renew before anyone reaps (reaping waits one lease period of
+/// reachable store), so no live node's tasks are claimed and each runs once. (Without
+/// that rule the race is narrow here, since every node reconnects and renews at once;
+/// `health::may_reap`'s unit test pins the rule, this run checks the outcome.)
+#[tokio::test]
+async fn a_store_away_longer_than_the_lease_takes_no_live_nodes_tasks() -> anyhow::Result<()> {
+    let lease = Duration::from_millis(3000);
+    let flags = [
+        TWO_WORKERS,
+        &["--lease-ttl-ms", "3000", "--lease-renew-ms", "500"],
+    ]
+    .concat();
+    let redis = taskmesh_actors::store::redis::testing::RedisServer::start_durable()?;
+    let mut cluster = TestCluster::start_on(redis, 3, &flags).await?;
+    // Long enough to be running on every node while Redis is away.
+    let batch: Vec<Value> = (0..12).map(|_| sleep_task(6000)).collect();
+    let ids = cluster.nodes[0].submit_batch(&batch).await?;
+    for node in &cluster.nodes {
+        wait_load(node, "running").await?;
+    }
+    // Killed, not paused: a paused Redis would run the renewals queued in its sockets
+    // the moment it resumes. The AOF keeps the leases' expiry times.
+    cluster.redis.kill();
+    let paused = Instant::now();
+    for node in &cluster.nodes {
+        eventually(DONE_WITHIN, "the node reports not ready", || async {
+            Ok((!ready(node).await?).then_some(()))
+        })
+        .await?;
+    }
+    // What is awaited here is the lease's expiry itself, a span of time, not an event.
+    tokio::time::sleep((lease + Duration::from_millis(500)).saturating_sub(paused.elapsed())).await;
+    cluster.redis.restart()?;
+
+    let views = cluster.nodes[0]
+        .wait_all_terminal(&ids, DONE_WITHIN)
+        .await?;
+    ensure_all_succeeded(&views)?;
+    let nodes: Vec<&TestNode> = cluster.nodes.iter().collect();
+    let reclaimed = reclaimed(&nodes).await?;
+    ensure!(
+        reclaimed == 0.0,
+        "{reclaimed} tasks of live nodes were claimed"
+    );
+    let reruns = views
+        .iter()
+        .filter(|v| v["attempts"].as_u64() != Some(1))
+        .count();
+    ensure!(reruns == 0, "{reruns} tasks ran more than once");
+    Ok(())
+}
