@@ -142,7 +142,11 @@ impl Actor for HealthMonitor {
                 state.checks = state.checks.wrapping_add(1);
                 let reap = state.checks % config.reap_every.max(1) == 0
                     && !state.verdict.draining
-                    && may_reap(state.store_reachable_since, Instant::now(), config.lease_ttl);
+                    && may_reap(
+                        state.store_reachable_since,
+                        Instant::now(),
+                        config.lease_ttl,
+                    );
                 tokio::spawn(async move {
                     let (store, pool) = tokio::join!(check_store(&ctx, &config), check_pool(&ctx));
                     let _ = myself.cast(HealthMessage::Checked {
@@ -237,6 +241,9 @@ mod tests {
         assert!(!may_reap(None, t0, ttl), "store unreachable");
         assert!(!may_reap(Some(t0), t0 + Duration::from_millis(4999), ttl));
         assert!(may_reap(Some(t0), t0 + ttl, ttl));
-        assert!(!may_reap(Some(t0 + ttl), t0, ttl), "a clock going back reaps nothing");
+        assert!(
+            !may_reap(Some(t0 + ttl), t0, ttl),
+            "a clock going back reaps nothing"
+        );
     }
 }
