@@ -92,6 +92,7 @@ impl EndpointState {
                 let mut job = Job::new(t.id, t.spec);
                 job.attempts = t.attempts;
                 job.recovered = t.recovered;
+                job.lease = t.lease;
                 job
             })
             .collect();

@@ -28,16 +28,23 @@
 //!   store answers [`TaskStore::recoverable`] with only the tasks `node` holds, so a
 //!   restarting node never takes another's; a store private to one node answers every
 //!   unfinished task.
-//! - Fencing: only the holder may act on a held task. `start(id, node, ..)`,
-//!   `requeue(id, node, ..)` and a `finish` whose `node` is set are refused with
-//!   [`Transition::NotHolder`] (nothing written) when the task is held by another node.
-//!   A task held by nobody may be started, requeued or finished by anyone, and a
-//!   `finish` without a node (a cancel of a never-started task) is not fenced. The
-//!   terminal check comes first: a terminal task answers [`Transition::Rejected`] to
-//!   everyone.
-//! - Holding moves only by [`TaskStore::claim`] (every live task of a lost node) and
-//!   [`TaskStore::reassign`] (chosen tasks), each atomic per task, so exactly one
-//!   claimant wins each task and the old holder's late writes are fenced off.
+//! - Fencing: only the holder, with the task's current lease token, may act on a held
+//!   task. Every record carries a token ([`TaskRecord::lease`], 0 at creation) that each
+//!   [`TaskStore::claim`] and [`TaskStore::reassign`] bumps by one, atomically with the
+//!   move. `start(id, fence, ..)` and `requeue(id, fence, ..)` carry the acting node and
+//!   the token its attempt was given ([`Fence`]); a `finish` carries them in
+//!   [`Finish::node`] and [`Finish::lease`]. A change is refused with
+//!   [`Transition::NotHolder`] (nothing written) when the task is held by another node
+//!   than the change's, or when its token is not the record's: the second catches a
+//!   node whose task was claimed away and back (a → b → a, both sides of a partition
+//!   claiming) and whose old attempt still runs. A task held by nobody may be started,
+//!   requeued or finished by anyone with the current token. A `finish` without a node
+//!   (the API cancelling a task no node started) skips only the holder check: it
+//!   carries the token of the record the caller read, so a claim between that read and
+//!   the write refuses it. The terminal check comes first: a terminal task answers
+//!   [`Transition::Rejected`] to everyone. `start`, `requeue` and `finish` never change
+//!   the token. So a task may run twice (at least once), but only the attempt holding
+//!   the current token can record its terminal state.
 //! - Leases: a live node calls [`TaskStore::renew_lease`] periodically;
 //!   [`TaskStore::expired_holders`] names the nodes that hold live tasks without a live
 //!   lease, for a survivor to `claim`.
@@ -45,7 +52,7 @@
 use async_trait::async_trait;
 use taskmesh_cluster::protocol::{TaskId, TaskStatus};
 
-use crate::task::{Finish, Millis, NewTask, TaskRecord};
+use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
 
 mod codec;
 #[cfg(any(test, feature = "testsuite"))]
@@ -101,11 +108,13 @@ pub enum Transition {
     Applied,
     /// The task's current status does not allow the change; nothing was written.
     Rejected(TaskStatus),
-    /// The task is live but held by another node than the caller (it was claimed or
-    /// reassigned away); nothing was written. Carries the current holder. The caller
-    /// must forget the task: its holder runs it now. (The shared rules only refuse on
-    /// behalf of an actual holder, so stores answer `Some`; `None` is kept for a holder
-    /// that cannot be named.)
+    /// The task is live but held by another node than the caller, or the caller's lease
+    /// token is not the record's (the task was claimed or reassigned since the caller's
+    /// attempt was given it); nothing was written. Carries the current holder, which is
+    /// the caller itself when the task came back to it under a newer token. The caller
+    /// must forget this attempt: the holder runs the task under the current token.
+    /// (`None` only for a token mismatch on a task held by nobody, which a store never
+    /// produces: every move names a holder.)
     NotHolder(Option<String>),
     /// No such task.
     NotFound,
@@ -133,57 +142,62 @@ pub trait TaskStore: Send + Sync + 'static {
     /// The task's record, if it exists.
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError>;
 
-    /// `queued → running`: records `node`, `attempts` and `started_at_ms`.
+    /// `queued → running`: records `fence.node`, `attempts` and `started_at_ms`.
     /// Rejected unless the task is queued (or already running, for a re-run after a
     /// crash: running → running is allowed and updates the same fields).
-    /// [`Transition::NotHolder`] when another node holds the task: a start never moves
-    /// a task between nodes (only [`TaskStore::claim`] and [`TaskStore::reassign`] do);
-    /// it makes `node` the holder only of a task held by nobody.
+    /// [`Transition::NotHolder`] when another node holds the task or `fence.lease` is not
+    /// the record's token: a start never moves a task between nodes (only
+    /// [`TaskStore::claim`] and [`TaskStore::reassign`] do); it makes `fence.node` the
+    /// holder only of a task held by nobody.
     async fn start(
         &self,
         id: &TaskId,
-        node: &str,
+        fence: Fence<'_>,
         attempts: u32,
         started_at_ms: Millis,
     ) -> Result<Transition, StoreError>;
 
     /// `running|queued → queued` for a retry: records `attempts` and the attempt's
     /// `error`; the task stays with its holder. Rejected when the task is terminal;
-    /// [`Transition::NotHolder`] when a node other than `node` (the caller's) holds it.
+    /// [`Transition::NotHolder`] when a node other than `fence.node` holds it or
+    /// `fence.lease` is not the record's token.
     async fn requeue(
         &self,
         id: &TaskId,
-        node: &str,
+        fence: Fence<'_>,
         attempts: u32,
         error: Option<String>,
     ) -> Result<Transition, StoreError>;
 
     /// Any non-terminal status → the terminal `finish.status`. The first terminal write
     /// wins: rejected (with the recorded status) when the task is already terminal.
-    /// [`Transition::NotHolder`] when `finish.node` is set and another node holds the
-    /// task; a finish without a node is not fenced.
+    /// [`Transition::NotHolder`] when `finish.lease` is not the record's token, or when
+    /// `finish.node` is set and another node holds the task (a finish without a node is
+    /// not fenced by holder, only by token).
     async fn finish(&self, id: &TaskId, finish: Finish) -> Result<Transition, StoreError>;
 
     /// Moves every live (queued or running) task held by `from` to `to`, atomically, and
-    /// answers the moved records as they are after the move, oldest first. A task that
-    /// was running goes back to `queued` with `attempts` unchanged (the attempt that died
-    /// counts) and `error` set to `node {from} was lost`; a queued one only changes
-    /// holder. Each task moves once: a second claim of `from` (by any node) finds
-    /// nothing, and `from`'s later `start`/`requeue`/`finish` are refused with
-    /// [`Transition::NotHolder`]. Claiming from oneself (`from == to`) moves nothing.
+    /// answers the moved records as they are after the move, oldest first. Each moved
+    /// task's lease token goes up by one. A task that was running goes back to `queued`
+    /// with `attempts` unchanged (the attempt that died counts) and `error` set to
+    /// `node {from} was lost`; a queued one only changes holder and token. Each task
+    /// moves once: a second claim of `from` (by any node) finds nothing, and `from`'s
+    /// later `start`/`requeue`/`finish` are refused with [`Transition::NotHolder`], even
+    /// after the task comes back to `from` (their token is old). Claiming from oneself
+    /// (`from == to`) moves nothing.
     async fn claim(&self, from: &str, to: &str) -> Result<Vec<TaskRecord>, StoreError>;
 
     /// Moves those of `ids` that are live and still held by `from` to `to`, with the same
-    /// changes as [`TaskStore::claim`] (a running task returns to the queue with
-    /// `error` set to `reassigned from node {from}`); answers the moved ids in the order
-    /// given. Unknown, terminal, and elsewhere-held ids are left alone; `from == to`
-    /// moves nothing.
+    /// changes as [`TaskStore::claim`] (the token goes up by one; a running task returns
+    /// to the queue with `error` set to `reassigned from node {from}`); answers the moved
+    /// records as they are after the move, in the order given (each once). Unknown,
+    /// terminal, and elsewhere-held ids are left alone; `from == to` moves nothing.
     async fn reassign(
         &self,
         ids: &[TaskId],
         from: &str,
         to: &str,
-    ) -> Result<Vec<TaskId>, StoreError>;
+    ) -> Result<Vec<TaskRecord>, StoreError>;
 
     /// Declares `node` alive for the next `ttl_ms` milliseconds (at least 1), and makes it
     /// a known holder. A store private to one node keeps no leases: it accepts the call

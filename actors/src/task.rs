@@ -53,6 +53,13 @@ pub struct TaskRecord {
     pub started_at_ms: Option<Millis>,
     /// When the task reached its terminal status.
     pub finished_at_ms: Option<Millis>,
+    /// The task's lease token (fencing): 0 at creation, one more every time
+    /// [`crate::store::TaskStore::claim`] or [`crate::store::TaskStore::reassign`] moves
+    /// the task to another node. Every attempt carries the token it was given, and the
+    /// store refuses its writes once the token has moved on. Records written before the
+    /// field existed read as 0.
+    #[serde(default)]
+    pub lease: u64,
 }
 
 impl TaskRecord {
@@ -69,7 +76,27 @@ impl TaskRecord {
             created_at_ms: task.created_at_ms,
             started_at_ms: None,
             finished_at_ms: None,
+            lease: 0,
         }
+    }
+}
+
+/// Who makes a `start` or `requeue` (and, through [`Finish::node`] and [`Finish::lease`],
+/// a `finish`): the acting node and the lease token its copy of the task carries. The
+/// store applies the change only if the task is held by `node` (or by nobody) and its
+/// record's [`TaskRecord::lease`] is `lease`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fence<'a> {
+    /// The node acting on the task.
+    pub node: &'a str,
+    /// The lease token the node's attempt was given.
+    pub lease: u64,
+}
+
+impl<'a> Fence<'a> {
+    /// `node` acting with the token `lease`.
+    pub fn new(node: &'a str, lease: u64) -> Self {
+        Self { node, lease }
     }
 }
 
@@ -82,8 +109,13 @@ pub struct Finish {
     pub result: Option<String>,
     /// The error message (failed and cancelled).
     pub error: Option<String>,
-    /// The node that ran the last attempt, if any attempt started.
+    /// The node that ran the last attempt, if any attempt started. When set, the finish
+    /// is fenced by holder: refused if another node holds the task.
     pub node: Option<String>,
+    /// The lease token of the attempt (or of the record the caller read). The finish is
+    /// refused unless it equals the record's [`TaskRecord::lease`], with or without
+    /// `node`.
+    pub lease: u64,
     /// Attempts started in all.
     pub attempts: u32,
     /// When the last attempt started, if any did.

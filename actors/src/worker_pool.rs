@@ -48,6 +48,11 @@ pub struct Job {
     /// Read back from the store (recovered or claimed) rather than freshly submitted:
     /// an attempt of it may have died with a node.
     pub recovered: bool,
+    /// The task's lease token when it was given to this node (0 for a fresh task; the
+    /// record's token for one read back from the store). Every store write of its
+    /// attempts carries it, so a copy the task has since been moved away from (claimed
+    /// or reassigned, even back to this node) cannot record anything.
+    pub lease: u64,
 }
 
 impl Job {
@@ -59,6 +64,7 @@ impl Job {
             attempts: 0,
             enqueued_at: Instant::now(),
             recovered: false,
+            lease: 0,
         }
     }
 
@@ -74,7 +80,8 @@ impl Job {
         )
     }
 
-    /// A task read back from the store (recovery).
+    /// A task read back from the store (recovered or claimed), under the record's
+    /// current lease token.
     pub fn from_record(record: TaskRecord) -> Self {
         Self {
             id: record.id,
@@ -82,6 +89,7 @@ impl Job {
             attempts: record.attempts,
             enqueued_at: Instant::now(),
             recovered: true,
+            lease: record.lease,
         }
     }
 }
@@ -173,12 +181,17 @@ pub enum PoolMessage {
     /// Stop starting tasks; reply once no attempt is running and every terminal write
     /// issued so far is durable.
     Drain(RpcReplyPort<()>),
-    /// The store refused a write for the task because another node holds it now (it was
-    /// claimed or reassigned: `Transition::NotHolder`). The pool forgets it: drops it
-    /// from its queues, or cancels its running attempt and writes nothing for it.
+    /// The store refused a write of the task's attempt because the task moved since the
+    /// attempt was given it (claimed or reassigned: `Transition::NotHolder`): another
+    /// node holds it, or this node does under a newer lease token. The pool forgets
+    /// every copy it holds under `lease` or an older token: drops it from its queues,
+    /// or cancels its running attempt and writes nothing for it. A copy under a newer
+    /// token (the task came back to this node) stays.
     Lost {
         /// The task.
         id: TaskId,
+        /// The token of the refused write.
+        lease: u64,
         /// Its holder, as the store answered.
         holder: Option<String>,
     },
@@ -261,7 +274,7 @@ impl Actor for WorkerPool {
             }
             PoolMessage::ReportLoad => state.report_load(),
             PoolMessage::Drain(reply) => state.drain(reply),
-            PoolMessage::Lost { id, holder } => state.lost(&id, holder.as_deref()),
+            PoolMessage::Lost { id, lease, holder } => state.lost(&id, lease, holder.as_deref()),
         }
         state.dispatch();
         Ok(())

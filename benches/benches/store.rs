@@ -86,6 +86,7 @@ fn succeeded() -> Finish {
         result: Some("null".into()),
         error: None,
         node: Some("bench".into()),
+        lease: 0,
         attempts: 1,
         started_at_ms: Some(1_700_000_000_001),
         finished_at_ms: 1_700_000_000_002,

@@ -107,6 +107,11 @@ pub struct DispatchedTask {
     /// it): the receiver records the next attempt as running before it runs.
     #[serde(default)]
     pub recovered: bool,
+    /// The task's lease token in the store when it was sent (0 for a fresh task): every
+    /// store write of the receiver's attempts carries it, and the store refuses them once
+    /// the task has been claimed or reassigned again. Absent from older peers: 0.
+    #[serde(default)]
+    pub lease: u64,
 }
 
 /// One-way messages.

@@ -1,6 +1,6 @@
 //! The dispatcher's state and what each message does to it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use ractor::{ActorCell, ActorRef, RpcReplyPort};
@@ -247,6 +247,7 @@ impl DispatcherState {
                     spec: (*j.spec).clone(),
                     attempts: j.attempts,
                     recovered: j.recovered,
+                    lease: j.lease,
                 })
                 .collect();
             let (from, node_id) = (self.ctx.node_id.to_string(), node.to_owned());
@@ -348,6 +349,7 @@ impl DispatcherState {
                 result: None,
                 error: Some("the node running its last attempt was lost; no retry left".into()),
                 node: Some(ctx.node_id.to_string()),
+                lease: record.lease,
                 attempts: record.attempts,
                 started_at_ms: record.started_at_ms,
                 finished_at_ms: now_ms(),
@@ -363,7 +365,8 @@ impl DispatcherState {
     }
 
     /// Sends tasks held by `holder` to `target`, moving them in the store first when the
-    /// two differ, so the old holder's late writes are refused (fencing).
+    /// two differ, so the old holder's late writes are refused (fencing). A moved task
+    /// is sent under the lease token the move gave it.
     pub(super) fn transfer(&mut self, holder: &str, target: String, jobs: Vec<Job>) {
         if holder == target {
             return self.send(&target, jobs);
@@ -377,9 +380,15 @@ impl DispatcherState {
         tokio::spawn(async move {
             match store.reassign(&ids, &holder, &target).await {
                 Ok(moved) => {
-                    let moved: HashSet<TaskId> = moved.into_iter().collect();
-                    let jobs: Vec<Job> =
-                        jobs.into_iter().filter(|j| moved.contains(&j.id)).collect();
+                    let leases: HashMap<TaskId, u64> =
+                        moved.into_iter().map(|r| (r.id, r.lease)).collect();
+                    let jobs: Vec<Job> = jobs
+                        .into_iter()
+                        .filter_map(|mut j| {
+                            j.lease = *leases.get(&j.id)?;
+                            Some(j)
+                        })
+                        .collect();
                     if !jobs.is_empty() {
                         let _ = myself.cast(DispatcherMessage::Handover { node: target, jobs });
                     }

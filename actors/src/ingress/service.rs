@@ -231,6 +231,9 @@ impl IngressState {
             result: None,
             error: Some("cancelled by client".into()),
             node: record.node,
+            // The token read with the record: a claim or reassign between that read and
+            // this write bumps it, so the write is refused and the client retries.
+            lease: record.lease,
             attempts: record.attempts,
             started_at_ms: record.started_at_ms,
             finished_at_ms: now_ms(),

@@ -60,6 +60,8 @@ cases!(
     ownership::reassign_moves_only_listed_tasks_still_held_by_from,
     ownership::a_holder_with_a_live_lease_is_not_expired,
     ownership::attempts_never_go_down,
+    ownership::a_stale_lease_token_is_refused_after_the_task_comes_back,
+    ownership::claim_and_reassign_bump_the_lease_token_once_per_move,
     queries::list_is_newest_first_filtered_and_limited,
     queries::unfinished_is_oldest_first_and_drops_terminal_tasks,
     queries::recoverable_is_the_holding_nodes_unfinished_tasks_oldest_first,

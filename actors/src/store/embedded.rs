@@ -46,7 +46,7 @@ use tokio::sync::oneshot;
 use self::committer::{Command, Counters, Op, Reply, Transfer};
 use crate::store::rules::{self, Change};
 use crate::store::{Created, ListFilter, StoreError, TaskStore, Transition};
-use crate::task::{Finish, Millis, NewTask, TaskRecord};
+use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
 
 /// How many tasks one `purge_finished` transaction deletes at most; a large purge takes
 /// several commits so other writers are not held up behind one huge transaction.
@@ -185,13 +185,13 @@ impl TaskStore for EmbeddedStore {
     async fn start(
         &self,
         id: &TaskId,
-        node: &str,
+        fence: Fence<'_>,
         attempts: u32,
         started_at_ms: Millis,
     ) -> Result<Transition, StoreError> {
-        let node = node.to_owned();
         let change = Change::Start {
-            node,
+            node: fence.node.to_owned(),
+            lease: fence.lease,
             attempts,
             started_at_ms,
         };
@@ -201,13 +201,13 @@ impl TaskStore for EmbeddedStore {
     async fn requeue(
         &self,
         id: &TaskId,
-        node: &str,
+        fence: Fence<'_>,
         attempts: u32,
         error: Option<String>,
     ) -> Result<Transition, StoreError> {
-        let node = node.to_owned();
         let change = Change::Requeue {
-            node,
+            node: fence.node.to_owned(),
+            lease: fence.lease,
             attempts,
             error,
         };
@@ -236,7 +236,7 @@ impl TaskStore for EmbeddedStore {
         ids: &[TaskId],
         from: &str,
         to: &str,
-    ) -> Result<Vec<TaskId>, StoreError> {
+    ) -> Result<Vec<TaskRecord>, StoreError> {
         if from == to || ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -246,8 +246,7 @@ impl TaskStore for EmbeddedStore {
             to: to.to_owned(),
             error: rules::reassigned_error(from),
         };
-        let moved = self.write(|reply| Op::Transfer(transfer, reply)).await?;
-        Ok(moved.into_iter().map(|r| r.id).collect())
+        self.write(|reply| Op::Transfer(transfer, reply)).await
     }
 
     /// Accepted and ignored: this store belongs to one node, which never expires.

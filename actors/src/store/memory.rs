@@ -12,7 +12,7 @@ use taskmesh_cluster::protocol::TaskId;
 
 use crate::store::rules::{self, Change};
 use crate::store::{Created, ListFilter, StoreError, TaskStore, Transition, codec};
-use crate::task::{Finish, Millis, NewTask, TaskRecord};
+use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
 
 /// An in-memory [`TaskStore`]. Nothing survives a drop.
 #[derive(Debug, Default)]
@@ -130,12 +130,13 @@ impl TaskStore for MemoryStore {
     async fn start(
         &self,
         id: &TaskId,
-        node: &str,
+        fence: Fence<'_>,
         attempts: u32,
         started_at_ms: Millis,
     ) -> Result<Transition, StoreError> {
         let change = Change::Start {
-            node: node.to_owned(),
+            node: fence.node.to_owned(),
+            lease: fence.lease,
             attempts,
             started_at_ms,
         };
@@ -145,19 +146,17 @@ impl TaskStore for MemoryStore {
     async fn requeue(
         &self,
         id: &TaskId,
-        node: &str,
+        fence: Fence<'_>,
         attempts: u32,
         error: Option<String>,
     ) -> Result<Transition, StoreError> {
-        let node = node.to_owned();
-        self.change(
-            id,
-            Change::Requeue {
-                node,
-                attempts,
-                error,
-            },
-        )
+        let change = Change::Requeue {
+            node: fence.node.to_owned(),
+            lease: fence.lease,
+            attempts,
+            error,
+        };
+        self.change(id, change)
     }
 
     async fn finish(&self, id: &TaskId, finish: Finish) -> Result<Transition, StoreError> {
@@ -176,10 +175,9 @@ impl TaskStore for MemoryStore {
         ids: &[TaskId],
         from: &str,
         to: &str,
-    ) -> Result<Vec<TaskId>, StoreError> {
+    ) -> Result<Vec<TaskRecord>, StoreError> {
         let mut inner = self.lock()?;
-        let moved = Self::transfer(&mut inner, ids, from, to, &rules::reassigned_error(from))?;
-        Ok(moved.into_iter().map(|r| r.id).collect())
+        Self::transfer(&mut inner, ids, from, to, &rules::reassigned_error(from))
     }
 
     /// Accepted and ignored: this store belongs to one node, which never expires.

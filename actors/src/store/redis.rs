@@ -65,7 +65,7 @@ use self::record::{FIELDS, Patch};
 use self::scripts::{Moving, Scripts};
 use crate::store::rules::{self, Change};
 use crate::store::{Created, ListFilter, StoreError, TaskStore, Transition};
-use crate::task::{Finish, Millis, NewTask, TaskRecord};
+use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
 
 /// How many tasks one `purge_finished` script deletes at most, so a large purge does not
 /// block Redis (which runs one script at a time) for long.
@@ -217,7 +217,7 @@ impl RedisStore {
             .change(&self.keys, id.as_str(), Patch::of(change));
         let reply = self.call(cmd).await?;
         let bad = |what: String| StoreError::Backend(format!("change script answered {what}"));
-        // The second value is a status, or the holder for code 3.
+        // The second value is a status, or the holder for code 3 ('' for none).
         let (code, value): (i64, String) =
             redis::from_redis_value(reply).map_err(|e| bad(e.to_string()))?;
         let status = || {
@@ -229,7 +229,7 @@ impl RedisStore {
             0 => Ok(Transition::NotFound),
             1 => Ok(Transition::Applied),
             2 => Ok(Transition::Rejected(status()?)),
-            3 => Ok(Transition::NotHolder(Some(value))),
+            3 => Ok(Transition::NotHolder(Some(value).filter(|h| !h.is_empty()))),
             other => Err(bad(format!("code {other}"))),
         }
     }
@@ -286,12 +286,13 @@ impl TaskStore for RedisStore {
     async fn start(
         &self,
         id: &TaskId,
-        node: &str,
+        fence: Fence<'_>,
         attempts: u32,
         started_at_ms: Millis,
     ) -> Result<Transition, StoreError> {
         let change = Change::Start {
-            node: node.to_owned(),
+            node: fence.node.to_owned(),
+            lease: fence.lease,
             attempts,
             started_at_ms,
         };
@@ -301,13 +302,13 @@ impl TaskStore for RedisStore {
     async fn requeue(
         &self,
         id: &TaskId,
-        node: &str,
+        fence: Fence<'_>,
         attempts: u32,
         error: Option<String>,
     ) -> Result<Transition, StoreError> {
-        let node = node.to_owned();
         let change = Change::Requeue {
-            node,
+            node: fence.node.to_owned(),
+            lease: fence.lease,
             attempts,
             error,
         };
@@ -328,10 +329,9 @@ impl TaskStore for RedisStore {
         ids: &[TaskId],
         from: &str,
         to: &str,
-    ) -> Result<Vec<TaskId>, StoreError> {
+    ) -> Result<Vec<TaskRecord>, StoreError> {
         let error = rules::reassigned_error(from);
-        let moved = self.transfer(Moving::Only(ids), from, to, &error).await?;
-        Ok(moved.into_iter().map(|r| r.id).collect())
+        self.transfer(Moving::Only(ids), from, to, &error).await
     }
 
     async fn renew_lease(&self, node: &str, ttl_ms: u64) -> Result<(), StoreError> {

@@ -13,6 +13,8 @@ pub(crate) enum Change {
     Start {
         /// The node running the attempt.
         node: String,
+        /// The attempt's lease token.
+        lease: u64,
         /// Attempts started so far, this one included.
         attempts: u32,
         /// When the attempt started.
@@ -22,6 +24,8 @@ pub(crate) enum Change {
     Requeue {
         /// The node asking (it must hold the task).
         node: String,
+        /// The attempt's lease token.
+        lease: u64,
         /// Attempts started so far.
         attempts: u32,
         /// Why the last attempt failed.
@@ -40,6 +44,14 @@ impl Change {
             Change::Finish(finish) => finish.node.as_deref(),
         }
     }
+
+    /// The lease token the change carries, which must equal the record's.
+    pub(crate) fn lease(&self) -> u64 {
+        match self {
+            Change::Start { lease, .. } | Change::Requeue { lease, .. } => *lease,
+            Change::Finish(finish) => finish.lease,
+        }
+    }
 }
 
 /// `Some(holder)` when `record` is held by a node other than `caller`: the fencing rule.
@@ -48,13 +60,17 @@ pub(crate) fn foreign_holder<'r>(record: &'r TaskRecord, caller: Option<&str>) -
     caller.filter(|&c| c != holder).map(|_| holder)
 }
 
-/// Applies `change` to `record` if its current status and holder allow it.
+/// Applies `change` to `record` if its current status, holder and lease token allow it.
 ///
 /// On [`Transition::Applied`] the record holds the new state; otherwise it is untouched.
 /// Checked in order: a terminal task is `Rejected`; a task held by another node than the
-/// change's [`Change::fence`] is `NotHolder`; a `Finish` whose status is not terminal is
-/// a caller bug that would break the "terminal is final" index bookkeeping, so it is
-/// refused like any other disallowed change (`Rejected` with the current status).
+/// change's [`Change::fence`] is `NotHolder`; a change whose [`Change::lease`] is not the
+/// record's token is `NotHolder` too (with the current holder, which may be the caller
+/// itself: the task went away and came back, and this attempt is a stale one); a
+/// `Finish` whose status is not terminal is a caller bug that would break the "terminal
+/// is final" index bookkeeping, so it is refused like any other disallowed change
+/// (`Rejected` with the current status). The token is checked for every change, a
+/// `Finish` without a node included; start, requeue and finish never change it.
 pub(crate) fn apply(record: &mut TaskRecord, change: Change) -> Transition {
     let current = record.status;
     if current.is_terminal() {
@@ -63,11 +79,15 @@ pub(crate) fn apply(record: &mut TaskRecord, change: Change) -> Transition {
     if let Some(holder) = foreign_holder(record, change.fence()) {
         return Transition::NotHolder(Some(holder.to_owned()));
     }
+    if change.lease() != record.lease {
+        return Transition::NotHolder(record.node.clone());
+    }
     match change {
         Change::Start {
             node,
             attempts,
             started_at_ms,
+            ..
         } => {
             record.status = TaskStatus::Running;
             record.node = Some(node);
@@ -115,7 +135,8 @@ pub(crate) fn reassigned_error(from: &str) -> String {
 
 /// Moves `record` from `from` to `to` if it is live and held by `from` (and `from != to`);
 /// answers whether it moved. A running task goes back to `queued` with `attempts` kept
-/// and `error` set to `error`; a queued one only changes holder.
+/// and `error` set to `error`; a queued one only changes holder. Every move bumps the
+/// lease token by one, so writes carrying the old token are refused from now on.
 pub(crate) fn transfer(record: &mut TaskRecord, from: &str, to: &str, error: &str) -> bool {
     if from == to || record.status.is_terminal() || record.node.as_deref() != Some(from) {
         return false;
@@ -125,6 +146,7 @@ pub(crate) fn transfer(record: &mut TaskRecord, from: &str, to: &str, error: &st
         record.error = Some(error.to_owned());
     }
     record.node = Some(to.to_owned());
+    record.lease += 1;
     true
 }
 
@@ -188,6 +210,7 @@ mod tests {
     fn only_the_holder_passes_the_fence_and_terminal_comes_first() {
         let start = |node: &str| Change::Start {
             node: node.into(),
+            lease: 0,
             attempts: 3,
             started_at_ms: 9,
         };
@@ -210,6 +233,48 @@ mod tests {
     }
 
     #[test]
+    fn a_change_with_another_lease_token_is_refused_even_by_the_holder() {
+        let start = |lease| Change::Start {
+            node: "a".into(),
+            lease,
+            attempts: 1,
+            started_at_ms: 9,
+        };
+        let mut r = held_by(Some("a"), TaskStatus::Queued);
+        r.lease = 2;
+        let before = r.clone();
+        for stale in [0, 1, 3] {
+            assert_eq!(
+                apply(&mut r, start(stale)),
+                Transition::NotHolder(Some("a".into()))
+            );
+            assert_eq!(r, before, "a refused change writes nothing");
+        }
+        let unfenced = Finish {
+            status: TaskStatus::Cancelled,
+            result: None,
+            error: None,
+            node: None,
+            lease: 1,
+            attempts: 0,
+            started_at_ms: None,
+            finished_at_ms: 10,
+        };
+        assert_eq!(
+            apply(&mut r, Change::Finish(unfenced.clone())),
+            Transition::NotHolder(Some("a".into())),
+            "a finish without a node still carries a token"
+        );
+        assert_eq!(apply(&mut r, start(2)), Transition::Applied);
+        assert_eq!(r.lease, 2, "a start keeps the token");
+        let finish = Finish {
+            lease: 2,
+            ..unfenced
+        };
+        assert_eq!(apply(&mut r, Change::Finish(finish)), Transition::Applied);
+    }
+
+    #[test]
     fn transfer_moves_only_live_tasks_of_the_old_holder() {
         let mut running = held_by(Some("a"), TaskStatus::Running);
         assert!(transfer(&mut running, "a", "c", "lost"));
@@ -217,6 +282,7 @@ mod tests {
             (running.status, running.node.as_deref(), running.attempts),
             (TaskStatus::Queued, Some("c"), 2)
         );
+        assert_eq!(running.lease, 1, "a move bumps the token once");
         assert_eq!(running.error.as_deref(), Some("lost"));
         let mut queued = held_by(Some("a"), TaskStatus::Queued);
         assert!(transfer(&mut queued, "a", "c", "lost"));

@@ -16,7 +16,7 @@ use super::{CancelOutcome, Job, PoolLoad, PoolMessage, WorkerPoolConfig};
 use crate::context::NodeContext;
 use crate::dispatcher::DispatcherMessage;
 use crate::store::Transition;
-use crate::task::{Finish, TaskRecord, now_ms};
+use crate::task::{Fence, Finish, TaskRecord, now_ms};
 
 struct Slot {
     actor: ActorRef<WorkerMessage>,
@@ -38,7 +38,8 @@ pub struct PoolState {
     /// Identifies this pool in load reports; new with every start.
     incarnation: u64,
     queue: PriorityQueues<Job>,
-    queued_ids: HashSet<TaskId>,
+    /// The queued tasks, with the lease token of their queued copy.
+    queued_ids: HashMap<TaskId, u64>,
     delayed: HashMap<TaskId, Job>,
     workers: HashMap<ActorId, Slot>,
     idle: Vec<ActorId>,
@@ -46,8 +47,9 @@ pub struct PoolState {
     writes: TaskTracker,
     drain_reply: Option<RpcReplyPort<()>>,
     draining: bool,
-    /// Running tasks another node holds now: their attempt's outcome is dropped.
-    lost: HashSet<TaskId>,
+    /// Running attempts (task and lease token) whose task moved since they were given
+    /// it: their outcome is dropped.
+    lost: HashSet<(TaskId, u64)>,
 }
 
 impl PoolState {
@@ -66,7 +68,7 @@ impl PoolState {
             incarnation: rand::random(),
             myself,
             queue: PriorityQueues::default(),
-            queued_ids: HashSet::new(),
+            queued_ids: HashMap::new(),
             delayed: HashMap::new(),
             workers: HashMap::new(),
             idle: Vec::new(),
@@ -78,20 +80,43 @@ impl PoolState {
         }
     }
 
-    fn holds(&self, id: &TaskId) -> bool {
-        self.queued_ids.contains(id)
-            || self.delayed.contains_key(id)
-            || self
-                .workers
-                .values()
-                .any(|s| s.running.as_ref().is_some_and(|r| &r.job.id == id))
+    /// The newest lease token under which the pool holds the task (queued, delayed or
+    /// running), or `None` when it does not hold it.
+    fn held_lease(&self, id: &TaskId) -> Option<u64> {
+        let running = self
+            .workers
+            .values()
+            .filter_map(|s| s.running.as_ref())
+            .filter(|r| &r.job.id == id)
+            .map(|r| r.job.lease);
+        let queued = self.queued_ids.get(id).copied();
+        let delayed = self.delayed.get(id).map(|j| j.lease);
+        running.chain(queued).chain(delayed).max()
+    }
+
+    /// Whether the pool holds the task under `lease` or a newer token, so a copy under
+    /// `lease` adds nothing.
+    fn holds(&self, id: &TaskId, lease: u64) -> bool {
+        self.held_lease(id).is_some_and(|held| held >= lease)
     }
 
     pub(super) fn enqueue(&mut self, mut job: Job) {
-        // A task may arrive twice (a dispatch and a sweep of the store): hold it once.
-        if self.holds(&job.id) || !self.queued_ids.insert(job.id.clone()) {
-            return;
+        if let Some(held) = self.held_lease(&job.id) {
+            // A task may arrive twice (a dispatch and a sweep of the store): hold it once.
+            if held >= job.lease {
+                return;
+            }
+            // It came back to this node under a newer token (claimed away and back,
+            // a → b → a) while an old copy is still here: the old copy's writes would be
+            // refused, so it goes (its attempt cancelled, unrecorded) and the new one runs.
+            self.forget(&job.id, Some(held), true);
+            let _span = job.span().entered();
+            tracing::info!(
+                lease = job.lease,
+                "task came back under a newer lease; replaced the old copy"
+            );
         }
+        self.queued_ids.insert(job.id.clone(), job.lease);
         job.enqueued_at = Instant::now();
         self.queue.push(job.spec.priority, job);
     }
@@ -103,7 +128,10 @@ impl PoolState {
     }
 
     pub(super) fn adopt(&mut self, records: Vec<TaskRecord>) {
-        let orphans: Vec<TaskRecord> = records.into_iter().filter(|r| !self.holds(&r.id)).collect();
+        let orphans: Vec<TaskRecord> = records
+            .into_iter()
+            .filter(|r| !self.holds(&r.id, r.lease))
+            .collect();
         if !orphans.is_empty() {
             tracing::warn!(
                 tasks = orphans.len(),
@@ -118,7 +146,7 @@ impl PoolState {
     pub(super) fn recover(&mut self, records: Vec<TaskRecord>) {
         let mut requeued = 0usize;
         for record in records {
-            if self.holds(&record.id) {
+            if self.holds(&record.id, record.lease) {
                 continue;
             }
             let died_running = record.status == TaskStatus::Running;
@@ -201,9 +229,9 @@ impl PoolState {
             started_at_ms,
             ..
         } = report;
-        if self.lost.remove(&job.id) {
+        if self.lost.remove(&(job.id.clone(), job.lease)) {
             let _span = job.span().entered();
-            tracing::info!("attempt ended after another node took the task; not recorded");
+            tracing::info!("attempt ended after the task moved; not recorded");
             return;
         }
         job.attempts += 1;
@@ -250,11 +278,12 @@ impl PoolState {
             .with_label_values(&[job.spec.kind.as_str()])
             .inc();
         let (store, id, attempts) = (self.ctx.store.clone(), job.id.clone(), job.attempts);
-        let (node, pool) = (self.ctx.node_id.clone(), self.myself.clone());
+        let (node, pool, lease) = (self.ctx.node_id.clone(), self.myself.clone(), job.lease);
         self.writes.spawn(async move {
-            match store.requeue(&id, &node, attempts, Some(error)).await {
+            let fence = Fence::new(&node, lease);
+            match store.requeue(&id, fence, attempts, Some(error)).await {
                 Ok(Transition::NotHolder(holder)) => {
-                    let _ = pool.cast(PoolMessage::Lost { id, holder });
+                    let _ = pool.cast(PoolMessage::Lost { id, lease, holder });
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(task_id = %id, error = %e, "recording retry failed"),
@@ -280,11 +309,13 @@ impl PoolState {
             result,
             error,
             node: started_at_ms.map(|_| self.ctx.node_id.to_string()),
+            lease: job.lease,
             attempts: job.attempts,
             started_at_ms,
             finished_at_ms: now_ms(),
         };
         let (ctx, id, kind) = (self.ctx.clone(), job.id.clone(), job.spec.kind.clone());
+        let lease = job.lease;
         self.writes.spawn(async move {
             let mut delay = Duration::from_millis(50);
             loop {
@@ -301,10 +332,11 @@ impl PoolState {
                         break;
                     }
                     Ok(Transition::NotHolder(holder)) => {
-                        // Claimed or reassigned away: its holder runs it; this result is
-                        // a duplicate and is dropped.
+                        // Claimed or reassigned since this attempt was given the task
+                        // (another node holds it, or this one under a newer lease token):
+                        // the holder runs it; this result is a duplicate and is dropped.
                         ctx.metrics.duplicate_completions.inc();
-                        tracing::info!(task_id = %id, ?holder, "another node holds the task; result dropped");
+                        tracing::info!(task_id = %id, ?holder, lease, "the task moved since this attempt began; result dropped");
                         break;
                     }
                     Ok(Transition::NotFound) => break,
@@ -326,38 +358,52 @@ impl PoolState {
         }
     }
 
-    /// Another node holds the task now ([`PoolMessage::Lost`]): forget it without any
-    /// store write, cancelling its attempt if one runs.
-    pub(super) fn lost(&mut self, id: &TaskId, holder: Option<&str>) {
-        let outcome = self.cancel(id);
-        if outcome == CancelOutcome::Signalled {
-            self.lost.insert(id.clone());
-        }
+    /// A write under `lease` was refused because the task moved ([`PoolMessage::Lost`]):
+    /// forget the copies held under that token or an older one without any store write,
+    /// cancelling an attempt if one runs.
+    pub(super) fn lost(&mut self, id: &TaskId, lease: u64, holder: Option<&str>) {
+        let outcome = self.forget(id, Some(lease), true);
         if outcome != CancelOutcome::NotHere {
-            tracing::info!(task_id = %id, ?holder, "another node holds the task; dropped it");
+            tracing::info!(task_id = %id, ?holder, lease, "the task moved since it was given to this node; dropped it");
         }
     }
 
+    /// A client's cancel: every copy of the task goes.
     pub(super) fn cancel(&mut self, id: &TaskId) -> CancelOutcome {
-        if self.queued_ids.remove(id) {
+        self.forget(id, None, false)
+    }
+
+    /// Drops the copies of the task held under a lease token up to `up_to` (every copy
+    /// for `None`): queued and delayed ones are removed, running ones have their cancel
+    /// flag raised, and with `lost` their outcome is dropped unrecorded. `Removed` if a
+    /// waiting copy went, else `Signalled` if a running one was, else `NotHere`.
+    fn forget(&mut self, id: &TaskId, up_to: Option<u64>, lost: bool) -> CancelOutcome {
+        let covered = |lease: u64| up_to.is_none_or(|max| lease <= max);
+        let mut outcome = CancelOutcome::NotHere;
+        if self.queued_ids.get(id).is_some_and(|&l| covered(l)) {
+            self.queued_ids.remove(id);
             self.queue.remove_where(|j| &j.id == id);
-            return CancelOutcome::Removed;
+            outcome = CancelOutcome::Removed;
         }
-        if self.delayed.remove(id).is_some() {
-            return CancelOutcome::Removed;
+        if self.delayed.get(id).is_some_and(|j| covered(j.lease)) {
+            self.delayed.remove(id);
+            outcome = CancelOutcome::Removed;
         }
         let running = self
             .workers
             .values()
             .filter_map(|s| s.running.as_ref())
-            .find(|r| &r.job.id == id);
-        match running {
-            Some(r) => {
-                r.cancel.cancel();
-                CancelOutcome::Signalled
+            .filter(|r| &r.job.id == id && covered(r.job.lease));
+        for r in running {
+            r.cancel.cancel();
+            if lost {
+                self.lost.insert((id.clone(), r.job.lease));
             }
-            None => CancelOutcome::NotHere,
+            if outcome == CancelOutcome::NotHere {
+                outcome = CancelOutcome::Signalled;
+            }
         }
+        outcome
     }
 
     /// Grows or shrinks the pool to `n` workers (idle ones retire first; busy ones when

@@ -14,7 +14,7 @@ use super::executor::{self, AttemptOutcome};
 use super::{Job, PoolMessage};
 use crate::context::NodeContext;
 use crate::store::Transition;
-use crate::task::now_ms;
+use crate::task::{Fence, now_ms};
 
 /// The Worker actor.
 pub struct Worker;
@@ -94,8 +94,9 @@ type PanicPayload = Box<dyn std::any::Any + Send>;
 pub const RECORD_RUNNING_AFTER: Duration = Duration::from_millis(25);
 
 /// Writes `running` without waiting: the store refuses it over a terminal state, so a
-/// late write can never undo a completion. If another node holds the task now, the pool
-/// is told ([`PoolMessage::Lost`]) and cancels this attempt.
+/// late write can never undo a completion. If the task moved since this attempt was given
+/// it (another node holds it, or its lease token is newer), the pool is told
+/// ([`PoolMessage::Lost`]) and cancels this attempt.
 fn record_running(
     ctx: &NodeContext,
     pool: &ActorRef<PoolMessage>,
@@ -104,11 +105,12 @@ fn record_running(
     started_at_ms: u64,
 ) -> tokio::task::JoinHandle<()> {
     let (store, id, node) = (ctx.store.clone(), job.id.clone(), ctx.node_id.clone());
-    let pool = pool.clone();
+    let (pool, lease) = (pool.clone(), job.lease);
     tokio::spawn(async move {
-        match store.start(&id, &node, attempt, started_at_ms).await {
+        let fence = Fence::new(&node, lease);
+        match store.start(&id, fence, attempt, started_at_ms).await {
             Ok(Transition::NotHolder(holder)) => {
-                let _ = pool.cast(PoolMessage::Lost { id, holder });
+                let _ = pool.cast(PoolMessage::Lost { id, lease, holder });
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(task_id = %id, error = %e, "recording task start failed"),

@@ -62,6 +62,7 @@ fn requests() -> Vec<Request> {
                 spec: spec(),
                 attempts: 1,
                 recovered: true,
+                lease: 3,
             }],
         },
         Request::Cancel(TaskId::generate()),
@@ -157,6 +158,36 @@ fn an_older_peer_ignores_fields_it_does_not_know() {
     .unwrap();
     let info: NodeInfo = decode(&bytes).unwrap();
     assert_eq!(info.node_id, "a");
+}
+
+#[test]
+fn a_dispatched_task_from_an_older_peer_has_lease_token_zero() {
+    #[derive(Serialize)]
+    struct OlderDispatchedTask {
+        id: TaskId,
+        spec: TaskSpec,
+        attempts: u32,
+        recovered: bool,
+    }
+    let id = TaskId::generate();
+    let bytes = encode(&OlderDispatchedTask {
+        id: id.clone(),
+        spec: spec(),
+        attempts: 2,
+        recovered: true,
+    })
+    .unwrap();
+    let task: DispatchedTask = decode(&bytes).unwrap();
+    assert_eq!(
+        task,
+        DispatchedTask {
+            id,
+            spec: spec(),
+            attempts: 2,
+            recovered: true,
+            lease: 0,
+        }
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use tokio::task::JoinSet;
 
 use super::fixtures::{create_one, get, task, unique_key};
 use crate::store::{Created, ListFilter, TaskStore, Transition};
-use crate::task::{NewTask, TaskRecord};
+use crate::task::{Fence, NewTask, TaskRecord};
 
 /// A created task reads back as exactly its queued record, every field included.
 pub async fn create_then_get_round_trips_every_field(store: Arc<dyn TaskStore>) {
@@ -104,7 +104,10 @@ pub async fn distinct_keys_and_missing_keys_create_distinct_tasks(store: Arc<dyn
 pub async fn creating_an_existing_id_does_not_overwrite_it(store: Arc<dyn TaskStore>) {
     let t = task("echo", None);
     create_one(&*store, t.clone()).await;
-    let started = store.start(&t.id, "n1", 1, 10).await.expect("start");
+    let started = store
+        .start(&t.id, Fence::new("n1", 0), 1, 10)
+        .await
+        .expect("start");
     assert_eq!(started, Transition::Applied);
     assert_eq!(
         create_one(&*store, t.clone()).await,

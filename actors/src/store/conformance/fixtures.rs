@@ -36,6 +36,7 @@ pub(crate) fn succeeded(at: Millis) -> Finish {
         result: Some("42".to_owned()),
         error: None,
         node: Some("a".to_owned()),
+        lease: 0,
         attempts: 1,
         started_at_ms: Some(at - 1),
         finished_at_ms: at,
@@ -52,7 +53,10 @@ pub(crate) async fn private_store_recovers_every_unfinished_task(store: &dyn Tas
     };
     let tasks = vec![on(Some("a")), on(Some("b")), on(None), on(Some("a"))];
     store.create(tasks.clone()).await.expect("create");
-    store.start(&tasks[1].id, "b", 1, 5).await.expect("start");
+    store
+        .start(&tasks[1].id, crate::task::Fence::new("b", 0), 1, 5)
+        .await
+        .expect("start");
     store
         .finish(&tasks[3].id, succeeded(6))
         .await
@@ -122,6 +126,7 @@ pub(crate) fn finish(status: TaskStatus, finished_at_ms: Millis) -> Finish {
         result: None,
         error: None,
         node: None,
+        lease: 0,
         attempts: 0,
         started_at_ms: None,
         finished_at_ms,

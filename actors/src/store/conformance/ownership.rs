@@ -1,5 +1,6 @@
-//! Cases for holding: fencing of `start`, `requeue` and `finish` by the holder, moving
-//! tasks with `claim` and `reassign`, and leases.
+//! Cases for holding: fencing of `start`, `requeue` and `finish` by the holder and by
+//! the task's lease token, moving tasks with `claim` and `reassign` (each bumping the
+//! token), and node leases.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use tokio::task::JoinSet;
 
 use super::fixtures::{create_one, finish, get, ids, task};
 use crate::store::{TaskStore, Transition};
-use crate::task::{Finish, Millis, NewTask, TaskRecord};
+use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
 
 /// A task placed on `node` at creation.
 fn on(node: &str) -> NewTask {
@@ -22,14 +23,25 @@ fn not_holder(node: &str) -> Transition {
     Transition::NotHolder(Some(node.to_owned()))
 }
 
-/// A finish at `at` reported by `node`.
+/// A finish at `at` reported by `node` under the lease token 0.
 fn finish_by(node: &str, status: TaskStatus, at: Millis) -> Finish {
+    finish_with(Fence::new(node, 0), status, at)
+}
+
+/// A finish at `at` reported by `fence.node` under the token `fence.lease`.
+fn finish_with(fence: Fence<'_>, status: TaskStatus, at: Millis) -> Finish {
     Finish {
-        node: Some(node.to_owned()),
+        node: Some(fence.node.to_owned()),
+        lease: fence.lease,
         attempts: 1,
         started_at_ms: Some(at - 1),
         ..finish(status, at)
     }
+}
+
+/// The lease token of the stored task `id`.
+async fn lease(store: &dyn TaskStore, id: &TaskId) -> u64 {
+    get(store, id).await.lease
 }
 
 /// `start` by another node than the holder is refused with the holder and writes nothing,
@@ -39,7 +51,10 @@ pub async fn start_by_a_non_holder_is_refused(store: Arc<dyn TaskStore>) {
     let t = on("a");
     create_one(&*store, t.clone()).await;
     let start = async |id: &TaskId, node: &str, attempts: u32| {
-        store.start(id, node, attempts, 10).await.expect("start")
+        store
+            .start(id, Fence::new(node, 0), attempts, 10)
+            .await
+            .expect("start")
     };
     assert_eq!(start(&t.id, "b", 1).await, not_holder("a"));
     assert_eq!(get(&*store, &t.id).await, TaskRecord::queued(t.clone()));
@@ -65,17 +80,20 @@ pub async fn start_by_a_non_holder_is_refused(store: Arc<dyn TaskStore>) {
 pub async fn requeue_by_a_non_holder_is_refused(store: Arc<dyn TaskStore>) {
     let t = on("a");
     create_one(&*store, t.clone()).await;
-    store.start(&t.id, "a", 1, 10).await.expect("start");
+    store
+        .start(&t.id, Fence::new("a", 0), 1, 10)
+        .await
+        .expect("start");
     let running = get(&*store, &t.id).await;
     let boom = || Some("boom".to_owned());
-    let refused = store.requeue(&t.id, "b", 1, boom()).await;
+    let refused = store.requeue(&t.id, Fence::new("b", 0), 1, boom()).await;
     assert_eq!(refused.expect("requeue"), not_holder("a"));
     assert_eq!(
         get(&*store, &t.id).await,
         running,
         "a refused requeue wrote"
     );
-    let applied = store.requeue(&t.id, "a", 1, boom()).await;
+    let applied = store.requeue(&t.id, Fence::new("a", 0), 1, boom()).await;
     assert_eq!(applied.expect("requeue"), Transition::Applied);
     let r = get(&*store, &t.id).await;
     assert_eq!(
@@ -93,7 +111,10 @@ pub async fn finish_by_a_non_holder_is_refused_and_terminal_comes_first(store: A
         .create(vec![t.clone(), u.clone()])
         .await
         .expect("create");
-    store.start(&t.id, "a", 1, 10).await.expect("start");
+    store
+        .start(&t.id, Fence::new("a", 0), 1, 10)
+        .await
+        .expect("start");
     let running = get(&*store, &t.id).await;
     let late = store.finish(&t.id, finish_by("b", TaskStatus::Succeeded, 50));
     assert_eq!(late.await.expect("finish"), not_holder("a"));
@@ -103,9 +124,15 @@ pub async fn finish_by_a_non_holder_is_refused_and_terminal_comes_first(store: A
     assert_eq!(get(&*store, &t.id).await.status, TaskStatus::Succeeded);
 
     let terminal = Transition::Rejected(TaskStatus::Succeeded);
-    let start = store.start(&t.id, "b", 2, 60).await.expect("start");
+    let start = store
+        .start(&t.id, Fence::new("b", 0), 2, 60)
+        .await
+        .expect("start");
     assert_eq!(start, terminal);
-    let requeue = store.requeue(&t.id, "b", 2, None).await.expect("requeue");
+    let requeue = store
+        .requeue(&t.id, Fence::new("b", 0), 2, None)
+        .await
+        .expect("requeue");
     assert_eq!(requeue, terminal);
     let again = store.finish(&t.id, finish_by("b", TaskStatus::Failed, 70));
     assert_eq!(again.await.expect("finish"), terminal);
@@ -125,12 +152,18 @@ pub async fn claim_moves_every_live_task_of_a_node_once(store: Arc<dyn TaskStore
     let tasks = vec![on("a"), on("a"), on("a"), on("b"), on("a")];
     store.create(tasks.clone()).await.expect("create");
     let id = |i: usize| tasks[i].id.clone();
-    store.start(&id(1), "a", 2, 10).await.expect("start");
+    store
+        .start(&id(1), Fence::new("a", 0), 2, 10)
+        .await
+        .expect("start");
     let done = finish_by("a", TaskStatus::Succeeded, 20);
     let done = store.finish(&id(2), done).await.expect("finish");
     assert_eq!(done, Transition::Applied);
     let boom = Some("boom".to_owned());
-    store.requeue(&id(4), "a", 1, boom).await.expect("requeue");
+    store
+        .requeue(&id(4), Fence::new("a", 0), 1, boom)
+        .await
+        .expect("requeue");
     let (finished, elsewhere) = (get(&*store, &id(2)).await, get(&*store, &id(3)).await);
 
     let claimed = store.claim("a", "c").await.expect("claim");
@@ -167,9 +200,15 @@ pub async fn claim_moves_every_live_task_of_a_node_once(store: Arc<dyn TaskStore
     assert_eq!(get(&*store, &id(3)).await, elsewhere);
 
     assert_eq!(store.claim("a", "d").await.expect("claim again"), []);
-    let start = store.start(&id(1), "a", 3, 30).await.expect("start");
+    let start = store
+        .start(&id(1), Fence::new("a", 0), 3, 30)
+        .await
+        .expect("start");
     assert_eq!(start, not_holder("c"));
-    let requeue = store.requeue(&id(1), "a", 3, None).await.expect("requeue");
+    let requeue = store
+        .requeue(&id(1), Fence::new("a", 0), 3, None)
+        .await
+        .expect("requeue");
     assert_eq!(requeue, not_holder("c"));
     let late = finish_by("a", TaskStatus::Succeeded, 40);
     let late = store.finish(&id(1), late).await.expect("finish");
@@ -180,8 +219,15 @@ pub async fn claim_moves_every_live_task_of_a_node_once(store: Arc<dyn TaskStore
         "fenced writes wrote"
     );
 
-    let start = store.start(&id(1), "c", 3, 50).await.expect("start");
-    assert_eq!(start, Transition::Applied);
+    let start = store
+        .start(&id(1), Fence::new("c", 1), 3, 50)
+        .await
+        .expect("start");
+    assert_eq!(
+        start,
+        Transition::Applied,
+        "the claimant, with the new token"
+    );
     let recoverable = ids(&store.recoverable("c").await.expect("recoverable"));
     for i in [0, 1, 4] {
         assert!(recoverable.contains(&id(i)), "c recovers task {i}");
@@ -196,7 +242,10 @@ pub async fn concurrent_claims_move_each_task_to_one_claimant(store: Arc<dyn Tas
     let tasks: Vec<NewTask> = (0..24).map(|_| on("a")).collect();
     store.create(tasks.clone()).await.expect("create");
     for t in tasks.iter().step_by(2) {
-        store.start(&t.id, "a", 1, 10).await.expect("start");
+        store
+            .start(&t.id, Fence::new("a", 0), 1, 10)
+            .await
+            .expect("start");
     }
     let mut claims = JoinSet::new();
     for to in ["x", "y", "z"] {
@@ -227,7 +276,10 @@ pub async fn reassign_moves_only_listed_tasks_still_held_by_from(store: Arc<dyn 
     let tasks = vec![on("a"), on("a"), on("b"), on("a"), on("a")];
     store.create(tasks.clone()).await.expect("create");
     let id = |i: usize| tasks[i].id.clone();
-    store.start(&id(1), "a", 2, 10).await.expect("start");
+    store
+        .start(&id(1), Fence::new("a", 0), 2, 10)
+        .await
+        .expect("start");
     let done = finish_by("a", TaskStatus::Failed, 20);
     let done = store.finish(&id(3), done).await.expect("finish");
     assert_eq!(done, Transition::Applied);
@@ -239,7 +291,7 @@ pub async fn reassign_moves_only_listed_tasks_still_held_by_from(store: Arc<dyn 
 
     let listed = [id(1), id(0), id(2), id(3), TaskId::generate(), id(0)];
     let moved = store.reassign(&listed, "a", "c").await.expect("reassign");
-    assert_eq!(moved, [id(1), id(0)], "in the order given, once each");
+    assert_eq!(ids(&moved), [id(1), id(0)], "in the order given, once each");
     let r = get(&*store, &id(1)).await;
     assert_eq!(
         (r.status, r.node.as_deref(), r.attempts, r.error.as_deref()),
@@ -260,7 +312,10 @@ pub async fn reassign_moves_only_listed_tasks_still_held_by_from(store: Arc<dyn 
     assert_eq!(get(&*store, &id(4)).await, unlisted);
 
     assert_eq!(store.reassign(&listed, "a", "d").await.expect("again"), []);
-    let start = store.start(&id(0), "a", 1, 30).await.expect("start");
+    let start = store
+        .start(&id(0), Fence::new("a", 0), 1, 30)
+        .await
+        .expect("start");
     assert_eq!(start, not_holder("c"));
     assert_eq!(store.reassign(&[id(4)], "a", "a").await.expect("self"), []);
     assert_eq!(store.reassign(&[], "a", "c").await.expect("empty"), []);
@@ -280,34 +335,169 @@ pub async fn a_holder_with_a_live_lease_is_not_expired(store: Arc<dyn TaskStore>
 }
 
 /// Attempts never go down. A task claimed away from a node and claimed back by it (both
-/// sides of a partition claim) lets the node's stale attempt pass the holder fence: its
-/// start counts one more than recorded, and its requeue or finish keeps the count.
+/// sides of a partition claim) may come back with a count below the record's (a copy the
+/// node read before): its start still counts one more than recorded, and its requeue or
+/// finish keeps the count.
 pub async fn attempts_never_go_down(store: Arc<dyn TaskStore>) {
     let t = on("a");
     create_one(&*store, t.clone()).await;
-    store.start(&t.id, "a", 1, 10).await.expect("start");
+    store
+        .start(&t.id, Fence::new("a", 0), 1, 10)
+        .await
+        .expect("start");
     store.claim("a", "b").await.expect("b claims");
-    store.start(&t.id, "b", 2, 20).await.expect("b starts");
+    store
+        .start(&t.id, Fence::new("b", 1), 2, 20)
+        .await
+        .expect("b starts");
     store.claim("b", "a").await.expect("a claims back");
-    // a's old attempt, still in its pool, starts again with the count it had.
-    let stale = store.start(&t.id, "a", 1, 30).await.expect("stale start");
-    assert_eq!(stale, Transition::Applied, "the holder may start");
+    let a = Fence::new("a", 2);
+    let low = store.start(&t.id, a, 1, 30).await.expect("low start");
+    assert_eq!(
+        low,
+        Transition::Applied,
+        "the holder, with the current token"
+    );
     assert_eq!(
         get(&*store, &t.id).await.attempts,
         3,
-        "the stale attempt counts"
+        "a start counts one more than recorded"
     );
-    store.requeue(&t.id, "a", 1, None).await.expect("requeue");
+    store.requeue(&t.id, a, 1, None).await.expect("requeue");
     assert_eq!(
         get(&*store, &t.id).await.attempts,
         3,
         "a requeue keeps the count"
     );
-    let done = finish_by("a", TaskStatus::Succeeded, 40);
+    let done = finish_with(a, TaskStatus::Succeeded, 40);
     assert_eq!(
         store.finish(&t.id, done).await.expect("finish"),
         Transition::Applied
     );
     let record = get(&*store, &t.id).await;
     assert_eq!((record.status, record.attempts), (TaskStatus::Succeeded, 3));
+}
+
+/// The hole the lease token closes: a task goes a → b → a (both sides of a partition
+/// claim), so a holds it again, but a's attempt from before, still in its pool, carries
+/// the old token. Its start, requeue and finish are refused with the holder (a itself)
+/// and write nothing; so are b's; a's writes with the token of the last claim apply.
+pub async fn a_stale_lease_token_is_refused_after_the_task_comes_back(store: Arc<dyn TaskStore>) {
+    let t = on("a");
+    create_one(&*store, t.clone()).await;
+    let old = Fence::new("a", 0);
+    assert_eq!(
+        store.start(&t.id, old, 1, 10).await.expect("start"),
+        Transition::Applied
+    );
+    let moved = store.claim("a", "b").await.expect("b claims");
+    assert_eq!(ids(&moved), vec![t.id.clone()]);
+    let moved = store.claim("b", "a").await.expect("a claims back");
+    assert_eq!(ids(&moved), vec![t.id.clone()]);
+    let back = get(&*store, &t.id).await;
+    assert_eq!(
+        (back.status, back.node.as_deref(), back.lease),
+        (TaskStatus::Queued, Some("a"), 2)
+    );
+
+    for stale in [old, Fence::new("a", 1), Fence::new("b", 1)] {
+        let holder = not_holder("a");
+        let start = store.start(&t.id, stale, 2, 20).await.expect("start");
+        assert_eq!(start, holder, "stale start {stale:?}");
+        let requeue = store.requeue(&t.id, stale, 2, Some("late".into())).await;
+        assert_eq!(requeue.expect("requeue"), holder, "stale requeue {stale:?}");
+        let late = finish_with(stale, TaskStatus::Succeeded, 30);
+        let late = store.finish(&t.id, late).await.expect("finish");
+        assert_eq!(late, holder, "stale finish {stale:?}");
+        assert_eq!(get(&*store, &t.id).await, back, "a stale write wrote");
+    }
+    let unfenced = Finish {
+        lease: 0,
+        ..finish(TaskStatus::Cancelled, 35)
+    };
+    let cancel = store.finish(&t.id, unfenced).await.expect("cancel");
+    assert_eq!(
+        cancel,
+        not_holder("a"),
+        "a finish without a node carries a token too"
+    );
+    assert_eq!(get(&*store, &t.id).await, back, "a stale cancel wrote");
+
+    let current = Fence::new("a", 2);
+    let start = store.start(&t.id, current, 2, 40).await.expect("start");
+    assert_eq!(start, Transition::Applied);
+    let done = finish_with(current, TaskStatus::Succeeded, 50);
+    assert_eq!(
+        store.finish(&t.id, done).await.expect("finish"),
+        Transition::Applied
+    );
+    let r = get(&*store, &t.id).await;
+    assert_eq!(
+        (r.status, r.node.as_deref(), r.lease, r.attempts),
+        (TaskStatus::Succeeded, Some("a"), 2, 2)
+    );
+}
+
+/// The token goes up by exactly one per move, with `claim` and `reassign` alike (and is
+/// answered as stored); a task that does not move keeps it, and `start`, `requeue` and
+/// `finish` never change it. A new task has token 0.
+pub async fn claim_and_reassign_bump_the_lease_token_once_per_move(store: Arc<dyn TaskStore>) {
+    let tasks = vec![on("a"), on("a"), on("b"), on("a")];
+    store.create(tasks.clone()).await.expect("create");
+    let id = |i: usize| tasks[i].id.clone();
+    for i in 0..4 {
+        assert_eq!(lease(&*store, &id(i)).await, 0, "a new task has token 0");
+    }
+    store
+        .start(&id(0), Fence::new("a", 0), 1, 10)
+        .await
+        .expect("start");
+    let failed = finish_by("a", TaskStatus::Failed, 15);
+    assert_eq!(
+        store.finish(&id(3), failed).await.expect("finish"),
+        Transition::Applied
+    );
+    assert_eq!(lease(&*store, &id(0)).await, 0, "a start keeps the token");
+
+    let claimed = store.claim("a", "c").await.expect("claim");
+    assert_eq!(ids(&claimed), [id(0), id(1)]);
+    assert!(claimed.iter().all(|r| r.lease == 1), "{claimed:?}");
+    for (i, expected) in [(0, 1), (1, 1), (2, 0), (3, 0)] {
+        assert_eq!(
+            lease(&*store, &id(i)).await,
+            expected,
+            "task {i} after the claim"
+        );
+    }
+    assert_eq!(store.claim("a", "d").await.expect("claim again"), []);
+    assert_eq!(store.claim("c", "c").await.expect("self claim"), []);
+    assert_eq!(lease(&*store, &id(0)).await, 1, "no move, no bump");
+
+    let listed = [id(1), id(1), id(2), id(3)];
+    let moved = store.reassign(&listed, "c", "d").await.expect("reassign");
+    assert_eq!(ids(&moved), [id(1)], "once, though listed twice");
+    assert_eq!(moved[0].lease, 2, "answered as stored");
+    assert_eq!(lease(&*store, &id(1)).await, 2);
+    assert_eq!(lease(&*store, &id(2)).await, 0, "held elsewhere: not moved");
+    assert_eq!(lease(&*store, &id(3)).await, 0, "terminal: not moved");
+    assert_eq!(store.reassign(&[id(1)], "c", "e").await.expect("stale"), []);
+    assert_eq!(store.reassign(&[id(1)], "d", "d").await.expect("self"), []);
+    assert_eq!(lease(&*store, &id(1)).await, 2, "no move, no bump");
+
+    let d = Fence::new("d", 2);
+    store.start(&id(1), d, 1, 20).await.expect("start");
+    store.requeue(&id(1), d, 1, None).await.expect("requeue");
+    assert_eq!(lease(&*store, &id(1)).await, 2, "start and requeue keep it");
+    let done = finish_with(d, TaskStatus::Succeeded, 30);
+    assert_eq!(
+        store.finish(&id(1), done).await.expect("finish"),
+        Transition::Applied
+    );
+    assert_eq!(lease(&*store, &id(1)).await, 2, "finish keeps it");
+    assert_eq!(
+        store.claim("d", "a").await.expect("claim"),
+        [],
+        "terminal stays"
+    );
+    assert_eq!(lease(&*store, &id(1)).await, 2);
 }

@@ -6,7 +6,7 @@ use taskmesh_cluster::protocol::TaskStatus;
 
 use super::fixtures::{create_one, finish, ids, task, unique_key};
 use crate::store::{Created, ListFilter, TaskStore, Transition};
-use crate::task::NewTask;
+use crate::task::{Fence, NewTask};
 
 /// `list` answers newest first, applies status and kind together, and stops at `limit`.
 pub async fn list_is_newest_first_filtered_and_limited(store: Arc<dyn TaskStore>) {
@@ -14,7 +14,10 @@ pub async fn list_is_newest_first_filtered_and_limited(store: Arc<dyn TaskStore>
     let tasks: Vec<NewTask> = kinds.iter().map(|k| task(k, None)).collect();
     store.create(tasks.clone()).await.expect("create");
     let id = |i: usize| tasks[i].id.clone();
-    store.start(&id(2), "n", 1, 5).await.expect("start");
+    store
+        .start(&id(2), Fence::new("n", 0), 1, 5)
+        .await
+        .expect("start");
     store
         .finish(&id(3), finish(TaskStatus::Succeeded, 6))
         .await
@@ -47,7 +50,10 @@ pub async fn unfinished_is_oldest_first_and_drops_terminal_tasks(store: Arc<dyn 
     let tasks: Vec<NewTask> = (0..4).map(|_| task("echo", None)).collect();
     store.create(tasks.clone()).await.expect("create");
     let id = |i: usize| tasks[i].id.clone();
-    store.start(&id(1), "n", 1, 5).await.expect("start");
+    store
+        .start(&id(1), Fence::new("n", 0), 1, 5)
+        .await
+        .expect("start");
     store
         .finish(&id(2), finish(TaskStatus::Succeeded, 6))
         .await
@@ -63,7 +69,10 @@ pub async fn unfinished_is_oldest_first_and_drops_terminal_tasks(store: Arc<dyn 
         .finish(&id(0), finish(TaskStatus::Cancelled, 7))
         .await
         .expect("cancel");
-    store.requeue(&id(1), "n", 1, None).await.expect("requeue");
+    store
+        .requeue(&id(1), Fence::new("n", 0), 1, None)
+        .await
+        .expect("requeue");
     let unfinished = store.unfinished().await.expect("unfinished");
     assert_eq!(ids(&unfinished), [1, 3].map(id));
     assert_eq!(unfinished[0].status, Queued);
@@ -83,7 +92,10 @@ pub async fn recoverable_is_the_holding_nodes_unfinished_tasks_oldest_first(
     let tasks: Vec<NewTask> = (0..4).map(|_| on_n("echo")).collect();
     store.create(tasks.clone()).await.expect("create");
     let id = |i: usize| tasks[i].id.clone();
-    store.start(&id(1), "n", 1, 5).await.expect("start");
+    store
+        .start(&id(1), Fence::new("n", 0), 1, 5)
+        .await
+        .expect("start");
     store
         .finish(&id(2), finish(TaskStatus::Succeeded, 6))
         .await
@@ -100,7 +112,10 @@ pub async fn recoverable_is_the_holding_nodes_unfinished_tasks_oldest_first(
         "the node holds every unfinished task"
     );
 
-    store.requeue(&id(1), "n", 1, None).await.expect("requeue");
+    store
+        .requeue(&id(1), Fence::new("n", 0), 1, None)
+        .await
+        .expect("requeue");
     store
         .finish(&id(3), finish(TaskStatus::Cancelled, 7))
         .await
@@ -128,7 +143,10 @@ pub async fn purge_removes_only_old_finished_tasks_and_frees_their_keys(store: A
             .expect("finish");
         assert_eq!(done, Transition::Applied);
     }
-    store.start(&running.id, "n", 1, 5).await.expect("start");
+    store
+        .start(&running.id, Fence::new("n", 0), 1, 5)
+        .await
+        .expect("start");
 
     assert_eq!(store.purge_finished(500).await.expect("purge"), 1);
     assert_eq!(store.get(&old.id).await.expect("get"), None);

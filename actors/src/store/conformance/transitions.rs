@@ -6,14 +6,17 @@ use taskmesh_cluster::protocol::{TaskId, TaskStatus};
 
 use super::fixtures::{create_one, finish, get, task};
 use crate::store::{TaskStore, Transition};
-use crate::task::{Finish, TaskRecord};
+use crate::task::{Fence, Finish, TaskRecord};
 
 /// `start` works from queued and again from running, recording the latest attempt.
 pub async fn start_moves_queued_to_running_and_may_repeat(store: Arc<dyn TaskStore>) {
     let t = task("echo", None);
     create_one(&*store, t.clone()).await;
     assert_eq!(
-        store.start(&t.id, "n1", 1, 100).await.expect("start"),
+        store
+            .start(&t.id, Fence::new("n1", 0), 1, 100)
+            .await
+            .expect("start"),
         Transition::Applied
     );
     let r = get(&*store, &t.id).await;
@@ -22,7 +25,10 @@ pub async fn start_moves_queued_to_running_and_may_repeat(store: Arc<dyn TaskSto
         (TaskStatus::Running, Some("n1"), 1, Some(100))
     );
     assert_eq!(
-        store.start(&t.id, "n1", 2, 200).await.expect("restart"),
+        store
+            .start(&t.id, Fence::new("n1", 0), 2, 200)
+            .await
+            .expect("restart"),
         Transition::Applied
     );
     let r = get(&*store, &t.id).await;
@@ -36,7 +42,10 @@ pub async fn start_moves_queued_to_running_and_may_repeat(store: Arc<dyn TaskSto
         .expect("finish");
     assert_eq!(done, Transition::Applied);
     assert_eq!(
-        store.start(&t.id, "n3", 3, 400).await.expect("start"),
+        store
+            .start(&t.id, Fence::new("n3", 0), 3, 400)
+            .await
+            .expect("start"),
         Transition::Rejected(TaskStatus::Succeeded)
     );
     assert_eq!(
@@ -50,10 +59,13 @@ pub async fn start_moves_queued_to_running_and_may_repeat(store: Arc<dyn TaskSto
 pub async fn requeue_returns_a_live_task_to_the_queue(store: Arc<dyn TaskStore>) {
     let t = task("echo", None);
     create_one(&*store, t.clone()).await;
-    store.start(&t.id, "n1", 1, 100).await.expect("start");
+    store
+        .start(&t.id, Fence::new("n1", 0), 1, 100)
+        .await
+        .expect("start");
     assert_eq!(
         store
-            .requeue(&t.id, "n1", 1, Some("boom".into()))
+            .requeue(&t.id, Fence::new("n1", 0), 1, Some("boom".into()))
             .await
             .expect("requeue"),
         Transition::Applied
@@ -65,7 +77,7 @@ pub async fn requeue_returns_a_live_task_to_the_queue(store: Arc<dyn TaskStore>)
     );
     assert_eq!(
         store
-            .requeue(&t.id, "n1", 2, None)
+            .requeue(&t.id, Fence::new("n1", 0), 2, None)
             .await
             .expect("requeue queued"),
         Transition::Applied
@@ -80,7 +92,10 @@ pub async fn requeue_returns_a_live_task_to_the_queue(store: Arc<dyn TaskStore>)
         .await
         .expect("finish");
     assert_eq!(
-        store.requeue(&t.id, "n1", 3, None).await.expect("requeue"),
+        store
+            .requeue(&t.id, Fence::new("n1", 0), 3, None)
+            .await
+            .expect("requeue"),
         Transition::Rejected(TaskStatus::Failed)
     );
     assert_eq!(get(&*store, &t.id).await.status, TaskStatus::Failed);
@@ -90,12 +105,16 @@ pub async fn requeue_returns_a_live_task_to_the_queue(store: Arc<dyn TaskStore>)
 pub async fn finish_first_terminal_write_wins(store: Arc<dyn TaskStore>) {
     let t = task("echo", None);
     create_one(&*store, t.clone()).await;
-    store.start(&t.id, "n1", 1, 100).await.expect("start");
+    store
+        .start(&t.id, Fence::new("n1", 0), 1, 100)
+        .await
+        .expect("start");
     let first = Finish {
         status: TaskStatus::Succeeded,
         result: Some(r#"{"price":1.5}"#.into()),
         error: None,
         node: Some("n1".into()),
+        lease: 0,
         attempts: 1,
         started_at_ms: Some(100),
         finished_at_ms: 200,
@@ -109,6 +128,7 @@ pub async fn finish_first_terminal_write_wins(store: Arc<dyn TaskStore>) {
         result: Some("late".into()),
         error: Some("late".into()),
         node: Some("n2".into()),
+        lease: 0,
         attempts: 2,
         started_at_ms: Some(250),
         finished_at_ms: 300,
@@ -149,11 +169,17 @@ pub async fn finish_cancels_a_queued_task(store: Arc<dyn TaskStore>) {
     );
     let cancelled = Transition::Rejected(TaskStatus::Cancelled);
     assert_eq!(
-        store.start(&t.id, "n", 1, 60).await.expect("start"),
+        store
+            .start(&t.id, Fence::new("n", 0), 1, 60)
+            .await
+            .expect("start"),
         cancelled
     );
     assert_eq!(
-        store.requeue(&t.id, "n", 1, None).await.expect("requeue"),
+        store
+            .requeue(&t.id, Fence::new("n", 0), 1, None)
+            .await
+            .expect("requeue"),
         cancelled
     );
 }
@@ -176,9 +202,18 @@ pub async fn finish_with_a_live_status_is_rejected(store: Arc<dyn TaskStore>) {
 pub async fn changes_to_unknown_ids_are_not_found(store: Arc<dyn TaskStore>) {
     let id = TaskId::generate();
     let not_found = Transition::NotFound;
-    assert_eq!(store.start(&id, "n", 1, 1).await.expect("start"), not_found);
     assert_eq!(
-        store.requeue(&id, "n", 1, None).await.expect("requeue"),
+        store
+            .start(&id, Fence::new("n", 0), 1, 1)
+            .await
+            .expect("start"),
+        not_found
+    );
+    assert_eq!(
+        store
+            .requeue(&id, Fence::new("n", 0), 1, None)
+            .await
+            .expect("requeue"),
         not_found
     );
     let done = store

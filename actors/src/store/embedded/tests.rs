@@ -84,7 +84,10 @@ async fn records_survive_drop_and_reopen() {
         let store = open(&dir);
         let all = vec![queued.clone(), running.clone(), done.clone()];
         store.create(all).await.expect("create");
-        store.start(&running.id, "n1", 1, 5).await.expect("start");
+        store
+            .start(&running.id, Fence::new("n1", 0), 1, 5)
+            .await
+            .expect("start");
         store.finish(&done.id, succeeded(9)).await.expect("finish");
     }
     let store = open(&dir);
@@ -117,7 +120,7 @@ async fn close_refuses_writes_but_keeps_reads() {
     store.close();
     let refused = store.create(vec![task("echo", None)]).await;
     assert!(matches!(refused, Err(StoreError::Closed)), "{refused:?}");
-    let refused = store.start(&t.id, "n", 1, 1).await;
+    let refused = store.start(&t.id, Fence::new("n", 0), 1, 1).await;
     assert!(matches!(refused, Err(StoreError::Closed)), "{refused:?}");
     assert!(matches!(store.ping().await, Err(StoreError::Closed)));
     assert!(store.get(&t.id).await.expect("get").is_some());
@@ -229,12 +232,15 @@ async fn a_corrupt_record_fails_only_its_own_operations() {
         matches!(answer, Err(StoreError::Corrupt { .. }))
     }
     assert!(corrupt(&store.get(&bad).await));
-    assert!(corrupt(&store.start(&bad, "n", 1, 1).await));
+    assert!(corrupt(&store.start(&bad, Fence::new("n", 0), 1, 1).await));
     assert!(corrupt(&store.unfinished().await));
     let good = task("echo", None);
     let created = store.create(vec![good.clone()]).await.expect("create");
     assert_eq!(created, vec![Created::New(good.id.clone())]);
-    let started = store.start(&good.id, "n", 1, 1).await.expect("start");
+    let started = store
+        .start(&good.id, Fence::new("n", 0), 1, 1)
+        .await
+        .expect("start");
     assert_eq!(started, Transition::Applied);
     assert_eq!(store.commit_stats().failed_batches, 0);
     let _ = store.db.begin_read().expect("reads still work");

@@ -15,6 +15,7 @@
 //! | `node`        | text                                   | `None`       |
 //! | `started_at`  | decimal milliseconds                   | `None`       |
 //! | `finished_at` | decimal milliseconds                   | `None`       |
+//! | `lease`       | decimal lease token                    | written before the token existed (reads as 0) |
 //! | `idem`        | the `{p}idem:{key}` key naming the task | no key       |
 //!
 //! The spec never changes after creation, so it is one MessagePack blob, like the whole
@@ -30,7 +31,7 @@ use crate::store::rules::Change;
 use crate::task::{Millis, TaskRecord};
 
 /// The hash fields [`decode`] reads, in the order it expects them (an `HMGET`).
-pub(super) const FIELDS: [&str; 9] = [
+pub(super) const FIELDS: [&str; 10] = [
     "status",
     "attempts",
     "spec",
@@ -40,6 +41,7 @@ pub(super) const FIELDS: [&str; 9] = [
     "node",
     "started_at",
     "finished_at",
+    "lease",
 ];
 
 /// One hash field and its value.
@@ -54,6 +56,7 @@ pub(super) fn encode(record: &TaskRecord) -> Result<Vec<Field>, StoreError> {
         ("attempts", record.attempts.to_string().into()),
         ("spec", spec),
         ("created_at", record.created_at_ms.to_string().into()),
+        ("lease", record.lease.to_string().into()),
     ];
     let optional = [
         ("result", record.result.clone().map(String::into_bytes)),
@@ -88,8 +91,9 @@ pub(super) fn decode(
         node,
         started,
         finished,
-    ] = <[Option<Vec<u8>>; 9]>::try_from(values)
-        .map_err(|v| corrupt(format!("expected 9 fields, got {}", v.len())))?;
+        lease,
+    ] = <[Option<Vec<u8>>; 10]>::try_from(values)
+        .map_err(|v| corrupt(format!("expected 10 fields, got {}", v.len())))?;
     let required = |name: &str, value: Option<Vec<u8>>| {
         value.ok_or_else(|| corrupt(format!("field `{name}` is missing")))
     };
@@ -110,6 +114,10 @@ pub(super) fn decode(
         finished_at_ms: finished
             .map(|v| parse(&corrupt, "finished_at", v))
             .transpose()?,
+        lease: lease
+            .map(|v| parse(&corrupt, "lease", v))
+            .transpose()?
+            .unwrap_or(0),
     }))
 }
 
@@ -145,6 +153,8 @@ pub(super) struct Patch {
     pub(super) owner: Option<String>,
     /// The node the change is made for, which must hold the task (`Change::fence`).
     pub(super) fence: Option<String>,
+    /// The lease token the change carries, which must be the record's (`Change::lease`).
+    pub(super) lease: u64,
     /// For a finish: when, the task's score in the finished index.
     pub(super) finished_at: Option<Millis>,
     /// Fields to set, besides `status`.
@@ -160,6 +170,7 @@ impl Patch {
             status: None,
             owner: None,
             fence: change.fence().map(str::to_owned),
+            lease: change.lease(),
             finished_at: None,
             set: Vec::new(),
             unset: Vec::new(),
@@ -169,6 +180,7 @@ impl Patch {
                 node,
                 attempts,
                 started_at_ms,
+                ..
             } => {
                 patch.status = Some(TaskStatus::Running);
                 patch.put("node", Some(node.clone().into_bytes()));
@@ -239,6 +251,7 @@ mod tests {
         TaskRecord {
             status: TaskStatus::Running,
             attempts: 1,
+            lease: 3,
             error: Some("earlier".into()),
             node: Some("a".into()),
             started_at_ms: Some(5),
@@ -256,6 +269,9 @@ mod tests {
             && fence != holder
         {
             return Transition::NotHolder(Some(holder.to_owned()));
+        }
+        if patch.lease != record.lease {
+            return Transition::NotHolder(holder.map(str::to_owned));
         }
         match patch.status {
             Some(_) => Transition::Applied,
@@ -293,6 +309,7 @@ mod tests {
                 result: result.map(str::to_owned),
                 error: None,
                 node: node.map(str::to_owned),
+                lease: 0,
                 attempts: 3,
                 started_at_ms: node.map(|_| 7),
                 finished_at_ms: 11,
@@ -301,26 +318,43 @@ mod tests {
         vec![
             Change::Start {
                 node: "a".into(),
+                lease: 0,
+                attempts: 2,
+                started_at_ms: 6,
+            },
+            Change::Start {
+                node: "a".into(),
+                lease: 3,
                 attempts: 2,
                 started_at_ms: 6,
             },
             Change::Start {
                 node: "b".into(),
+                lease: 0,
                 attempts: 2,
                 started_at_ms: 6,
             },
             Change::Requeue {
                 node: "a".into(),
+                lease: 0,
                 attempts: 2,
                 error: Some("boom".into()),
             },
             Change::Requeue {
                 node: "a".into(),
+                lease: 0,
+                attempts: 2,
+                error: None,
+            },
+            Change::Requeue {
+                node: "a".into(),
+                lease: 3,
                 attempts: 2,
                 error: None,
             },
             Change::Requeue {
                 node: "b".into(),
+                lease: 0,
                 attempts: 2,
                 error: None,
             },
@@ -339,6 +373,16 @@ mod tests {
             let values = FIELDS.iter().map(|f| hash.get(f).cloned()).collect();
             assert_eq!(decode(&record.id, values).expect("decode"), Some(record));
         }
+    }
+
+    #[test]
+    fn a_hash_written_before_the_lease_token_reads_as_token_zero() {
+        let record = running();
+        let mut hash: HashMap<_, _> = encode(&record).expect("encode").into_iter().collect();
+        hash.remove("lease");
+        let values = FIELDS.iter().map(|f| hash.get(f).cloned()).collect();
+        let legacy = TaskRecord { lease: 0, ..record };
+        assert_eq!(decode(&legacy.id, values).expect("decode"), Some(legacy));
     }
 
     #[test]
@@ -374,7 +418,7 @@ mod tests {
     #[test]
     fn a_missing_hash_is_none_and_a_broken_one_is_corrupt() {
         let id = TaskId::generate();
-        assert_eq!(decode(&id, vec![None; 9]).expect("decode"), None);
+        assert_eq!(decode(&id, vec![None; 10]).expect("decode"), None);
         let mut values: Vec<_> = FIELDS.iter().map(|_| None).collect();
         values[0] = Some(b"running".to_vec());
         assert!(matches!(

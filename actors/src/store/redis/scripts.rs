@@ -116,7 +116,8 @@ impl Scripts {
             .arg(patch.status.map_or("", |s| s.as_str()))
             .arg(patch.owner.as_deref().unwrap_or(""))
             .arg(patch.finished_at.map(|t| t.to_string()).unwrap_or_default())
-            .arg(patch.fence.as_deref().unwrap_or(""));
+            .arg(patch.fence.as_deref().unwrap_or(""))
+            .arg(patch.lease);
         let mut argv = Vec::with_capacity(1 + 2 * patch.set.len() + patch.unset.len());
         push_fields(&mut argv, patch.set);
         argv.extend(patch.unset.iter().map(|f| f.as_bytes().to_vec()));

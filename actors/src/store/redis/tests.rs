@@ -50,10 +50,11 @@ async fn create_concurrently(store: &Arc<RedisStore>, n: usize) -> Vec<TaskId> {
     callers.join_all().await
 }
 
-/// `succeeded(at)` reported by `node`.
-fn succeeded_on(node: &str, at: Millis) -> Finish {
+/// `succeeded(at)` reported by `fence.node` under the token `fence.lease`.
+fn succeeded_on(fence: Fence<'_>, at: Millis) -> Finish {
     Finish {
-        node: Some(node.to_owned()),
+        node: Some(fence.node.to_owned()),
+        lease: fence.lease,
         ..succeeded(at)
     }
 }
@@ -158,14 +159,17 @@ async fn owner_index_follows_start_requeue_and_finish() {
     }
 
     assert_eq!(store.owned_by("a").await.expect("owned_by"), []);
-    store.start(&t.id, "a", 1, 10).await.expect("start");
+    store
+        .start(&t.id, Fence::new("a", 0), 1, 10)
+        .await
+        .expect("start");
     assert_eq!(members(&mut redis, "a").await, vec![id.clone()]);
     let owned = store.owned_by("a").await.expect("owned_by");
     assert_eq!(ids(&owned), vec![t.id.clone()]);
     assert_eq!(owned[0].status, TaskStatus::Running);
 
     store
-        .requeue(&t.id, "a", 1, Some("retry".into()))
+        .requeue(&t.id, Fence::new("a", 0), 1, Some("retry".into()))
         .await
         .expect("requeue");
     assert_eq!(
@@ -175,23 +179,23 @@ async fn owner_index_follows_start_requeue_and_finish() {
     );
 
     let refused = store
-        .start(&t.id, "b", 2, 20)
+        .start(&t.id, Fence::new("b", 0), 2, 20)
         .await
         .expect("start elsewhere");
     assert_eq!(refused, Transition::NotHolder(Some("a".into())));
     assert_eq!(members(&mut redis, "b").await, Vec::<String>::new());
     let moved = store.reassign(std::slice::from_ref(&t.id), "a", "b").await;
-    assert_eq!(moved.expect("reassign"), vec![t.id.clone()]);
+    assert_eq!(ids(&moved.expect("reassign")), vec![t.id.clone()]);
     assert_eq!(members(&mut redis, "a").await, Vec::<String>::new());
     assert_eq!(members(&mut redis, "b").await, vec![id.clone()]);
     store
-        .start(&t.id, "b", 2, 20)
+        .start(&t.id, Fence::new("b", 1), 2, 20)
         .await
         .expect("restart elsewhere");
     assert_eq!(members(&mut redis, "b").await, vec![id.clone()]);
 
     store
-        .start(&other.id, "b", 1, 30)
+        .start(&other.id, Fence::new("b", 0), 1, 30)
         .await
         .expect("start other");
     let owned = store.owned_by("b").await.expect("owned_by");
@@ -202,12 +206,12 @@ async fn owner_index_follows_start_requeue_and_finish() {
     );
 
     store
-        .finish(&t.id, succeeded_on("b", 40))
+        .finish(&t.id, succeeded_on(Fence::new("b", 1), 40))
         .await
         .expect("finish");
     assert_eq!(members(&mut redis, "b").await, [other.id.to_string()]);
     let rejected = store
-        .start(&t.id, "c", 3, 50)
+        .start(&t.id, Fence::new("c", 0), 3, 50)
         .await
         .expect("start finished");
     assert_eq!(rejected, Transition::Rejected(TaskStatus::Succeeded));
@@ -238,14 +242,20 @@ async fn a_task_created_on_a_node_is_that_nodes_to_recover_until_it_is_moved() {
     assert_eq!(recoverable[0].status, TaskStatus::Queued);
     assert_eq!(store.recoverable("b").await.expect("recoverable"), []);
 
-    let refused = store.start(&placed.id, "b", 1, 10).await.expect("start");
+    let refused = store
+        .start(&placed.id, Fence::new("b", 0), 1, 10)
+        .await
+        .expect("start");
     assert_eq!(refused, Transition::NotHolder(Some("a".into())));
     assert_eq!(owners(&mut redis, "birth:", "a").await, both);
     let moved = store
         .reassign(std::slice::from_ref(&placed.id), "a", "b")
         .await;
-    assert_eq!(moved.expect("reassign"), vec![placed.id.clone()]);
-    store.start(&placed.id, "b", 1, 10).await.expect("start");
+    assert_eq!(ids(&moved.expect("reassign")), vec![placed.id.clone()]);
+    store
+        .start(&placed.id, Fence::new("b", 1), 1, 10)
+        .await
+        .expect("start");
     assert_eq!(
         owners(&mut redis, "birth:", "a").await,
         vec![later_id.clone()]
@@ -260,7 +270,7 @@ async fn a_task_created_on_a_node_is_that_nodes_to_recover_until_it_is_moved() {
     );
 
     store
-        .requeue(&placed.id, "b", 1, Some("retry".into()))
+        .requeue(&placed.id, Fence::new("b", 1), 1, Some("retry".into()))
         .await
         .expect("requeue");
     assert_eq!(
@@ -270,7 +280,7 @@ async fn a_task_created_on_a_node_is_that_nodes_to_recover_until_it_is_moved() {
     );
 
     store
-        .finish(&placed.id, succeeded_on("b", 20))
+        .finish(&placed.id, succeeded_on(Fence::new("b", 1), 20))
         .await
         .expect("finish");
     assert_eq!(
@@ -322,7 +332,10 @@ async fn a_task_created_without_a_node_is_in_no_owner_set() {
     assert_eq!(ids(&unfinished), [unplaced.id.clone(), placed.id]);
     assert_eq!(unfinished[0].node, None);
 
-    store.start(&unplaced.id, "b", 1, 5).await.expect("start");
+    store
+        .start(&unplaced.id, Fence::new("b", 0), 1, 5)
+        .await
+        .expect("start");
     assert_eq!(
         ids(&store.recoverable("b").await.expect("recoverable")),
         [unplaced.id],
@@ -466,7 +479,10 @@ async fn reconnects_after_redis_restarts_and_keeps_acknowledged_writes() {
         .expect("connect");
     let before = task("echo", Some("k"));
     store.create(vec![before.clone()]).await.expect("create");
-    store.start(&before.id, "a", 1, 5).await.expect("start");
+    store
+        .start(&before.id, Fence::new("a", 0), 1, 5)
+        .await
+        .expect("start");
 
     server.kill();
     let down = Instant::now();
@@ -567,7 +583,10 @@ async fn lost_scripts_are_loaded_again() {
         .exec_async(&mut redis)
         .await
         .expect("script flush");
-    let started = store.start(&t.id, "a", 1, 1).await.expect("start");
+    let started = store
+        .start(&t.id, Fence::new("a", 0), 1, 1)
+        .await
+        .expect("start");
     assert_eq!(started, Transition::Applied);
     let again = task("echo", None);
     assert_eq!(
@@ -607,7 +626,7 @@ async fn a_full_redis_refuses_whole_writes_but_still_reads_and_purges() {
         matches!(refused, Err(StoreError::Backend(ref e)) if e.contains("OOM")),
         "{refused:?}"
     );
-    let refused = store.start(&live.id, "a", 1, 1).await;
+    let refused = store.start(&live.id, Fence::new("a", 0), 1, 1).await;
     assert!(
         matches!(refused, Err(StoreError::Backend(_))),
         "{refused:?}"
@@ -648,7 +667,7 @@ async fn purge_deletes_in_bounded_batches_and_leaves_no_index_entries() {
     let mut finishers = JoinSet::new();
     for t in &tasks {
         let (store, id) = (Arc::clone(&store), t.id.clone());
-        let done = succeeded_on(t.node.as_deref().expect("placed"), 100);
+        let done = succeeded_on(Fence::new(t.node.as_deref().expect("placed"), 0), 100);
         finishers.spawn(async move { store.finish(&id, done).await });
     }
     for done in finishers.join_all().await {
@@ -710,7 +729,10 @@ async fn readers_skip_records_that_vanished_from_under_an_index() {
         .create(vec![kept.clone(), gone.clone()])
         .await
         .expect("create");
-    store.start(&gone.id, "a", 1, 1).await.expect("start");
+    store
+        .start(&gone.id, Fence::new("a", 0), 1, 1)
+        .await
+        .expect("start");
     let mut redis = raw(&server).await;
     redis
         .del(format!("gone:task:{}", gone.id))

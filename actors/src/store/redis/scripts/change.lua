@@ -1,6 +1,7 @@
 #!lua
--- Applies start, requeue or finish to one task if its current status and holder allow
--- it: the first terminal write wins, and only the holder may act on a held task.
+-- Applies start, requeue or finish to one task if its current status, holder and lease
+-- token allow it: the first terminal write wins, and only the holder, with the record's
+-- current token, may act on a held task.
 -- Keeps the unfinished, finished and owner indexes (and the holders set) in step.
 --
 -- KEYS[1]  the record hash           KEYS[2]  the unfinished index
@@ -13,10 +14,14 @@
 -- ARGV[4]  the starting node, or '' when not a start
 -- ARGV[5]  finished_at_ms, or '' when the new status is not terminal
 -- ARGV[6]  the node that must hold the task (fencing), or '' for none
--- ARGV[7]  n, then n field/value pairs to set, then the fields to delete
+-- ARGV[7]  the lease token the change carries (decimal); it must equal the record's
+--          `lease` field (absent: 0). Claims and reassigns bump it (transfer.lua); this
+--          script never changes it.
+-- ARGV[8]  n, then n field/value pairs to set, then the fields to delete
 -- Returns {0, ''} no such task, {1, new status} applied, {2, current status} rejected,
--- {3, holder} refused because another node holds the task. Checked in that order:
--- terminal, then holder, then a finish with a live status.
+-- {3, holder} refused because another node holds the task or the token is stale
+-- (holder '' when nobody holds it). Checked in that order: terminal, then holder, then
+-- token, then a finish with a live status.
 -- A start adds the id to the starting node's owner set (fencing means the task was held
 -- by nobody or by that node already); a requeue leaves it where it is (the retry waits on
 -- that node); a finish removes it.
@@ -34,19 +39,22 @@ local previous = redis.call('HGET', KEYS[1], 'node')
 if ARGV[6] ~= '' and previous and previous ~= ARGV[6] then
   return {3, previous}
 end
+if (redis.call('HGET', KEYS[1], 'lease') or '0') ~= ARGV[7] then
+  return {3, previous or ''}
+end
 if ARGV[3] == '' then
   return {2, current}
 end
 local id = ARGV[1]
-local n = tonumber(ARGV[7])
+local n = tonumber(ARGV[8])
 -- Attempts never go down (rules::apply): a start counts at least one more than recorded.
 local floor = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') or 0
 if ARGV[4] ~= '' then
   floor = floor + 1
 end
-redis.call('HSET', KEYS[1], 'status', ARGV[3], unpack(ARGV, 8, 7 + 2 * n))
-if #ARGV > 7 + 2 * n then
-  redis.call('HDEL', KEYS[1], unpack(ARGV, 8 + 2 * n))
+redis.call('HSET', KEYS[1], 'status', ARGV[3], unpack(ARGV, 9, 8 + 2 * n))
+if #ARGV > 8 + 2 * n then
+  redis.call('HDEL', KEYS[1], unpack(ARGV, 9 + 2 * n))
 end
 if (tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') or 0) < floor then
   redis.call('HSET', KEYS[1], 'attempts', floor)

@@ -2,8 +2,11 @@
 -- Moves live tasks from one holder to another, atomically: TaskStore::claim (every task
 -- in the old holder's owner set) or TaskStore::reassign (the ids given). A task moves
 -- only if it is queued or running and its record names the old holder; a running one
--- goes back to queued with its attempts kept and the given error. Because the whole
--- check-and-move runs in one script, each task moves once, whoever else claims it.
+-- goes back to queued with its attempts kept and the given error. Every move bumps the
+-- record's lease token (`lease`, absent: 0) by one, so the old holder's writes, which
+-- carry the old token, are refused by change.lua from now on, even if the task comes
+-- back to it. Because the whole check-and-move runs in one script, each task moves
+-- once, whoever else claims it.
 --
 -- KEYS[1]  the old holder's owner set    KEYS[2]  the new holder's owner set
 -- KEYS[3]  the holders set
@@ -46,6 +49,7 @@ for _, id in ipairs(ids) do
         redis.call('HSET', task, 'status', 'queued', 'error', err)
       end
       redis.call('HSET', task, 'node', to)
+      redis.call('HINCRBY', task, 'lease', 1)
       redis.call('SREM', KEYS[1], id)
       redis.call('SADD', KEYS[2], id)
       out[#out + 1] = id

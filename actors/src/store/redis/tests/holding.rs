@@ -98,7 +98,10 @@ async fn nodes_that_hold_nothing_are_never_expired_and_leave_the_holders_set() {
         "pruned: a and c hold nothing"
     );
 
-    store.start(&free.id, "d", 1, 20).await.expect("start");
+    store
+        .start(&free.id, Fence::new("d", 0), 1, 20)
+        .await
+        .expect("start");
     assert_eq!(
         holders(&mut redis, "idle:").await,
         ["d"],
@@ -119,7 +122,10 @@ async fn claim_and_reassign_move_owner_sets_and_expiry() {
     ];
     store.create(tasks.clone()).await.expect("create");
     let id = |i: usize| tasks[i].id.clone();
-    store.start(&id(1), "a", 1, 5).await.expect("start");
+    store
+        .start(&id(1), Fence::new("a", 0), 1, 5)
+        .await
+        .expect("start");
     store.finish(&id(2), succeeded(6)).await.expect("finish");
     // A member whose record is gone must not survive a claim.
     let ghost = TaskId::generate();
@@ -132,7 +138,8 @@ async fn claim_and_reassign_move_owner_sets_and_expiry() {
     assert_eq!(store.expired_holders().await.expect("expired"), ["a"]);
 
     let moved = store.reassign(&[id(0)], "a", "b").await.expect("reassign");
-    assert_eq!(moved, [id(0)]);
+    assert_eq!(ids(&moved), [id(0)]);
+    assert_eq!(moved[0].lease, 1, "the move bumped the token");
     assert_eq!(owners(&mut redis, "move:", "b").await, [id(0).to_string()]);
     assert_eq!(store.expired_holders().await.expect("expired"), ["a", "b"]);
 
