@@ -303,6 +303,80 @@ async fn an_attempt_whose_start_is_fenced_off_is_cancelled_and_not_recorded() {
     assert_eq!(h.terminal(&ok).await.status, TaskStatus::Succeeded);
 }
 
+/// Claims the task away from this pool's node and back (both sides of a partition
+/// claiming), and answers the record after: held here again, under token 2.
+async fn away_and_back(h: &Harness, id: &TaskId) -> crate::task::TaskRecord {
+    let node = h.ctx.node_id.to_string();
+    eventually("the task is recorded running", async || {
+        let r = h.ctx.store.get(id).await.expect("get").expect("exists");
+        r.status == TaskStatus::Running
+    })
+    .await;
+    assert_eq!(
+        h.ctx.store.claim(&node, "other").await.expect("away").len(),
+        1
+    );
+    assert_eq!(
+        h.ctx.store.claim("other", &node).await.expect("back").len(),
+        1
+    );
+    let r = h.ctx.store.get(id).await.expect("get").expect("exists");
+    assert_eq!(
+        (r.status, r.node.as_deref(), r.lease),
+        (TaskStatus::Queued, Some(node.as_str()), 2)
+    );
+    r
+}
+
+#[tokio::test]
+async fn a_late_result_after_the_task_came_back_is_dropped_and_counted() {
+    let h = start_pool(1).await;
+    // Let the start-up recovery finish first: on a private store it would claim tasks
+    // held by "other" for this node.
+    let warmup = h.submit(spec("noop", "{}", 0)).await;
+    assert_eq!(h.terminal(&warmup).await.status, TaskStatus::Succeeded);
+    let id = h.submit(spec("sleep", r#"{"ms":300}"#, 0)).await;
+    let back = away_and_back(&h, &id).await;
+    // The attempt from before still runs here; this node holds the task again, but the
+    // attempt's token is 0, so its result is refused and counted as a duplicate.
+    eventually("the stale finish was refused", async || {
+        h.ctx.metrics.duplicate_completions.get() == 1
+    })
+    .await;
+    let r = h.ctx.store.get(&id).await.expect("get").expect("exists");
+    assert_eq!(r, back, "the stale attempt wrote nothing");
+    // Given the task under the current token, the pool runs it and records it.
+    h.pool
+        .cast(PoolMessage::Enqueue(vec![Job::from_record(r)]))
+        .expect("enqueue");
+    let done = h.terminal(&id).await;
+    assert_eq!(
+        (done.status, done.lease, done.attempts),
+        (TaskStatus::Succeeded, 2, 2)
+    );
+}
+
+#[tokio::test]
+async fn a_copy_under_a_newer_token_replaces_the_running_one() {
+    let h = start_pool(1).await;
+    let warmup = h.submit(spec("noop", "{}", 0)).await;
+    assert_eq!(h.terminal(&warmup).await.status, TaskStatus::Succeeded);
+    let id = h.submit(spec("sleep", r#"{"ms":1500}"#, 0)).await;
+    let back = away_and_back(&h, &id).await;
+    // The dispatcher hands the claimed task back to this pool while its old attempt runs.
+    h.pool
+        .cast(PoolMessage::Enqueue(vec![Job::from_record(back)]))
+        .expect("enqueue");
+    let done = h.terminal(&id).await;
+    assert_eq!((done.status, done.lease), (TaskStatus::Succeeded, 2));
+    assert_eq!(
+        h.ctx.metrics.duplicate_completions.get(),
+        0,
+        "the old attempt was cancelled and its outcome dropped unwritten"
+    );
+    assert_eq!(h.load().await.busy, 0);
+}
+
 #[tokio::test]
 async fn a_result_for_a_task_claimed_away_is_dropped_as_a_duplicate() {
     let h = start_pool(1).await;
