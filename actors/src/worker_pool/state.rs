@@ -336,7 +336,7 @@ impl PoolState {
                         // (another node holds it, or this one under a newer lease token):
                         // the holder runs it; this result is a duplicate and is dropped.
                         ctx.metrics.duplicate_completions.inc();
-                        tracing::info!(task_id = %id, ?holder, lease, "the task moved since this attempt began; result dropped");
+                        tracing::info!(task_id = %id, ?holder, lease, "another node holds the task; result dropped");
                         break;
                     }
                     Ok(Transition::NotFound) => break,
@@ -364,7 +364,7 @@ impl PoolState {
     pub(super) fn lost(&mut self, id: &TaskId, lease: u64, holder: Option<&str>) {
         let outcome = self.forget(id, Some(lease), true);
         if outcome != CancelOutcome::NotHere {
-            tracing::info!(task_id = %id, ?holder, lease, "the task moved since it was given to this node; dropped it");
+            tracing::info!(task_id = %id, ?holder, lease, "another node holds the task; dropped it");
         }
     }
 
