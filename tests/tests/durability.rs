@@ -197,30 +197,53 @@ async fn sigterm_exits_soon_after_the_grace_period_even_if_a_task_still_runs() -
 #[tokio::test]
 async fn a_task_that_keeps_killing_its_node_is_failed_after_its_retries() -> anyhow::Result<()> {
     let mut node = TestNode::start_temp(ONE_WORKER).await?;
-    let id = node
-        .submit(&json!({"kind": "abort", "params": {}, "max_retries": 1}))
-        .await?;
-    // Each run takes the process down; each restart runs it again until its attempts
-    // are used up. A restart may die before it reports ready: that is one more crash.
+    // The node may abort before it answers the submission: the idempotency key finds the
+    // task again after the restart (200 with the first task's id).
+    let task = json!({"kind": "abort", "params": {}, "max_retries": 1, "idempotency_key": "k"});
+    let mut id: Option<String> = None;
     let mut crashes = 0;
-    let mut running = true;
+    // Each run takes the process down; each restart runs it again until its attempts are
+    // used up, when the recovery records it failed instead.
     let failed = loop {
-        if running {
-            let code = node.wait_exit(Duration::from_secs(60)).await?;
-            ensure!(
-                code.is_none(),
-                "the node exited with {code:?} instead of aborting"
-            );
-        }
-        crashes += 1;
-        ensure!(crashes <= 6, "still crash-looping after {crashes} crashes");
-        running = node.restart().await.is_ok();
-        if !running {
+        ensure!(crashes <= 8, "still crash-looping after {crashes} crashes");
+        if node.pid().is_none() && node.restart().await.is_err() {
+            node.kill(); // it died before it reported ready: one more crash
+            crashes += 1;
             continue;
         }
-        let view = node.task(&id).await?;
-        if view["status"] == "failed" {
-            break view;
+        if id.is_none() {
+            match node.post("/v1/tasks", &task).await {
+                Ok(a) if a.status == 202 || a.status == 200 => {
+                    id = a.body["id"].as_str().map(str::to_owned);
+                }
+                Ok(a) => anyhow::bail!("submit answered {}: {}", a.status, a.body),
+                Err(_) => {} // the node aborted before answering
+            }
+        }
+        // Now either the node dies (the task ran again) or the task is failed.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let seen_failed = loop {
+            if let Ok(code) = node.wait_exit(Duration::from_millis(100)).await {
+                ensure!(
+                    code.is_none(),
+                    "the node exited with {code:?} instead of aborting"
+                );
+                break None;
+            }
+            if let Some(id) = &id
+                && let Ok(view) = node.task(id).await
+                && view["status"] == "failed"
+            {
+                break Some(view);
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "neither a crash nor a failed task within 60 s"
+            );
+        };
+        match seen_failed {
+            Some(view) => break view,
+            None => crashes += 1,
         }
     };
     eprintln!("failed after {crashes} crashes: {failed}");
