@@ -7,13 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if [[ -n "${COMPOSE:-}" ]]; then
-  read -r -a compose <<<"$COMPOSE"
-elif docker compose version >/dev/null 2>&1; then
-  compose=(docker compose)
-else
-  compose=(docker-compose)
-fi
+source ./compose-command.sh
 project=taskmesh-smoke
 export TASKMESH_PORTS=${TASKMESH_PORTS:-18181-18190}
 export TASKMESH_CLUSTER_COOKIE

@@ -37,8 +37,8 @@ bash compose/smoke.sh
 bash compose/monitoring/check.sh # promtool, dashboard PromQL, metric names vs. a running node
 
 step "chaos: kill-random against a 3-node compose cluster (the loopback scenarios run with the tests)"
-if docker compose version >/dev/null 2>&1; then compose="docker compose"; else compose="docker-compose"; fi
-./target/debug/chaos run kill-random --backend compose --compose "$compose" --out target/chaos-reports
+source compose/compose-command.sh
+./target/debug/chaos run kill-random --backend compose --compose "${compose[*]}" --out target/chaos-reports
 
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast

@@ -243,13 +243,7 @@ elif ! docker image inspect taskmesh/node:latest >/dev/null 2>&1 ||
   ! docker image inspect taskmesh/redis:7 >/dev/null 2>&1; then
   step "compose profile: skipped (no taskmesh/node or taskmesh/redis image; compose/build-images.sh makes them)"
 else
-  if [[ -n "${COMPOSE:-}" ]]; then
-    read -r -a compose <<<"$COMPOSE"
-  elif docker compose version >/dev/null 2>&1; then
-    compose=(docker compose)
-  else
-    compose=(docker-compose)
-  fi
+  source "$ROOT/compose/compose-command.sh"
   project=taskmesh-moncheck
   export TASKMESH_PORTS=${TASKMESH_PORTS:-18291-18299}
   export PROMETHEUS_PORT=${PROMETHEUS_PORT:-18290}
