@@ -5,7 +5,7 @@
 //! remembers what it saw of each; [`settle`] then reads every accepted task until it is
 //! terminal or time runs out.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -149,7 +149,7 @@ pub async fn settle(
     let deadline = tokio::time::Instant::now() + within;
     let mut pending: Vec<String> = ids.to_vec();
     let mut records: HashMap<String, Value> = HashMap::new();
-    let mut missing: HashMap<String, bool> = HashMap::new();
+    let mut missing: HashSet<String> = HashSet::new();
     let limit = Arc::new(Semaphore::new(32));
     loop {
         let urls: Vec<String> = read(targets).iter().map(|(_, u)| u.clone()).collect();
@@ -178,7 +178,7 @@ pub async fn settle(
                     records.insert(id, record);
                 }
                 Ok(None) => {
-                    missing.insert(id, true);
+                    missing.insert(id);
                 }
                 Err(_) => {} // that node did not answer; another one is asked next round
             }
@@ -207,7 +207,7 @@ pub async fn settle(
                 settled.re_executed += u64::from(attempts > 1);
                 settled.max_attempts = settled.max_attempts.max(attempts);
             }
-            None if missing.contains_key(id) => settled.missing.push(id.clone()),
+            None if missing.contains(id) => settled.missing.push(id.clone()),
             None => settled.not_terminal.push(id.clone()),
         }
     }

@@ -187,8 +187,10 @@ impl Report {
         let not_ok: Vec<String> = tasks
             .records
             .iter()
-            .filter(|(_, r)| r["status"] != "succeeded" && r["status"] != "queued")
-            .filter(|(_, r)| crate::invariants::is_terminal(r["status"].as_str().unwrap_or("")))
+            .filter(|(_, r)| {
+                let status = r["status"].as_str().unwrap_or("");
+                crate::invariants::is_terminal(status) && status != "succeeded"
+            })
             .map(|(id, r)| format!("{id}: {} ({})", r["status"], r["error"]))
             .collect();
         let failed_steps: Vec<String> = self

@@ -14,7 +14,7 @@ use crate::clock::RunClock;
 use crate::invariants::{self, History, Watch};
 use crate::report::{Event, Fault, Report};
 use crate::scenario::{Cut, Scenario, Step, Target};
-use crate::workload::{Submitter, Targets, Workload, lock};
+use crate::workload::{Submitter, Targets, Workload, lock, read};
 
 /// How the run goes beyond the scenario file.
 #[derive(Clone, Debug)]
@@ -474,7 +474,8 @@ impl Runner {
             self.event("check store", "failed".into(), Some(format!("{e:#}")));
         }
         let mut duplicates = 0.0;
-        for (_, url) in self.targets.read().map(|t| t.clone()).unwrap_or_default() {
+        let live = read(&self.targets).clone();
+        for (_, url) in live {
             duplicates += self
                 .api
                 .metric_sum(&url, "taskmesh_duplicate_completions_total")
