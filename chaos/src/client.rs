@@ -135,12 +135,13 @@ impl Api {
             return Submitted::Unreachable;
         };
         let status = response.status();
-        let Ok(body) = response.json::<Value>().await else {
-            return if status.is_server_error() {
-                Submitted::ServerError(status.as_u16(), "no JSON body".into())
-            } else {
-                Submitted::Unreachable
-            };
+        let body = match response.json::<Value>().await {
+            Ok(body) => body,
+            // The node died between the headers and the body: the ids are unknown.
+            Err(_) if status == StatusCode::ACCEPTED => return Submitted::Unreachable,
+            // Any other answer stands on its status (a 4xx is not a reason to try
+            // another node).
+            Err(_) => Value::Null,
         };
         let code = body["error"]["code"].as_str().unwrap_or("").to_owned();
         match status {
