@@ -134,13 +134,7 @@ impl TaskStore for MemoryStore {
         attempts: u32,
         started_at_ms: Millis,
     ) -> Result<Transition, StoreError> {
-        let change = Change::Start {
-            node: fence.node.to_owned(),
-            lease: fence.lease,
-            attempts,
-            started_at_ms,
-        };
-        self.change(id, change)
+        self.change(id, Change::start(fence, attempts, started_at_ms))
     }
 
     async fn requeue(
@@ -150,13 +144,7 @@ impl TaskStore for MemoryStore {
         attempts: u32,
         error: Option<String>,
     ) -> Result<Transition, StoreError> {
-        let change = Change::Requeue {
-            node: fence.node.to_owned(),
-            lease: fence.lease,
-            attempts,
-            error,
-        };
-        self.change(id, change)
+        self.change(id, Change::requeue(fence, attempts, error))
     }
 
     async fn finish(&self, id: &TaskId, finish: Finish) -> Result<Transition, StoreError> {

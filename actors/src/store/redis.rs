@@ -290,13 +290,8 @@ impl TaskStore for RedisStore {
         attempts: u32,
         started_at_ms: Millis,
     ) -> Result<Transition, StoreError> {
-        let change = Change::Start {
-            node: fence.node.to_owned(),
-            lease: fence.lease,
-            attempts,
-            started_at_ms,
-        };
-        self.change(id, change).await
+        self.change(id, Change::start(fence, attempts, started_at_ms))
+            .await
     }
 
     async fn requeue(
@@ -306,13 +301,8 @@ impl TaskStore for RedisStore {
         attempts: u32,
         error: Option<String>,
     ) -> Result<Transition, StoreError> {
-        let change = Change::Requeue {
-            node: fence.node.to_owned(),
-            lease: fence.lease,
-            attempts,
-            error,
-        };
-        self.change(id, change).await
+        self.change(id, Change::requeue(fence, attempts, error))
+            .await
     }
 
     async fn finish(&self, id: &TaskId, finish: Finish) -> Result<Transition, StoreError> {

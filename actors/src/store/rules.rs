@@ -4,7 +4,7 @@
 use taskmesh_cluster::protocol::TaskStatus;
 
 use crate::store::{ListFilter, Transition};
-use crate::task::{Finish, Millis, TaskRecord};
+use crate::task::{Fence, Finish, Millis, TaskRecord};
 
 /// A conditional change to one task: the arguments of `start`, `requeue` or `finish`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +36,28 @@ pub(crate) enum Change {
 }
 
 impl Change {
+    /// The change `start` asks for: `fence.node` runs attempt number `attempts` under
+    /// `fence.lease`, started at `started_at_ms`.
+    pub(crate) fn start(fence: Fence<'_>, attempts: u32, started_at_ms: Millis) -> Self {
+        Change::Start {
+            node: fence.node.to_owned(),
+            lease: fence.lease,
+            attempts,
+            started_at_ms,
+        }
+    }
+
+    /// The change `requeue` asks for: `fence.node` puts the task back for a retry after
+    /// `attempts` attempts, the last one failing with `error`.
+    pub(crate) fn requeue(fence: Fence<'_>, attempts: u32, error: Option<String>) -> Self {
+        Change::Requeue {
+            node: fence.node.to_owned(),
+            lease: fence.lease,
+            attempts,
+            error,
+        }
+    }
+
     /// The node the change is made on behalf of, which must hold the task: the starting
     /// or requeueing node, or a finish's node (`None`: a finish that is not fenced).
     pub(crate) fn fence(&self) -> Option<&str> {
@@ -208,12 +230,7 @@ mod tests {
 
     #[test]
     fn only_the_holder_passes_the_fence_and_terminal_comes_first() {
-        let start = |node: &str| Change::Start {
-            node: node.into(),
-            lease: 0,
-            attempts: 3,
-            started_at_ms: 9,
-        };
+        let start = |node| Change::start(Fence::new(node, 0), 3, 9);
         let mut r = held_by(Some("a"), TaskStatus::Running);
         let before = r.clone();
         assert_eq!(
@@ -234,12 +251,7 @@ mod tests {
 
     #[test]
     fn a_change_with_another_lease_token_is_refused_even_by_the_holder() {
-        let start = |lease| Change::Start {
-            node: "a".into(),
-            lease,
-            attempts: 1,
-            started_at_ms: 9,
-        };
+        let start = |lease| Change::start(Fence::new("a", lease), 1, 9);
         let mut r = held_by(Some("a"), TaskStatus::Queued);
         r.lease = 2;
         let before = r.clone();

@@ -227,7 +227,7 @@ mod tests {
     use super::*;
     use crate::store::Transition;
     use crate::store::rules;
-    use crate::task::{Finish, NewTask};
+    use crate::task::{Fence, Finish, NewTask};
 
     fn queued() -> TaskRecord {
         TaskRecord::queued(NewTask {
@@ -316,48 +316,13 @@ mod tests {
             })
         };
         vec![
-            Change::Start {
-                node: "a".into(),
-                lease: 0,
-                attempts: 2,
-                started_at_ms: 6,
-            },
-            Change::Start {
-                node: "a".into(),
-                lease: 3,
-                attempts: 2,
-                started_at_ms: 6,
-            },
-            Change::Start {
-                node: "b".into(),
-                lease: 0,
-                attempts: 2,
-                started_at_ms: 6,
-            },
-            Change::Requeue {
-                node: "a".into(),
-                lease: 0,
-                attempts: 2,
-                error: Some("boom".into()),
-            },
-            Change::Requeue {
-                node: "a".into(),
-                lease: 0,
-                attempts: 2,
-                error: None,
-            },
-            Change::Requeue {
-                node: "a".into(),
-                lease: 3,
-                attempts: 2,
-                error: None,
-            },
-            Change::Requeue {
-                node: "b".into(),
-                lease: 0,
-                attempts: 2,
-                error: None,
-            },
+            Change::start(Fence::new("a", 0), 2, 6),
+            Change::start(Fence::new("a", 3), 2, 6),
+            Change::start(Fence::new("b", 0), 2, 6),
+            Change::requeue(Fence::new("a", 0), 2, Some("boom".into())),
+            Change::requeue(Fence::new("a", 0), 2, None),
+            Change::requeue(Fence::new("a", 3), 2, None),
+            Change::requeue(Fence::new("b", 0), 2, None),
             finish(TaskStatus::Succeeded, Some("42"), Some("a")),
             finish(TaskStatus::Succeeded, Some("42"), Some("b")),
             finish(TaskStatus::Cancelled, None, None),
