@@ -231,3 +231,37 @@ fn cancellation_stops_a_long_run() {
         start.elapsed()
     );
 }
+
+/// The task `docs/api.md` shows under `GET /v1/tasks/{id}`: its `params` and `result`
+/// lines, as printed there.
+fn documented_example() -> (String, serde_json::Value) {
+    let api = include_str!("../../../docs/api.md");
+    let example = api
+        .split("### `GET /v1/tasks/{id}`")
+        .nth(1)
+        .expect("docs/api.md has the GET example");
+    let field = |name: &str| {
+        let prefix = format!("\"{name}\": ");
+        example
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+            .map(|v| v.trim_end_matches(',').to_owned())
+            .unwrap_or_else(|| panic!("no {name} line in the GET example of docs/api.md"))
+    };
+    let result = serde_json::from_str(&field("result")).expect("the result is JSON");
+    (field("params"), result)
+}
+
+#[test]
+fn the_seed_7_price_in_the_api_docs_is_what_seed_7_gives() {
+    let (params, documented) = documented_example();
+    assert!(params.contains("\"seed\": 7"), "{params}");
+    let computed = MonteCarloOption
+        .run(&params, &Context::default())
+        .expect("the documented params are valid");
+    let computed: serde_json::Value = serde_json::from_str(&computed).expect("JSON");
+    assert_eq!(
+        computed, documented,
+        "docs/api.md must show the result seed 7 gives"
+    );
+}
