@@ -19,6 +19,8 @@ pub struct ActorNames {
     pub pool: String,
     /// The HealthMonitor.
     pub health: String,
+    /// The Failover actor (the lease and claims).
+    pub failover: String,
     /// The Autoscaler.
     pub autoscaler: String,
     /// The HttpIngress.
@@ -49,6 +51,7 @@ impl ActorNames {
             dispatcher: name("dispatcher"),
             pool: name("worker-pool"),
             health: name("health-monitor"),
+            failover: name("failover"),
             autoscaler: name("autoscaler"),
             ingress: name("http-ingress"),
             endpoint: name(ENDPOINT_ROLE),

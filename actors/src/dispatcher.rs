@@ -15,8 +15,10 @@
 //! Peers are found through the endpoint process group: when a peer's endpoint appears
 //! the dispatcher introduces this node to it, and the peer is up once it answers. From
 //! then on the Heartbeat actor's failure detector says whether it is up, suspect or
-//! down ([`DispatcherMessage::PeerLiveness`]); a peer down by silence has its tasks
-//! claimed, once per silence.
+//! down ([`DispatcherMessage::PeerLiveness`]). A peer that is not up gets no new work at
+//! once; the peers held down (and why) go to the Failover actor on every change and
+//! tick, which claims their tasks only when the store shows they stopped renewing their
+//! lease ([`crate::failover`]). A peer down for `--forget-peer-after-secs` is forgotten.
 
 use std::time::{Duration, Instant};
 
@@ -42,8 +44,8 @@ use state::DispatcherState;
 pub use state::Reservation;
 use view::ClusterView;
 
-/// How often the dispatcher refreshes its peer gauges and looks for peers held down
-/// whose tasks were not claimed yet.
+/// How often the dispatcher refreshes its peer gauges, hands the peers it holds down to
+/// the Failover actor and forgets peers down for too long.
 const TICK: Duration = Duration::from_millis(250);
 
 /// Settings of the dispatcher, fixed for its lifetime.
@@ -114,7 +116,8 @@ pub enum DispatcherMessage {
     /// The Heartbeat actor's verdicts: peers whose liveness changed, or every peer
     /// now and then so a restarted dispatcher catches up.
     PeerLiveness(Vec<PeerPulse>),
-    /// Timer: claim the tasks of peers held down that were not claimed yet.
+    /// Timer: refresh the gauges, hand the down set to the Failover actor, forget peers
+    /// long down.
     Tick,
     /// The answer to this node's introduction to a peer.
     Welcomed {
@@ -163,10 +166,12 @@ pub enum DispatcherMessage {
 impl ractor::Message for DispatcherMessage {}
 
 /// Claims every unfinished task held by the lost node `from` for this node and hands
-/// them to the dispatcher (or, while it restarts, straight to the pool).
-pub async fn claim_from(ctx: &NodeContext, from: &str, why: &str) {
+/// them to the dispatcher (or, while it restarts, straight to the pool). Only
+/// [`crate::failover`] calls it, on the store's evidence that `from` stopped. Returns
+/// whether the claim was written.
+pub async fn claim_from(ctx: &NodeContext, from: &str, why: &str) -> bool {
     match ctx.store.claim(from, &ctx.node_id).await {
-        Ok(records) if records.is_empty() => {}
+        Ok(records) if records.is_empty() => true,
         Ok(records) => {
             tracing::warn!(
                 peer = from,
@@ -177,7 +182,8 @@ pub async fn claim_from(ctx: &NodeContext, from: &str, why: &str) {
             ctx.metrics.reclaimed.inc_by(records.len() as u64);
             let dispatcher = ActorRef::<DispatcherMessage>::where_is(ctx.names.dispatcher.clone());
             let Some(dispatcher) = dispatcher else {
-                return run_here(ctx, records);
+                run_here(ctx, records);
+                return true;
             };
             let claimed = DispatcherMessage::Reclaimed {
                 from: from.to_owned(),
@@ -190,8 +196,12 @@ pub async fn claim_from(ctx: &NodeContext, from: &str, why: &str) {
             {
                 run_here(ctx, records);
             }
+            true
         }
-        Err(e) => tracing::warn!(peer = from, error = %e, "claiming a lost node's tasks failed"),
+        Err(e) => {
+            tracing::warn!(peer = from, error = %e, "claiming a lost node's tasks failed");
+            false
+        }
     }
 }
 

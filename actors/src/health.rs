@@ -2,9 +2,10 @@
 //!
 //! Checks run on a timer in a task of their own and report back as messages, so a
 //! readiness query is answered at once from the last verdict and never waits on I/O.
-//! Peer failure detection joins it with the cluster.
+//! This node's lease and the claiming of other nodes' tasks live in
+//! [`crate::failover`].
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
@@ -19,11 +20,6 @@ pub struct HealthConfig {
     pub interval: Duration,
     /// Limit on each check's I/O.
     pub timeout: Duration,
-    /// How long this node's hold on its tasks lasts without renewal. Renewed on every
-    /// check; once it lapses, any node may claim the tasks.
-    pub lease_ttl: Duration,
-    /// Every this many checks, look for nodes whose lease lapsed and claim their tasks.
-    pub reap_every: u32,
 }
 
 impl Default for HealthConfig {
@@ -31,8 +27,6 @@ impl Default for HealthConfig {
         Self {
             interval: Duration::from_millis(500),
             timeout: Duration::from_millis(1000),
-            lease_ttl: Duration::from_secs(5),
-            reap_every: 4,
         }
     }
 }
@@ -90,17 +84,6 @@ pub struct HealthState {
     ctx: NodeContext,
     config: HealthConfig,
     verdict: Readiness,
-    checks: u32,
-    /// Since when every check reached the store; `None` while it does not.
-    store_reachable_since: Option<Instant>,
-}
-
-/// Whether this node may claim the tasks of nodes whose lease lapsed: only once the store
-/// has answered its checks for a whole lease period. A store that was away (restarted,
-/// cut off) may come back with every lease lapsed at once, live nodes' included; waiting
-/// one lease period gives every live node time to renew before anyone reaps.
-pub fn may_reap(reachable_since: Option<Instant>, now: Instant, lease_ttl: Duration) -> bool {
-    reachable_since.is_some_and(|since| now.saturating_duration_since(since) >= lease_ttl)
 }
 
 impl Actor for HealthMonitor {
@@ -125,8 +108,6 @@ impl Actor for HealthMonitor {
                 draining: false,
                 supervision: "ok".into(),
             },
-            checks: 0,
-            store_reachable_since: None,
         })
     }
 
@@ -139,30 +120,12 @@ impl Actor for HealthMonitor {
         match message {
             HealthMessage::Check => {
                 let (ctx, config) = (state.ctx.clone(), state.config);
-                state.checks = state.checks.wrapping_add(1);
-                let reap = state.checks % config.reap_every.max(1) == 0
-                    && !state.verdict.draining
-                    && may_reap(
-                        state.store_reachable_since,
-                        Instant::now(),
-                        config.lease_ttl,
-                    );
                 tokio::spawn(async move {
                     let (store, pool) = tokio::join!(check_store(&ctx, &config), check_pool(&ctx));
-                    let _ = myself.cast(HealthMessage::Checked {
-                        store: store.clone(),
-                        pool,
-                    });
-                    if reap && store.is_ok() {
-                        reap_lapsed(&ctx, config.timeout).await;
-                    }
+                    let _ = myself.cast(HealthMessage::Checked { store, pool });
                 });
             }
             HealthMessage::Checked { store, pool } => {
-                state.store_reachable_since = match (&store, state.store_reachable_since) {
-                    (Ok(()), since) => since.or_else(|| Some(Instant::now())),
-                    (Err(_), _) => None,
-                };
                 let v = &mut state.verdict;
                 let was_ready = v.ready;
                 v.store = store.err().unwrap_or_else(|| "ok".into());
@@ -192,28 +155,12 @@ impl Actor for HealthMonitor {
     }
 }
 
-/// Renews this node's lease, which doubles as the store's reachability check.
+/// Pings the store (the lease is renewed by [`crate::failover`]).
 async fn check_store(ctx: &NodeContext, config: &HealthConfig) -> Result<(), String> {
-    let ttl_ms = config.lease_ttl.as_millis() as u64;
-    let renew = ctx.store.renew_lease(&ctx.node_id, ttl_ms);
-    match tokio::time::timeout(config.timeout, renew).await {
+    match tokio::time::timeout(config.timeout, ctx.store.ping()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("unreachable: {e}")),
         Err(_) => Err("ping timed out".into()),
-    }
-}
-
-/// Claims the tasks of every node whose lease lapsed (it died, alone or unseen, or the
-/// whole cluster restarted) and hands them to the dispatcher, which places them like
-/// new ones. Only one claimant wins each task.
-async fn reap_lapsed(ctx: &NodeContext, timeout: Duration) {
-    let lapsed = match tokio::time::timeout(timeout, ctx.store.expired_holders()).await {
-        Ok(Ok(nodes)) => nodes,
-        Ok(Err(e)) => return tracing::warn!(error = %e, "looking for lapsed leases failed"),
-        Err(_) => return tracing::warn!("looking for lapsed leases timed out"),
-    };
-    for node in lapsed.into_iter().filter(|n| **n != *ctx.node_id) {
-        crate::dispatcher::claim_from(ctx, &node, "its lease lapsed").await;
     }
 }
 
@@ -226,24 +173,4 @@ async fn check_pool(ctx: &NodeContext) -> Result<(), String> {
         return Err("no workers".into());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::{Duration, Instant};
-
-    use super::may_reap;
-
-    #[test]
-    fn reaping_waits_for_a_whole_lease_of_reachable_store() {
-        let ttl = Duration::from_secs(5);
-        let t0 = Instant::now();
-        assert!(!may_reap(None, t0, ttl), "store unreachable");
-        assert!(!may_reap(Some(t0), t0 + Duration::from_millis(4999), ttl));
-        assert!(may_reap(Some(t0), t0 + ttl, ttl));
-        assert!(
-            !may_reap(Some(t0 + ttl), t0, ttl),
-            "a clock going back reaps nothing"
-        );
-    }
 }

@@ -11,6 +11,16 @@
 //!
 //! A peer's heartbeat is recorded in the detector as it arrives.
 //!
+//! A node that was itself frozen (SIGSTOP, a stalled VM) does not judge its peers by its
+//! own silence: when the gap between two of its own ticks is five intervals or more
+//! ([`own_stall`]), every peer counts as heard at the wake-up ([`Detector::excuse`]) and
+//! is judged afresh. (Claims never follow from these verdicts alone: the Failover actor
+//! claims only on the store's evidence, [`crate::failover`].)
+//!
+//! A peer silent for `--forget-peer-after-secs` is forgotten: out of the detector and
+//! not watched again until a heartbeat of its own arrives (its session may still be open
+//! while it is paused); it then starts afresh, as new.
+//!
 //! Its mailbox only ever holds peers' heartbeats and its own ticks, and handling either
 //! does no I/O and awaits nothing (it only casts), so neither a slow store nor a busy
 //! Dispatcher or endpoint can delay a heartbeat or a verdict. With the default
@@ -25,7 +35,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef};
-use taskmesh_cluster::detector::{Detector, DetectorConfig, Liveness};
+use taskmesh_cluster::detector::{Detector, DetectorConfig, Liveness, own_stall};
 use taskmesh_cluster::wire::{HEARTBEAT_GROUP, Heartbeat, HeartbeatMessage};
 
 use crate::context::{HEARTBEAT_ROLE, NodeContext, node_of};
@@ -46,6 +56,8 @@ pub struct HeartbeatConfig {
     /// The process group heartbeat actors meet in: [`HEARTBEAT_GROUP`] (tests give each
     /// cluster its own).
     pub group: String,
+    /// A peer silent this long is forgotten (`--forget-peer-after-secs`).
+    pub forget_after: Duration,
 }
 
 impl Default for HeartbeatConfig {
@@ -54,6 +66,7 @@ impl Default for HeartbeatConfig {
             interval: Duration::from_millis(200),
             detector: DetectorConfig::default(),
             group: HEARTBEAT_GROUP.to_owned(),
+            forget_after: Duration::from_secs(300),
         }
     }
 }
@@ -80,6 +93,11 @@ pub struct HeartbeatState {
     /// The next heartbeat's sequence number.
     seq: u64,
     ticks: u64,
+    /// When the last tick ran: a long gap since is this node's own stall.
+    last_tick: Option<Instant>,
+    /// Peers forgotten after a long silence whose actors are still in the group: not
+    /// watched again until they send a heartbeat.
+    forgotten: HashSet<String>,
 }
 
 /// The clock: tokio's, so tests can pause it.
@@ -92,7 +110,10 @@ impl HeartbeatState {
     /// the group yet is ignored: it is watched from the next tick on.
     fn beat(&mut self, beat: &Heartbeat, at: Instant) {
         self.ctx.metrics.heartbeats_received.inc();
-        if self.detector.watches(&beat.from) {
+        if self.forgotten.remove(&beat.from) {
+            tracing::info!(peer = %beat.from, "a forgotten peer's heartbeats arrive again");
+            self.detector.heartbeat(&beat.from, at);
+        } else if self.detector.watches(&beat.from) {
             self.detector.heartbeat(&beat.from, at);
         } else {
             tracing::debug!(peer = %beat.from, seq = beat.seq, "heartbeat from a peer not watched yet");
@@ -100,6 +121,18 @@ impl HeartbeatState {
     }
 
     fn tick(&mut self, at: Instant) {
+        if let Some(gap) = own_stall(self.last_tick, at, self.config.interval) {
+            tracing::warn!(
+                stalled_ms = gap.as_millis() as u64,
+                "this node was stalled; its peers' silence meanwhile is not held against them"
+            );
+            self.detector.excuse(at);
+        }
+        self.last_tick = Some(at);
+        for peer in self.detector.forget_silent(at, self.config.forget_after) {
+            tracing::info!(peer = %peer, "peer silent too long; forgotten");
+            self.forgotten.insert(peer);
+        }
         self.sync_members(at);
         self.send_heartbeats();
         self.judge(at);
@@ -119,8 +152,10 @@ impl HeartbeatState {
             .collect();
         let current: HashSet<&str> = self.members.iter().map(|(n, _)| n.as_str()).collect();
         self.detector.retain(|peer| current.contains(peer));
+        self.forgotten
+            .retain(|peer| current.contains(peer.as_str()));
         for (node, _) in &self.members {
-            if self.detector.watch(node, at) {
+            if !self.forgotten.contains(node) && self.detector.watch(node, at) {
                 tracing::debug!(peer = %node, "watching a peer's heartbeats");
             }
         }
@@ -215,6 +250,8 @@ impl Actor for HeartbeatActor {
             members: Vec::new(),
             seq: 0,
             ticks: 0,
+            last_tick: None,
+            forgotten: HashSet::new(),
         })
     }
 

@@ -19,6 +19,7 @@ pub mod autoscaler;
 pub mod context;
 pub mod dispatcher;
 pub mod endpoint;
+pub mod failover;
 pub mod health;
 pub mod heartbeat;
 pub mod ingress;

@@ -47,7 +47,12 @@
 //!   the current token can record its terminal state.
 //! - Leases: a live node calls [`TaskStore::renew_lease`] periodically;
 //!   [`TaskStore::expired_holders`] names the nodes that hold live tasks without a live
-//!   lease, for a survivor to `claim`.
+//!   lease, for a survivor to `claim`. [`TaskStore::lease`] reads one node's lease: a
+//!   renewal counter that goes up by one with every renewal, or `None` once the lease
+//!   lapsed (or was never taken). Whether the counter moves is how a peer tells a node
+//!   that still renews (alive, whatever the network between nodes says) from one that
+//!   stopped (`crate::failover`). A store private to one node keeps the counter in
+//!   memory for the life of the process.
 
 use async_trait::async_trait;
 use taskmesh_cluster::protocol::{TaskId, TaskStatus};
@@ -58,6 +63,7 @@ mod codec;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
 pub mod embedded;
+mod leases;
 pub mod memory;
 pub mod redis;
 mod rules;
@@ -131,6 +137,14 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
+/// One node's lease as the store holds it ([`TaskStore::lease`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseInfo {
+    /// How many times the lease was renewed since it was last taken (it starts again
+    /// after a lapse). Only whether it changed between two reads means anything.
+    pub renewals: u64,
+}
+
 /// Durable task state. Cheap to share: implementations are `Arc`-friendly and `Sync`.
 #[async_trait]
 pub trait TaskStore: Send + Sync + 'static {
@@ -199,10 +213,14 @@ pub trait TaskStore: Send + Sync + 'static {
         to: &str,
     ) -> Result<Vec<TaskRecord>, StoreError>;
 
-    /// Declares `node` alive for the next `ttl_ms` milliseconds (at least 1), and makes it
-    /// a known holder. A store private to one node keeps no leases: it accepts the call
-    /// and does nothing.
+    /// Declares `node` alive for the next `ttl_ms` milliseconds (at least 1), bumps its
+    /// renewal counter ([`TaskStore::lease`]), and makes it a known holder. A store
+    /// private to one node keeps the counter in memory only and never expires a holder.
     async fn renew_lease(&self, node: &str, ttl_ms: u64) -> Result<(), StoreError>;
+
+    /// `node`'s lease: `None` when it lapsed or was never taken, else its renewal
+    /// counter, which every [`TaskStore::renew_lease`] of `node` moves.
+    async fn lease(&self, node: &str) -> Result<Option<LeaseInfo>, StoreError>;
 
     /// The nodes that hold at least one live task and have no live lease (it expired, or
     /// was never taken), sorted: the candidates for [`TaskStore::claim`]. A store private

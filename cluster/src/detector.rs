@@ -179,6 +179,30 @@ impl Detector {
         self.silence(peer, now).map(|s| self.config.judge(s))
     }
 
+    /// This node itself was stalled until `now` (see [`own_stall`]): whatever it did not
+    /// hear meanwhile is its own absence, not its peers' silence. Every peer counts as
+    /// heard at `now`; a peer that is really gone is judged again from here.
+    pub fn excuse(&mut self, now: Instant) {
+        for w in self.peers.values_mut() {
+            w.last = w.last.max(now);
+        }
+    }
+
+    /// Stops watching the peers silent for `after` or longer at `now`, and returns them
+    /// sorted (a peer down that long is forgotten).
+    pub fn forget_silent(&mut self, now: Instant, after: Duration) -> Vec<String> {
+        let mut gone = Vec::new();
+        self.peers.retain(|peer, w| {
+            let keep = now.saturating_duration_since(w.last) < after;
+            if !keep {
+                gone.push(peer.clone());
+            }
+            keep
+        });
+        gone.sort();
+        gone
+    }
+
     /// The peers whose liveness at `now` differs from what the last call returned for
     /// them (a newly watched peer once, with its first verdict), sorted by node id.
     pub fn changes(&mut self, now: Instant) -> Vec<(String, Liveness)> {
@@ -199,9 +223,65 @@ impl Detector {
     }
 }
 
+/// How long this node itself was stalled, if the gap between two ticks of a timer set to
+/// `interval` shows it: five intervals or more (a frozen process, SIGSTOP, a stalled VM,
+/// a starved runtime). Such a node heard nothing during the gap and must not hold it
+/// against its peers ([`Detector::excuse`]).
+pub fn own_stall(last_tick: Option<Instant>, now: Instant, interval: Duration) -> Option<Duration> {
+    let gap = now.saturating_duration_since(last_tick?);
+    (gap >= interval.saturating_mul(5)).then_some(gap)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gap_of_five_intervals_between_own_ticks_is_a_stall() {
+        let t0 = Instant::now();
+        let interval = 200 * MS;
+        assert_eq!(own_stall(None, t0, interval), None, "first tick");
+        assert_eq!(own_stall(Some(t0), t0 + 200 * MS, interval), None);
+        assert_eq!(own_stall(Some(t0), t0 + 999 * MS, interval), None, "jitter");
+        assert_eq!(
+            own_stall(Some(t0), t0 + 3000 * MS, interval),
+            Some(3000 * MS)
+        );
+        assert_eq!(
+            own_stall(Some(t0 + MS), t0, interval),
+            None,
+            "clock going back"
+        );
+    }
+
+    #[test]
+    fn a_stalled_node_excuses_its_peers_silence() {
+        let (mut d, t0) = detector();
+        d.heartbeat("b", t0);
+        d.heartbeat("c", t0 + 3000 * MS);
+        // This node was frozen from t0 + 100 ms to t0 + 3.1 s.
+        let woke = t0 + 3100 * MS;
+        d.excuse(woke);
+        assert_eq!(d.state("b", woke), Some(Liveness::Up));
+        assert_eq!(d.state("b", woke + 1999 * MS), Some(Liveness::Suspect));
+        assert_eq!(
+            d.state("b", woke + 2000 * MS),
+            Some(Liveness::Down),
+            "judged afresh"
+        );
+        assert_eq!(d.last_heard("c"), Some(woke));
+    }
+
+    #[test]
+    fn peers_silent_past_the_forget_time_are_forgotten() {
+        let (mut d, t0) = detector();
+        d.heartbeat("b", t0);
+        d.heartbeat("c", t0 + 5000 * MS);
+        assert!(d.forget_silent(t0 + 9999 * MS, 10_000 * MS).is_empty());
+        assert_eq!(d.forget_silent(t0 + 10_000 * MS, 10_000 * MS), ["b"]);
+        assert!(!d.watches("b"));
+        assert!(d.watches("c"));
+    }
 
     const MS: Duration = Duration::from_millis(1);
 

@@ -154,9 +154,21 @@ pub struct NodeArgs {
     pub lease_ttl_ms: u64,
 
     /// Milliseconds between two renewals of this node's lease (one store round trip for
-    /// all its tasks), which are also its readiness checks of the store and the pool.
+    /// all its tasks), also the period of the readiness checks of the store and the pool.
     #[arg(long, env = "TASKMESH_LEASE_RENEW_MS", default_value_t = 500)]
     pub lease_renew_ms: u64,
+
+    /// Cluster: a peer whose session closed has its tasks claimed once its lease's
+    /// renewal counter in the store has not moved for this many milliseconds (or its
+    /// lease lapsed). Default: 2 × --lease-renew-ms. Between 2 × --lease-renew-ms and
+    /// --lease-ttl-ms.
+    #[arg(long, env = "TASKMESH_CLAIM_AFTER_MS")]
+    pub claim_after_ms: Option<u64>,
+
+    /// Cluster: a peer down for this many seconds is forgotten (gone from
+    /// `GET /v1/cluster` and `taskmesh_peers`); it comes back as new if it returns.
+    #[arg(long, env = "TASKMESH_FORGET_PEER_AFTER_SECS", default_value_t = 300)]
+    pub forget_peer_after_secs: u64,
 
     /// Cluster: milliseconds between two heartbeats to each peer, and between two
     /// verdicts of the failure detector.
@@ -168,8 +180,9 @@ pub struct NodeArgs {
     #[arg(long, env = "TASKMESH_SUSPECT_AFTER_MS", default_value_t = 1000)]
     pub suspect_after_ms: u64,
 
-    /// Cluster: a peer whose heartbeats stop for this many milliseconds is down, and the
-    /// others claim its tasks. More than --suspect-after-ms.
+    /// Cluster: a peer whose heartbeats stop for this many milliseconds is down: no work
+    /// goes to it (its tasks move only once its lease lapses). More than
+    /// --suspect-after-ms.
     #[arg(long, env = "TASKMESH_DOWN_AFTER_MS", default_value_t = 2000)]
     pub down_after_ms: u64,
 
@@ -258,6 +271,9 @@ pub struct NodeConfig {
     pub lease_ttl: Duration,
     /// How often the lease is renewed (and readiness checked).
     pub lease_renew: Duration,
+    /// How long a peer's renewal counter must stand still, after its session closed,
+    /// before its tasks are claimed.
+    pub claim_after: Duration,
 }
 
 /// How a clustered node joins its peers.
@@ -279,6 +295,8 @@ pub struct ClusterSettings {
     pub heartbeat_interval: Duration,
     /// When a peer's silence makes it suspect, and down.
     pub detector: DetectorConfig,
+    /// How long a peer stays down before it is forgotten.
+    pub forget_peer_after: Duration,
 }
 
 fn hostname() -> String {
@@ -378,7 +396,38 @@ fn cluster_settings(a: &NodeArgs) -> anyhow::Result<Option<ClusterSettings>> {
         },
         heartbeat_interval,
         detector,
+        forget_peer_after: Duration::from_secs(a.forget_peer_after_secs),
     }))
+}
+
+/// `--claim-after-ms`, or its default (2 × `--lease-renew-ms`), checked: at least two
+/// renewal periods (a live node's counter moves in any such window, even with one late
+/// renewal) and at most the lease (past it the lapse decides anyway).
+fn claim_after(a: &NodeArgs) -> anyhow::Result<Duration> {
+    let ms = a.claim_after_ms.unwrap_or(2 * a.lease_renew_ms);
+    if ms < 2 * a.lease_renew_ms || ms > a.lease_ttl_ms {
+        bail!(
+            "--claim-after-ms must be between 2 × --lease-renew-ms ({}) and --lease-ttl-ms \
+             ({}), got {ms}",
+            2 * a.lease_renew_ms,
+            a.lease_ttl_ms
+        );
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// `--forget-peer-after-secs`, checked: at least one second, and longer than
+/// `--down-after-ms` (a peer is forgotten only after it was down).
+fn check_forget(a: &NodeArgs) -> anyhow::Result<()> {
+    let secs = a.forget_peer_after_secs;
+    if secs == 0 || secs.saturating_mul(1000) <= a.down_after_ms || secs > 7 * 24 * 3600 {
+        bail!(
+            "--forget-peer-after-secs must be longer than --down-after-ms ({} ms) and at \
+             most a week, got {secs}",
+            a.down_after_ms
+        );
+    }
+    Ok(())
 }
 
 /// `<hostname>-<HTTP port>`: unique per host for nodes on distinct ports, and the same
@@ -414,6 +463,8 @@ impl TryFrom<NodeArgs> for NodeConfig {
             );
         }
         heartbeat_settings(&a)?;
+        let claim_after = claim_after(&a)?;
+        check_forget(&a)?;
         if a.queue_capacity == 0 {
             bail!("--queue-capacity must be at least 1");
         }
@@ -451,6 +502,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
             cluster,
             lease_ttl: Duration::from_millis(a.lease_ttl_ms),
             lease_renew: Duration::from_millis(a.lease_renew_ms),
+            claim_after,
         })
     }
 }
@@ -616,6 +668,51 @@ mod tests {
         let alone = NodeArgs::try_parse_from(["node", "--down-after-ms", "10"]).expect("parse");
         assert!(NodeConfig::try_from(alone).is_err());
         assert!(NodeArgs::try_parse_from(["node", "--suspect-after-ms", "-1"]).is_err());
+    }
+
+    #[test]
+    fn claim_after_defaults_to_two_renewals_and_must_fit_in_the_lease() {
+        let cfg = |args: &[&str]| {
+            let args = NodeArgs::try_parse_from([&["node"], args].concat()).expect("parse");
+            NodeConfig::try_from(args)
+        };
+        let c = cfg(&[]).expect("defaults");
+        assert_eq!(c.claim_after, Duration::from_millis(1000));
+        let c = cfg(&["--lease-renew-ms", "1000", "--lease-ttl-ms", "5000"]).expect("valid");
+        assert_eq!(
+            c.claim_after,
+            Duration::from_millis(2000),
+            "follows the renewal"
+        );
+        let c = cfg(&["--claim-after-ms", "3000"]).expect("valid");
+        assert_eq!(c.claim_after, Duration::from_millis(3000));
+        for bad in ["999", "5001"] {
+            let err = cfg(&["--claim-after-ms", bad]).expect_err(bad).to_string();
+            assert!(err.contains("--claim-after-ms"), "{err}");
+        }
+    }
+
+    #[test]
+    fn forget_peer_after_must_outlast_the_down_verdict() {
+        let cfg = |secs: &str| {
+            let all = [
+                "node",
+                "--store",
+                "redis://r:6379/0",
+                "--cluster-cookie",
+                "s",
+                "--forget-peer-after-secs",
+                secs,
+            ];
+            NodeConfig::try_from(NodeArgs::try_parse_from(all).expect("parse"))
+        };
+        let c = cfg("300").expect("valid").cluster.expect("clustered");
+        assert_eq!(c.forget_peer_after, Duration::from_secs(300));
+        for bad in ["0", "2", "999999999"] {
+            let err = cfg(bad).expect_err(bad).to_string();
+            assert!(err.contains("--forget-peer-after-secs"), "{err}");
+        }
+        cfg("3").expect("3 s is past the 2 s down verdict");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use taskmesh_actors::autoscaler::policy::AutoscalePolicy;
 use taskmesh_actors::context::{ActorNames, NodeContext};
 use taskmesh_actors::dispatcher::DispatcherConfig;
 use taskmesh_actors::dispatcher::peers::PeerSettings;
+use taskmesh_actors::failover::{FailoverConfig, ensure_id_free};
 use taskmesh_actors::health::HealthConfig;
 use taskmesh_actors::heartbeat::HeartbeatConfig;
 use taskmesh_actors::ingress::IngressLimits;
@@ -80,6 +81,7 @@ impl NodeHandle {
 /// Opens the store, binds the HTTP port and starts the supervision tree.
 pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let store = open_store(&config).await?;
+    ensure_id_free(&*store, &config.node_id, config.lease_renew).await?;
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("binding the HTTP API to {}", config.listen))?;
     let addr = listener.local_addr()?;
@@ -112,12 +114,12 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             labels: config.labels.clone(),
         },
         dispatcher: DispatcherConfig {
-            peers: PeerSettings {
-                breaker: config
-                    .cluster
-                    .as_ref()
-                    .map(|c| c.breaker)
-                    .unwrap_or_default(),
+            peers: match &config.cluster {
+                Some(c) => PeerSettings {
+                    breaker: c.breaker,
+                    forget_after: c.forget_peer_after,
+                },
+                None => PeerSettings::default(),
             },
             ..DispatcherConfig::default()
         },
@@ -131,17 +133,19 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         },
         health: HealthConfig {
             interval: config.lease_renew,
-            lease_ttl: config.lease_ttl,
-            // Look for lapsed leases about every 2 s whatever the renewal period.
-            reap_every: u32::try_from(2000 / config.lease_renew.as_millis().max(1))
-                .unwrap_or(1)
-                .max(1),
             ..HealthConfig::default()
+        },
+        failover: FailoverConfig {
+            renew: config.lease_renew,
+            lease_ttl: config.lease_ttl,
+            claim_after: config.claim_after,
+            ..FailoverConfig::default()
         },
         heartbeat: match &config.cluster {
             Some(c) => HeartbeatConfig {
                 interval: c.heartbeat_interval,
                 detector: c.detector,
+                forget_after: c.forget_peer_after,
                 ..HeartbeatConfig::default()
             },
             None => HeartbeatConfig::default(),

@@ -7,6 +7,7 @@
 //! │                └── Worker N
 //! ├── Dispatcher
 //! ├── HealthMonitor
+//! ├── Failover     (renews this node's lease; claims a peer's tasks on store evidence)
 //! ├── Autoscaler
 //! ├── HttpIngress  (owns the axum server)
 //! ├── PeerEndpoint (clustered nodes: joins the endpoint process group)
@@ -33,6 +34,7 @@ use taskmesh_actors::dispatcher::{
     Dispatcher, DispatcherArgs, DispatcherConfig, DispatcherMessage,
 };
 use taskmesh_actors::endpoint::PeerEndpoint;
+use taskmesh_actors::failover::{Failover, FailoverArgs, FailoverConfig, FailoverMessage};
 use taskmesh_actors::health::{HealthArgs, HealthConfig, HealthMessage, HealthMonitor};
 use taskmesh_actors::heartbeat::{HeartbeatActor, HeartbeatArgs, HeartbeatConfig};
 use taskmesh_actors::ingress::{HttpIngress, HttpIngressArgs, IngressLimits, IngressState};
@@ -48,6 +50,8 @@ pub enum Child {
     Dispatcher,
     /// The HealthMonitor.
     HealthMonitor,
+    /// The Failover actor.
+    Failover,
     /// The Autoscaler.
     Autoscaler,
     /// The HttpIngress.
@@ -59,10 +63,11 @@ pub enum Child {
 }
 
 impl Child {
-    const ALL: [Child; 7] = [
+    const ALL: [Child; 8] = [
         Child::WorkerPool,
         Child::Dispatcher,
         Child::HealthMonitor,
+        Child::Failover,
         Child::Autoscaler,
         Child::HttpIngress,
         Child::PeerEndpoint,
@@ -79,6 +84,7 @@ impl Child {
             Child::WorkerPool => "worker_pool",
             Child::Dispatcher => "dispatcher",
             Child::HealthMonitor => "health_monitor",
+            Child::Failover => "failover",
             Child::Autoscaler => "autoscaler",
             Child::HttpIngress => "http_ingress",
             Child::PeerEndpoint => "peer_endpoint",
@@ -99,6 +105,8 @@ pub struct SupervisorArgs {
     pub autoscaler: AutoscalerConfig,
     /// HealthMonitor settings.
     pub health: HealthConfig,
+    /// Failover settings.
+    pub failover: FailoverConfig,
     /// Heartbeat settings (clustered nodes).
     pub heartbeat: HeartbeatConfig,
     /// HTTP limits.
@@ -210,6 +218,16 @@ impl SupervisorState {
                     .0
                     .get_cell()
             }
+            Child::Failover => {
+                let args = FailoverArgs {
+                    ctx,
+                    config: self.args.failover,
+                };
+                Actor::spawn_linked(Some(names.failover.clone()), Failover, args, sup)
+                    .await?
+                    .0
+                    .get_cell()
+            }
             Child::Autoscaler => {
                 let args = AutoscalerArgs {
                     ctx,
@@ -308,6 +326,10 @@ impl SupervisorState {
         if let Some(h) = ActorRef::<HealthMessage>::where_is(names.health.clone()) {
             let _ = h.cast(HealthMessage::SetDraining);
         }
+        // It keeps renewing the lease while the pool drains, and claims nothing more.
+        if let Some(f) = ActorRef::<FailoverMessage>::where_is(names.failover.clone()) {
+            let _ = f.cast(FailoverMessage::SetDraining);
+        }
         if let Some(d) = ActorRef::<DispatcherMessage>::where_is(names.dispatcher.clone()) {
             let _ = d.cast(DispatcherMessage::Leave);
         }
@@ -334,6 +356,7 @@ impl SupervisorState {
             Child::WorkerPool,
             Child::Dispatcher,
             Child::HealthMonitor,
+            Child::Failover,
         ] {
             self.stop_child(child).await;
         }

@@ -3,16 +3,20 @@
 //!
 //! Whether a peer is alive is not judged here: the Heartbeat actor
 //! ([`crate::heartbeat`]) runs the failure detector and sends its verdicts
-//! ([`PeerPulse`]). A closed session or a goodbye marks a peer down at once.
+//! ([`PeerPulse`]). A closed session or a goodbye marks a peer down at once. Down is a
+//! verdict for placement only: which down peers have their tasks claimed, and when, is
+//! the Failover actor's decision ([`crate::failover::decide`]), from [`PeerTable::down_set`].
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ractor::ActorCell;
 use serde::Serialize;
 use taskmesh_cluster::breaker::{Breaker, BreakerConfig, CircuitState};
 use taskmesh_cluster::detector::Liveness;
 use taskmesh_cluster::wire::NodeInfo;
+
+use crate::failover::decide::Cause;
 
 /// A peer's membership state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -26,7 +30,8 @@ pub enum PeerState {
     /// gets no new work.
     Suspect,
     /// Its session closed, it said it is leaving, or it missed its heartbeats for longer
-    /// than the down timeout (paused or cut off): its tasks are claimed by the survivors.
+    /// than the down timeout (paused or cut off): gets no work, and its tasks are claimed
+    /// once the store shows it stopped renewing its lease ([`crate::failover`]).
     Down,
 }
 
@@ -57,10 +62,21 @@ pub struct PeerPulse {
 }
 
 /// Settings of the peer table.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct PeerSettings {
     /// The circuit breaker of every peer.
     pub breaker: BreakerConfig,
+    /// A peer down for this long is forgotten (`--forget-peer-after-secs`).
+    pub forget_after: Duration,
+}
+
+impl Default for PeerSettings {
+    fn default() -> Self {
+        Self {
+            breaker: BreakerConfig::default(),
+            forget_after: Duration::from_secs(300),
+        }
+    }
 }
 
 /// One peer.
@@ -80,8 +96,11 @@ pub struct Peer {
     pub liveness: Liveness,
     /// When it was last heard (its last heartbeat, or its join), in Unix milliseconds.
     pub last_heard_ms: u64,
-    /// Whether its tasks were claimed since it was last up.
-    pub claimed: bool,
+    /// Whether it said it is leaving (since its last join).
+    pub left: bool,
+    /// Since when it has been down, in Unix milliseconds (as of the last
+    /// [`PeerTable::forget_long_down`]).
+    pub down_since_ms: Option<u64>,
 }
 
 impl Peer {
@@ -136,7 +155,8 @@ impl PeerTable {
                 breaker: Breaker::new(breaker),
                 liveness: Liveness::Up,
                 last_heard_ms: now_ms,
-                claimed: false,
+                left: false,
+                down_since_ms: None,
             })
     }
 
@@ -148,7 +168,8 @@ impl PeerTable {
         peer.introduced = false;
         peer.down = false;
         peer.liveness = Liveness::Up;
-        peer.claimed = false;
+        peer.left = false;
+        peer.down_since_ms = None;
         peer.last_heard_ms = now_ms;
     }
 
@@ -181,36 +202,63 @@ impl PeerTable {
     }
 
     /// The failure detector's verdict on a peer. Returns its liveness before, when the
-    /// verdict changed it. A peer back up may be claimed from again if it falls silent.
+    /// verdict changed it.
     pub fn pulse(&mut self, pulse: &PeerPulse) -> Option<Liveness> {
         let peer = self.peers.get_mut(&pulse.node)?;
         peer.last_heard_ms = peer.last_heard_ms.max(pulse.last_heard_ms);
-        if pulse.liveness == Liveness::Up {
-            peer.claimed = false;
-        }
         let before = std::mem::replace(&mut peer.liveness, pulse.liveness);
         (before != pulse.liveness).then_some(before)
     }
 
-    /// Peers the failure detector holds down and whose tasks were not claimed yet;
-    /// they are marked claimed.
-    pub fn newly_silent(&mut self) -> Vec<String> {
-        self.peers
-            .iter_mut()
-            // Down by silence only: a closed session or a goodbye is claimed elsewhere.
-            .filter(|(_, p)| !p.claimed && p.endpoint.is_some() && !p.down)
-            .filter(|(_, p)| p.state() == PeerState::Down)
-            .map(|(id, p)| {
-                p.claimed = true;
-                id.clone()
+    /// The peers down, with why, for the Failover actor ([`crate::failover`]): a
+    /// closed session (after a goodbye or not), or the detector's verdict on a peer whose
+    /// session is open. A peer that said it is leaving but whose session is still open
+    /// is draining its pool: not in the set until its session closes. Sorted by id.
+    pub fn down_set(&self) -> Vec<(String, Cause)> {
+        let mut down: Vec<(String, Cause)> = self
+            .peers
+            .iter()
+            .filter_map(|(id, p)| {
+                let cause = match (p.endpoint.is_some(), p.left) {
+                    (false, true) => Cause::Departed,
+                    (false, false) => Cause::SessionClosed,
+                    (true, true) => return None,
+                    (true, false) if p.state() == PeerState::Down => Cause::Silent,
+                    (true, false) => return None,
+                };
+                Some((id.clone(), cause))
             })
-            .collect()
+            .collect();
+        down.sort();
+        down
+    }
+
+    /// Forgets the peers down for `settings.forget_after` or longer at `now_ms`, and
+    /// returns them; notes since when each other peer is down.
+    pub fn forget_long_down(&mut self, now_ms: u64) -> Vec<String> {
+        let after = self.settings.forget_after.as_millis() as u64;
+        let mut forgotten = Vec::new();
+        self.peers.retain(|id, p| {
+            if p.state() != PeerState::Down {
+                p.down_since_ms = None;
+                return true;
+            }
+            let since = *p.down_since_ms.get_or_insert(now_ms);
+            let keep = now_ms.saturating_sub(since) < after;
+            if !keep {
+                forgotten.push(id.clone());
+            }
+            keep
+        });
+        forgotten.sort();
+        forgotten
     }
 
     /// The peer said it is leaving.
     pub fn leaving(&mut self, node_id: &str) {
         if let Some(peer) = self.peers.get_mut(node_id) {
             peer.down = true;
+            peer.left = true;
         }
     }
 
@@ -295,32 +343,25 @@ mod tests {
         );
         assert_eq!(state(&table), PeerState::Suspect);
         assert!(!table.takes_work("b", t0));
-        assert!(table.newly_silent().is_empty(), "suspect is not down");
+        assert!(table.down_set().is_empty(), "suspect is not down");
         table.pulse(&pulse("b", Liveness::Down, 100));
         assert_eq!(state(&table), PeerState::Down);
-        assert_eq!(table.newly_silent(), ["b"]);
-        assert!(table.newly_silent().is_empty(), "claimed once per silence");
-        table.pulse(&pulse("b", Liveness::Down, 100));
-        assert!(
-            table.newly_silent().is_empty(),
-            "a repeated verdict is no new silence"
-        );
-        // Fresh heartbeats: up again, and claimed again if it falls silent again.
+        assert_eq!(table.down_set(), [("b".to_owned(), Cause::Silent)]);
+        // Fresh heartbeats: up again, and out of the down set.
         table.pulse(&pulse("b", Liveness::Up, 4000));
         assert_eq!(state(&table), PeerState::Up);
+        assert!(table.down_set().is_empty());
         assert_eq!(table.peers["b"].last_heard_ms, 4000);
         table.pulse(&pulse("b", Liveness::Down, 3000));
         assert_eq!(table.peers["b"].last_heard_ms, 4000, "never goes back");
-        assert_eq!(table.newly_silent(), ["b"]);
         // A re-join (a new session) is up whatever the detector said before.
         table.endpoint_joined("b", cell.get_cell(), 5000);
         table.introduced(info("b", 1), 5000);
         assert_eq!(state(&table), PeerState::Up);
-        assert!(!table.peers["b"].claimed);
-        // A session close is down at once, and not claimed as a silence.
+        // A session close is down at once, for that reason.
         assert!(table.endpoint_left("b", &cell.get_cell()));
         assert_eq!(state(&table), PeerState::Down);
-        assert!(table.newly_silent().is_empty());
+        assert_eq!(table.down_set(), [("b".to_owned(), Cause::SessionClosed)]);
         assert_eq!(table.counts()[3], (PeerState::Down, 1));
         // A verdict on an unknown peer is ignored.
         assert_eq!(table.pulse(&pulse("zz", Liveness::Down, 1)), None);
@@ -330,7 +371,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_leaving_peer_is_down_at_once_and_not_claimed_as_silent() {
+    async fn a_leaving_peer_is_down_at_once_and_departed_once_its_session_closes() {
         let (cell, handle) = Actor::spawn(None, Dummy, ()).await.unwrap();
         let mut table = PeerTable::new(PeerSettings::default());
         table.endpoint_joined("b", cell.get_cell(), 0);
@@ -338,7 +379,46 @@ mod tests {
         table.leaving("b");
         assert_eq!(table.peers["b"].state(), PeerState::Down);
         table.pulse(&pulse("b", Liveness::Down, 0));
-        assert!(table.newly_silent().is_empty());
+        assert!(
+            table.down_set().is_empty(),
+            "draining: its tasks stay while its session is open"
+        );
+        assert!(table.endpoint_left("b", &cell.get_cell()));
+        assert_eq!(table.down_set(), [("b".to_owned(), Cause::Departed)]);
+        cell.stop(None);
+        handle.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_peer_down_past_the_forget_time_is_forgotten_and_comes_back_as_new() {
+        let (cell, handle) = Actor::spawn(None, Dummy, ()).await.unwrap();
+        let settings = PeerSettings {
+            forget_after: Duration::from_secs(10),
+            ..PeerSettings::default()
+        };
+        let mut table = PeerTable::new(settings);
+        table.endpoint_joined("b", cell.get_cell(), 0);
+        table.endpoint_joined("c", cell.get_cell(), 0);
+        table.introduced(info("b", 1), 0);
+        table.introduced(info("c", 1), 0);
+        assert!(table.forget_long_down(1_000).is_empty(), "both up");
+        assert!(table.endpoint_left("b", &cell.get_cell()));
+        assert!(table.forget_long_down(2_000).is_empty(), "down since 2 s");
+        table.pulse(&pulse("c", Liveness::Down, 0));
+        assert!(table.forget_long_down(5_000).is_empty(), "c down since 5 s");
+        assert!(table.forget_long_down(11_999).is_empty());
+        assert_eq!(table.forget_long_down(12_000), ["b"]);
+        assert!(!table.peers.contains_key("b"));
+        assert_eq!(table.counts()[3], (PeerState::Down, 1), "only c");
+        // c comes back before its time: its clock starts again when it goes down again.
+        table.pulse(&pulse("c", Liveness::Up, 14_000));
+        assert!(table.forget_long_down(14_000).is_empty());
+        table.pulse(&pulse("c", Liveness::Down, 14_000));
+        assert!(table.forget_long_down(20_000).is_empty());
+        assert_eq!(table.forget_long_down(30_000), ["c"]);
+        // b returns: a new peer, joining.
+        table.endpoint_joined("b", cell.get_cell(), 40_000);
+        assert_eq!(table.peers["b"].state(), PeerState::Joining);
         cell.stop(None);
         handle.await.unwrap();
     }

@@ -7,7 +7,9 @@ use ractor::{ActorCell, ActorRef, RpcReplyPort};
 use taskmesh_cluster::breaker::CircuitState;
 use taskmesh_cluster::detector::Liveness;
 use taskmesh_cluster::protocol::{PROTOCOL_VERSION, TaskId, TaskStatus};
-use taskmesh_cluster::wire::{CancelFound, DispatchedTask, Hello, LoadReport, Notice};
+use taskmesh_cluster::wire::{
+    CancelFound, DispatchedTask, ENDPOINT_GROUP, Hello, LoadReport, Notice,
+};
 
 use super::peers::{PeerPulse, PeerState, PeerTable};
 use super::policy::{self, PlaceError, PoolView};
@@ -15,6 +17,7 @@ use super::remote::{self, CallFailure};
 use super::view::{ClusterView, LoadView, NodeView};
 use super::{DispatcherConfig, DispatcherMessage};
 use crate::context::{ENDPOINT_ROLE, NodeContext, node_of};
+use crate::failover::FailoverMessage;
 use crate::store::Transition;
 use crate::task::{Finish, TaskRecord, now_ms};
 use crate::worker_pool::retry::may_retry;
@@ -480,24 +483,30 @@ impl DispatcherState {
     }
 
     pub(super) fn tick(&mut self) {
-        self.claim_silent();
+        for node in self.peers.forget_long_down(now_ms()) {
+            tracing::info!(peer = %node, after_secs = self.config.peers.forget_after.as_secs(),
+                "peer down too long; forgotten (it comes back as new if it returns)");
+            self.pools.remove(&node);
+        }
+        self.report_down();
         self.refresh_gauges();
     }
 
-    /// Claims the tasks of every peer the failure detector holds down, once per silence.
-    fn claim_silent(&mut self) {
-        for node in self.peers.newly_silent() {
-            tracing::warn!(peer = %node, "peer silent past the down timeout; it is down");
-            let ctx = self.ctx.clone();
-            tokio::spawn(async move {
-                super::claim_from(&ctx, &node, "it fell silent").await;
-            });
+    /// Hands the peers held down, and why, to the Failover actor, which claims their
+    /// tasks once the store shows they stopped ([`crate::failover`]).
+    fn report_down(&self) {
+        let failover = ActorRef::<FailoverMessage>::where_is(self.ctx.names.failover.clone());
+        if let Some(failover) = failover {
+            let _ = failover.cast(FailoverMessage::Down(self.peers.down_set()));
         }
     }
 
     pub(super) fn peer_liveness(&mut self, pulses: &[PeerPulse]) {
         for pulse in pulses {
             let Some(before) = self.peers.pulse(pulse) else {
+                if pulse.liveness == Liveness::Up && !self.peers.peers.contains_key(&pulse.node) {
+                    self.rejoin(&pulse.node);
+                }
                 continue;
             };
             match pulse.liveness {
@@ -509,11 +518,28 @@ impl DispatcherState {
                     tracing::warn!(peer = %pulse.node, was = before.as_str(),
                         "peer missed its heartbeats; it is suspect and gets no new work");
                 }
-                Liveness::Down => {}
+                Liveness::Down => {
+                    tracing::warn!(peer = %pulse.node, was = before.as_str(),
+                        "peer silent past the down timeout; it is down");
+                }
             }
         }
-        self.claim_silent();
+        self.report_down();
         self.refresh_gauges();
+    }
+
+    /// A forgotten peer is heard again with its session still open (it was paused past
+    /// the forget time): introduce it again, as new.
+    fn rejoin(&mut self, node: &str) {
+        let cells = ractor::pg::get_members(&ENDPOINT_GROUP.to_owned());
+        let cells: Vec<ActorCell> = cells
+            .into_iter()
+            .filter(|c| endpoint_node(c).as_deref() == Some(node))
+            .collect();
+        if !cells.is_empty() {
+            tracing::info!(peer = node, "a forgotten peer is heard again");
+            self.endpoints_joined(cells);
+        }
     }
 
     pub(super) fn leave(&mut self) {
@@ -559,6 +585,7 @@ impl DispatcherState {
     pub(super) fn peer_leaving(&mut self, node: &str) {
         tracing::info!(peer = node, "peer is leaving the cluster");
         self.peers.leaving(node);
+        self.report_down();
         self.refresh_gauges();
     }
 
@@ -630,12 +657,9 @@ impl DispatcherState {
                 && self.peers.endpoint_left(&node, &cell)
             {
                 tracing::warn!(peer = %node, "peer session closed; it is down");
-                let ctx = self.ctx.clone();
-                tokio::spawn(async move {
-                    super::claim_from(&ctx, &node, "its session closed").await;
-                });
             }
         }
+        self.report_down();
         self.refresh_gauges();
     }
 

@@ -59,6 +59,7 @@ cases!(
     ownership::concurrent_claims_move_each_task_to_one_claimant,
     ownership::reassign_moves_only_listed_tasks_still_held_by_from,
     ownership::a_holder_with_a_live_lease_is_not_expired,
+    ownership::a_lease_counts_its_renewals_and_reads_none_once_lapsed,
     ownership::attempts_never_go_down,
     ownership::a_stale_lease_token_is_refused_after_the_task_comes_back,
     ownership::claim_and_reassign_bump_the_lease_token_once_per_move,

@@ -44,8 +44,9 @@ use taskmesh_cluster::protocol::TaskId;
 use tokio::sync::oneshot;
 
 use self::committer::{Command, Counters, Op, Reply, Transfer};
+use crate::store::leases::LocalLeases;
 use crate::store::rules::{self, Change};
-use crate::store::{Created, ListFilter, StoreError, TaskStore, Transition};
+use crate::store::{Created, LeaseInfo, ListFilter, StoreError, TaskStore, Transition};
 use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
 
 /// How many tasks one `purge_finished` transaction deletes at most; a large purge takes
@@ -60,6 +61,7 @@ pub struct EmbeddedStore {
     committer: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
     closed: AtomicBool,
+    leases: LocalLeases,
 }
 
 /// Totals of the committer since the store was opened: how well group commit batches.
@@ -118,6 +120,7 @@ impl EmbeddedStore {
             committer: Some(committer),
             counters,
             closed: AtomicBool::new(false),
+            leases: LocalLeases::default(),
         })
     }
 
@@ -239,9 +242,13 @@ impl TaskStore for EmbeddedStore {
         self.write(|reply| Op::Transfer(transfer, reply)).await
     }
 
-    /// Accepted and ignored: this store belongs to one node, which never expires.
-    async fn renew_lease(&self, _node: &str, _ttl_ms: u64) -> Result<(), StoreError> {
-        Ok(())
+    /// Counted in memory only: this store belongs to one node, so no peer reads it.
+    async fn renew_lease(&self, node: &str, ttl_ms: u64) -> Result<(), StoreError> {
+        self.leases.renew(node, ttl_ms, std::time::Instant::now())
+    }
+
+    async fn lease(&self, node: &str) -> Result<Option<LeaseInfo>, StoreError> {
+        self.leases.get(node, std::time::Instant::now())
     }
 
     /// Always empty: this store belongs to one node, which never expires.

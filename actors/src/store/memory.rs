@@ -10,14 +10,16 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use taskmesh_cluster::protocol::TaskId;
 
+use crate::store::leases::LocalLeases;
 use crate::store::rules::{self, Change};
-use crate::store::{Created, ListFilter, StoreError, TaskStore, Transition, codec};
+use crate::store::{Created, LeaseInfo, ListFilter, StoreError, TaskStore, Transition, codec};
 use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
 
 /// An in-memory [`TaskStore`]. Nothing survives a drop.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    leases: LocalLeases,
 }
 
 #[derive(Debug, Default)]
@@ -168,9 +170,13 @@ impl TaskStore for MemoryStore {
         Self::transfer(&mut inner, ids, from, to, &rules::reassigned_error(from))
     }
 
-    /// Accepted and ignored: this store belongs to one node, which never expires.
-    async fn renew_lease(&self, _node: &str, _ttl_ms: u64) -> Result<(), StoreError> {
-        Ok(())
+    /// Counted in memory only: this store belongs to one node, so no peer reads it.
+    async fn renew_lease(&self, node: &str, ttl_ms: u64) -> Result<(), StoreError> {
+        self.leases.renew(node, ttl_ms, std::time::Instant::now())
+    }
+
+    async fn lease(&self, node: &str) -> Result<Option<LeaseInfo>, StoreError> {
+        self.leases.get(node, std::time::Instant::now())
     }
 
     /// Always empty: this store belongs to one node, which never expires.

@@ -64,7 +64,7 @@ use self::keys::Keys;
 use self::record::{FIELDS, Patch};
 use self::scripts::{Moving, Scripts};
 use crate::store::rules::{self, Change};
-use crate::store::{Created, ListFilter, StoreError, TaskStore, Transition};
+use crate::store::{Created, LeaseInfo, ListFilter, StoreError, TaskStore, Transition};
 use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
 
 /// How many tasks one `purge_finished` script deletes at most, so a large purge does not
@@ -326,6 +326,10 @@ impl TaskStore for RedisStore {
 
     async fn renew_lease(&self, node: &str, ttl_ms: u64) -> Result<(), StoreError> {
         self.renew(node, ttl_ms).await
+    }
+
+    async fn lease(&self, node: &str) -> Result<Option<LeaseInfo>, StoreError> {
+        self.read_lease(node).await
     }
 
     async fn expired_holders(&self) -> Result<Vec<String>, StoreError> {

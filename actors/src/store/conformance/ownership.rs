@@ -334,6 +334,46 @@ pub async fn a_holder_with_a_live_lease_is_not_expired(store: Arc<dyn TaskStore>
     );
 }
 
+/// A node's lease reads as `None` until it is renewed, then as a counter that moves
+/// with each renewal of that node (and only that node), and as `None` again once it
+/// lapses. The failover module tells a node that still renews from one that stopped by
+/// whether this counter moves.
+pub async fn a_lease_counts_its_renewals_and_reads_none_once_lapsed(store: Arc<dyn TaskStore>) {
+    assert_eq!(store.lease("a").await.expect("lease"), None, "never taken");
+    store.renew_lease("a", 60_000).await.expect("renew a");
+    let first = store
+        .lease("a")
+        .await
+        .expect("lease")
+        .expect("a live lease");
+    store.renew_lease("b", 60_000).await.expect("renew b");
+    assert_eq!(
+        store.lease("a").await.expect("lease"),
+        Some(first),
+        "another node's renewal does not move a's counter"
+    );
+    store.renew_lease("a", 60_000).await.expect("renew a again");
+    let second = store
+        .lease("a")
+        .await
+        .expect("lease")
+        .expect("a live lease");
+    assert_ne!(second, first, "a renewal moves the counter");
+    store.renew_lease("c", 1).await.expect("renew c briefly");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while store.lease("c").await.expect("lease").is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "c's 1 ms lease never lapsed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(
+        store.lease("a").await.expect("lease").is_some(),
+        "a is still live"
+    );
+}
+
 /// Attempts never go down. A task claimed away from a node and claimed back by it (both
 /// sides of a partition claim) may come back with a count below the record's (a copy the
 /// node read before): its start still counts one more than recorded, and its requeue or

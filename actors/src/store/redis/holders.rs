@@ -1,9 +1,9 @@
 //! Holding across nodes: `claim` and `reassign` (one `transfer.lua` call each), and the
 //! leases behind `expired_holders`.
 //!
-//! A lease is the key `{p}lease:{node}` (value: when it was renewed, in milliseconds),
-//! written with a TTL by `renew_lease` in the same round trip (`MULTI`) as the node's
-//! `SADD` to `{p}holders`. A node whose lease key is gone while its owner set is not empty
+//! A lease is the key `{p}lease:{node}` (value: its renewal counter), bumped (`INCR`) and
+//! given its TTL (`PEXPIRE`) by `renew_lease` in the same round trip (`MULTI`) as the
+//! node's `SADD` to `{p}holders`; `lease` reads it (`GET`). A node whose lease key is gone while its owner set is not empty
 //! is expired; `expired.lua` finds those and prunes `{p}holders` in one script.
 
 use redis::Value;
@@ -12,8 +12,8 @@ use taskmesh_cluster::protocol::TaskId;
 use super::RedisStore;
 use super::record;
 use super::scripts::Moving;
-use crate::store::StoreError;
-use crate::task::{TaskRecord, now_ms};
+use crate::store::{LeaseInfo, StoreError};
+use crate::task::TaskRecord;
 
 impl RedisStore {
     /// `claim` (`Moving::All`) or `reassign` (`Moving::Only`): the moved records, in the
@@ -33,14 +33,17 @@ impl RedisStore {
         moved_records(reply)
     }
 
-    /// `renew_lease`: the lease key with its TTL and the holders entry, in one `MULTI`.
+    /// `renew_lease`: the lease key's counter bumped and its TTL set, with the holders
+    /// entry, in one `MULTI`.
     pub(super) async fn renew(&self, node: &str, ttl_ms: u64) -> Result<(), StoreError> {
+        let lease = self.keys.lease(node);
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .cmd("SET")
-            .arg(self.keys.lease(node))
-            .arg(now_ms())
-            .arg("PX")
+            .cmd("INCR")
+            .arg(&lease)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&lease)
             .arg(ttl_ms.max(1))
             .ignore()
             .cmd("SADD")
@@ -48,6 +51,16 @@ impl RedisStore {
             .arg(node)
             .ignore();
         self.query_pipe::<()>(&pipe).await
+    }
+
+    /// `lease`: the lease key's counter, if the key is live.
+    pub(super) async fn read_lease(&self, node: &str) -> Result<Option<LeaseInfo>, StoreError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.keys.lease(node));
+        let reply = self.call(cmd).await?;
+        let renewals: Option<u64> = redis::from_redis_value(reply)
+            .map_err(|e| StoreError::Backend(format!("lease of {node} read as {e}")))?;
+        Ok(renewals.map(|renewals| LeaseInfo { renewals }))
     }
 
     /// `expired_holders`: one `expired.lua` call.

@@ -9,7 +9,7 @@
 //! | `{p}recent`         | sorted set | ids of every stored task (score 0, by id)            |
 //! | `{p}finished`       | sorted set | ids of terminal tasks, scored by `finished_at_ms`    |
 //! | `{p}owner:{node}`   | set        | ids of non-terminal tasks `node` holds (see below)   |
-//! | `{p}lease:{node}`   | string     | `node`'s lease: when it was renewed (ms), with a TTL |
+//! | `{p}lease:{node}`   | string     | `node`'s lease: its renewal counter, with a TTL      |
 //! | `{p}holders`        | set        | nodes that may hold tasks (see below)                |
 //!
 //! A task joins its node's owner set when it is created with a node (`NewTask::node`, the
