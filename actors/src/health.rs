@@ -193,13 +193,22 @@ impl Actor for HealthMonitor {
 }
 
 /// Renews this node's lease, which doubles as the store's reachability check.
+///
+/// The verdict is a fixed word (`unreachable`, `timeout`) because `/health/ready` shows
+/// it to anyone; the store's own error is logged here.
 async fn check_store(ctx: &NodeContext, config: &HealthConfig) -> Result<(), String> {
     let ttl_ms = config.lease_ttl.as_millis() as u64;
     let renew = ctx.store.renew_lease(&ctx.node_id, ttl_ms);
     match tokio::time::timeout(config.timeout, renew).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("unreachable: {e}")),
-        Err(_) => Err("ping timed out".into()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "store check failed");
+            Err("unreachable".into())
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?config.timeout, "store check timed out");
+            Err("timeout".into())
+        }
     }
 }
 
