@@ -156,11 +156,20 @@ impl Actor for HealthMonitor {
 }
 
 /// Pings the store (the lease is renewed by [`crate::failover`]).
+///
+/// The verdict is a fixed word (`unreachable`, `timeout`) because `/health/ready` shows
+/// it to anyone; the store's own error is logged here.
 async fn check_store(ctx: &NodeContext, config: &HealthConfig) -> Result<(), String> {
     match tokio::time::timeout(config.timeout, ctx.store.ping()).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("unreachable: {e}")),
-        Err(_) => Err("ping timed out".into()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "store check failed");
+            Err("unreachable".into())
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?config.timeout, "store check timed out");
+            Err("timeout".into())
+        }
     }
 }
 

@@ -71,11 +71,16 @@ mod rules;
 pub(crate) use rules::claimed_error;
 
 /// Errors of the store itself (never "not found": that is a normal answer).
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The backing database failed or is unreachable.
+    /// The backing database failed, or did not answer in time. A write that fails so may
+    /// or may not have been applied.
     #[error("store backend failed: {0}")]
     Backend(String),
+    /// The backing database refused the connection: the request was never sent, so a
+    /// write that fails so wrote nothing.
+    #[error("store backend unreachable: {0}")]
+    Unreachable(String),
     /// A stored record could not be decoded.
     #[error("corrupt record for task {id}: {reason}")]
     Corrupt {
@@ -87,6 +92,14 @@ pub enum StoreError {
     /// The store is shutting down and takes no more writes.
     #[error("store is closed")]
     Closed,
+}
+
+impl StoreError {
+    /// True when the failed call cannot have written anything: the request never reached
+    /// the backend ([`StoreError::Unreachable`]) or the store was closed.
+    pub fn nothing_written(&self) -> bool {
+        matches!(self, StoreError::Unreachable(_) | StoreError::Closed)
+    }
 }
 
 /// What happened to one task of a [`TaskStore::create`] call.

@@ -1,13 +1,25 @@
-//! `ApiError`: every error the HTTP API returns, as `{"error": {"code", "message"}}`.
+//! `ApiError`: every error the HTTP API returns, as
+//! `{"error": {"code", "message", "request_id"}}`.
 //!
-//! Messages are written for clients. Internal failures are logged here with their
-//! details and reach the client only as a generic message.
+//! Messages are written for clients and never carry internal text: a store's error, a
+//! path, or an error chain is logged where it happens (inside the request's span, so
+//! with its request id) and reaches the client only as a stable code and a plain
+//! message. `request_id` is the request's `x-request-id` (the client's, or the one the
+//! node generated), so a client can quote it and an operator can find the log lines.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+use crate::store::StoreError;
+
+tokio::task_local! {
+    /// The request id of the request being answered; set by the router's middleware
+    /// around each request, read when an error body is built.
+    pub(super) static REQUEST_ID: Option<String>;
+}
 
 /// An error answer of the API.
 #[derive(Debug)]
@@ -28,11 +40,25 @@ pub enum ApiError {
     Unprocessable(&'static str, String),
     /// 503 with `Retry-After`: saturated or not ready; retry later.
     Unavailable(&'static str, String, u32),
+    /// 503 `outcome_unknown` with `Retry-After`: the store did not confirm a submission's
+    /// write in time and it may or may not have been stored; carries the ids it was given.
+    OutcomeUnknown(Vec<String>),
     /// 500: a bug or an unexpected failure; details are logged, not sent.
     Internal(String),
 }
 
+/// The message of every `store_unavailable` answer.
+const STORE_UNAVAILABLE: &str = "the task store is unavailable; retry later";
+
 impl ApiError {
+    /// `503 store_unavailable` for a failed store call: the detail (which may name
+    /// Redis, a path, an OS error) is logged here, with the request's span, and the
+    /// client gets only the plain message.
+    pub fn store(operation: &'static str, error: &StoreError) -> Self {
+        tracing::warn!(operation, %error, "task store call failed");
+        ApiError::Unavailable("store_unavailable", STORE_UNAVAILABLE.into(), 1)
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             ApiError::BadRequest(code, m) => (StatusCode::BAD_REQUEST, code, m.clone()),
@@ -51,6 +77,14 @@ impl ApiError {
             ),
             ApiError::Unprocessable(code, m) => (StatusCode::UNPROCESSABLE_ENTITY, code, m.clone()),
             ApiError::Unavailable(code, m, _) => (StatusCode::SERVICE_UNAVAILABLE, code, m.clone()),
+            ApiError::OutcomeUnknown(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "outcome_unknown",
+                "the task store did not confirm the submission in time: the tasks in `ids` \
+                 may or may not have been accepted; read them, or resubmit with the same \
+                 idempotency keys"
+                    .into(),
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -66,9 +100,18 @@ impl IntoResponse for ApiError {
             tracing::error!(%detail, "internal error answering a request");
         }
         let (status, code, message) = self.parts();
-        let body = Json(json!({ "error": { "code": code, "message": message } }));
-        let mut response = (status, body).into_response();
-        if let ApiError::Unavailable(_, _, secs) = self {
+        let request_id = REQUEST_ID.try_with(Clone::clone).ok().flatten();
+        let mut error = json!({ "code": code, "message": message, "request_id": request_id });
+        if let ApiError::OutcomeUnknown(ids) = &self {
+            error["ids"] = json!(ids);
+        }
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        let retry_after = match self {
+            ApiError::Unavailable(_, _, secs) => Some(secs),
+            ApiError::OutcomeUnknown(_) => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -79,17 +122,25 @@ impl IntoResponse for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        let text = rejection.body_text();
+        // Syntax and data errors describe the client's JSON (serde's words, no server
+        // text); the others (a body that could not be read) get a fixed message.
         match rejection {
-            JsonRejection::JsonSyntaxError(_) => ApiError::BadRequest("malformed_json", text),
-            JsonRejection::JsonDataError(_) => ApiError::Unprocessable("invalid_request", text),
+            JsonRejection::JsonSyntaxError(e) => {
+                ApiError::BadRequest("malformed_json", e.body_text())
+            }
+            JsonRejection::JsonDataError(e) => {
+                ApiError::Unprocessable("invalid_request", e.body_text())
+            }
             JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
                 "expected a request with `Content-Type: application/json`".into(),
             ),
             r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::TooLarge("request body is larger than the node's limit".into())
             }
-            _ => ApiError::BadRequest("bad_body", text),
+            r => {
+                tracing::debug!(rejection = %r.body_text(), "request body could not be read");
+                ApiError::BadRequest("bad_body", "the request body could not be read".into())
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ use super::IngressState;
 use super::dto::{
     ListQuery, SubmitBatch, SubmitTask, Submitted, SubmittedBatch, TaskList, TaskView, WaitQuery,
 };
-use super::error::ApiError;
+use super::error::{ApiError, REQUEST_ID};
 use crate::dispatcher::DispatcherMessage;
 use crate::health::HealthMessage;
 use crate::store::{Created, ListFilter};
@@ -69,8 +69,10 @@ pub fn router(state: IngressState) -> Router {
         .with_state(state)
 }
 
-/// Records the request counter and latency histogram by matched route.
+/// Records the request counter and latency histogram by matched route, and makes the
+/// request id known to error bodies built while answering.
 async fn observe(State(state): State<IngressState>, req: Request, next: Next) -> Response {
+    let id = request_id(req.headers());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -78,7 +80,7 @@ async fn observe(State(state): State<IngressState>, req: Request, next: Next) ->
         .to_owned();
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
-    let response = next.run(req).await;
+    let response = REQUEST_ID.scope(id, next.run(req)).await;
     let m = &state.ctx.metrics;
     m.http_duration
         .with_label_values(&[route.as_str(), method.as_str()])
@@ -183,33 +185,9 @@ async fn get_task(
     let id = parse_id(&id)?;
     let Query(query) = query?;
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(state.limits.max_wait);
-    let record = state.require_record(&id).await?;
-    if record.status.is_terminal() || wait.is_zero() {
-        return Ok(Json(record.into()));
-    }
-    // Subscribe first, then re-read, so a completion between the two is not missed.
-    let mut done = state.ctx.notifier.subscribe(&id);
-    let mut record = state.require_record(&id).await?;
-    let deadline = tokio::time::Instant::now() + wait;
-    // A completion on this node wakes the wait at once. A task held by a peer finishes
-    // there, so the store is read again every REMOTE_POLL until it is terminal.
-    while !record.status.is_terminal() {
-        let held_here = record.node.as_deref() == Some(&*state.ctx.node_id);
-        let slice = if held_here { wait } else { REMOTE_POLL };
-        let until = deadline.min(tokio::time::Instant::now() + slice);
-        if tokio::time::timeout_at(until, &mut done).await.is_ok() {
-            done = state.ctx.notifier.subscribe(&id);
-        }
-        record = state.require_record(&id).await?;
-        if tokio::time::Instant::now() >= deadline {
-            break;
-        }
-    }
+    let record = state.wait_terminal(&id, wait).await?;
     Ok(Json(record.into()))
 }
-
-/// How often a long-poll re-reads a task that runs on another node.
-const REMOTE_POLL: Duration = Duration::from_millis(100);
 
 async fn cancel(
     State(state): State<IngressState>,
@@ -236,15 +214,12 @@ async fn list(
         kind: query.kind.filter(|k| !k.is_empty()),
         limit: query.limit.unwrap_or(50).clamp(1, state.limits.max_list),
     };
-    let records = state.ctx.store.list(&filter).await.map_err(|e| {
-        state
-            .ctx
-            .metrics
-            .store_errors
-            .with_label_values(&["list"])
-            .inc();
-        ApiError::Unavailable("store_unavailable", format!("task store error: {e}"), 1)
-    })?;
+    let records = state
+        .ctx
+        .store
+        .list(&filter)
+        .await
+        .map_err(|e| state.store_failed("list", &e))?;
     let tasks = records.into_iter().map(TaskView::from).collect();
     Ok(Json(TaskList { tasks }))
 }

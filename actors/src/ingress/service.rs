@@ -1,6 +1,8 @@
 //! What the HTTP handlers do once a request is parsed: validation, the
 //! admit → store → place sequence of a submission, reads and cancellation.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -8,15 +10,19 @@ use ractor::ActorRef;
 use serde_json::json;
 use taskmesh_cluster::protocol::{TaskId, TaskSpec, TaskStatus};
 use taskmesh_kernels::KernelError;
+use tracing::Instrument;
 
 use super::IngressState;
 use super::dto::SubmitTask;
 use super::error::ApiError;
 use crate::dispatcher::DispatcherMessage;
 use crate::dispatcher::policy::PlaceError;
-use crate::store::{Created, Transition};
+use crate::store::{Created, StoreError, Transition};
 use crate::task::{Finish, NewTask, TaskRecord, now_ms};
 use crate::worker_pool::{CancelOutcome, Job, PoolMessage};
+
+#[cfg(test)]
+mod tests;
 
 const DEFAULT_MAX_RETRIES: u32 = 3;
 
@@ -94,7 +100,9 @@ impl IngressState {
     /// room and leave a stored task that no pool runs.
     pub async fn submit(&self, specs: Vec<TaskSpec>) -> Result<Vec<Created>, ApiError> {
         let this = self.clone();
-        tokio::spawn(async move { this.admit_store_place(specs).await })
+        // In the request's span, so what it logs carries the request id.
+        let work = async move { this.admit_store_place(specs).await };
+        tokio::spawn(work.instrument(tracing::Span::current()))
             .await
             .map_err(|e| ApiError::Internal(format!("submission task failed: {e}")))?
     }
@@ -140,14 +148,9 @@ impl IngressState {
                 node: Some(target.clone()),
             })
             .collect();
-        let created = match self.ctx.store.create(tasks.clone()).await {
+        let created = match self.create_resolved(&tasks).await {
             Ok(c) => c,
             Err(e) => {
-                self.ctx
-                    .metrics
-                    .store_errors
-                    .with_label_values(&["create"])
-                    .inc();
                 self.ctx
                     .metrics
                     .rejected
@@ -155,10 +158,7 @@ impl IngressState {
                     .inc();
                 let jobs = (0..reservation.len()).map(|_| None).collect();
                 let _ = dispatcher.cast(DispatcherMessage::Place { reservation, jobs });
-                return Err(unavailable(
-                    "store_unavailable",
-                    format!("task store error: {e}"),
-                ));
+                return Err(e);
             }
         };
         let jobs: Vec<Option<Job>> = tasks
@@ -187,16 +187,73 @@ impl IngressState {
         Ok(created)
     }
 
+    /// Creates `tasks` and does not answer until their fate is known.
+    ///
+    /// A failed `create` whose request may have reached the store (a timeout, a dropped
+    /// connection) may still have written the tasks, so it is retried: creating an
+    /// existing id writes nothing and answers [`Created::Existing`] with it, so the
+    /// retry's answer tells which tasks are stored, and stores the ones that were not.
+    /// Retries go on for at most [`RESOLVE_WITHIN`]. Answers:
+    /// - the outcomes, as if the first call had answered (an id of ours that comes back
+    ///   as `Existing` was written by the first call: it is new to the client);
+    /// - `503 store_unavailable` when nothing can have been written (the store refused
+    ///   the connection or is closed);
+    /// - `503 outcome_unknown` with the ids when no retry was answered in time.
+    async fn create_resolved(&self, tasks: &[NewTask]) -> Result<Vec<Created>, ApiError> {
+        let first = match self.ctx.store.create(tasks.to_vec()).await {
+            Ok(created) => return Ok(created),
+            Err(e) => e,
+        };
+        let failed = self.store_failed("create", &first);
+        if first.nothing_written() {
+            return Err(failed);
+        }
+        let deadline = tokio::time::Instant::now() + RESOLVE_WITHIN;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            tokio::time::sleep(pause).await;
+            let retry = tokio::time::timeout_at(deadline, self.ctx.store.create(tasks.to_vec()));
+            match retry.await {
+                Ok(Ok(created)) => {
+                    tracing::info!(
+                        tasks = tasks.len(),
+                        "submission resolved after a store error"
+                    );
+                    return Ok(resolved(tasks, created));
+                }
+                Ok(Err(e)) => self.store_failed("create", &e),
+                Err(_) => break,
+            };
+            pause = (pause * 2).min(Duration::from_millis(500));
+            if tokio::time::Instant::now() + pause >= deadline {
+                break;
+            }
+        }
+        let ids: Vec<String> = tasks.iter().map(|t| t.id.to_string()).collect();
+        tracing::warn!(
+            ?ids,
+            "the store did not confirm a submission; its outcome is unknown"
+        );
+        Err(ApiError::OutcomeUnknown(ids))
+    }
+
+    /// Counts a failed store call and logs its detail; the client gets a plain 503.
+    pub fn store_failed(&self, operation: &'static str, error: &StoreError) -> ApiError {
+        self.ctx
+            .metrics
+            .store_errors
+            .with_label_values(&[operation])
+            .inc();
+        ApiError::store(operation, error)
+    }
+
     /// The task's record, or `None`.
     pub async fn get_record(&self, id: &TaskId) -> Result<Option<TaskRecord>, ApiError> {
-        self.ctx.store.get(id).await.map_err(|e| {
-            self.ctx
-                .metrics
-                .store_errors
-                .with_label_values(&["get"])
-                .inc();
-            unavailable("store_unavailable", format!("task store error: {e}"))
-        })
+        self.ctx
+            .store
+            .get(id)
+            .await
+            .map_err(|e| self.store_failed("get", &e))
     }
 
     /// The task's record, or 404.
@@ -204,6 +261,34 @@ impl IngressState {
         self.get_record(id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no task with id {id}")))
+    }
+
+    /// The task's record once it is terminal, or after `wait` (404 if there is none).
+    ///
+    /// A completion on this node wakes the wait at once through the notifier. A task
+    /// held by a peer finishes there, so its record is read again every [`REMOTE_POLL`].
+    /// A task held here is read again every [`HOLDER_POLL`] too: it can move away (a
+    /// peer claims it when this node's lease lapses, or it is reassigned) and finish
+    /// where no local notification is sent.
+    pub async fn wait_terminal(&self, id: &TaskId, wait: Duration) -> Result<TaskRecord, ApiError> {
+        let record = self.require_record(id).await?;
+        if record.status.is_terminal() || wait.is_zero() {
+            return Ok(record);
+        }
+        // Subscribe first, then re-read, so a completion between the two is not missed.
+        let mut done = self.ctx.notifier.subscribe(id);
+        let mut record = self.require_record(id).await?;
+        let deadline = tokio::time::Instant::now() + wait;
+        while !record.status.is_terminal() && tokio::time::Instant::now() < deadline {
+            let held_here = record.node.as_deref() == Some(&*self.ctx.node_id);
+            let slice = if held_here { HOLDER_POLL } else { REMOTE_POLL };
+            let until = deadline.min(tokio::time::Instant::now() + slice);
+            if tokio::time::timeout_at(until, &mut done).await.is_ok() {
+                done = self.ctx.notifier.subscribe(id);
+            }
+            record = self.require_record(id).await?;
+        }
+        Ok(record)
     }
 
     /// `DELETE /v1/tasks/{id}`.
@@ -259,10 +344,29 @@ impl IngressState {
                 "the task moved to another node while it was being cancelled; retry".into(),
             )),
             Ok(Transition::NotFound) => Err(ApiError::NotFound(format!("no task with id {id}"))),
-            Err(e) => Err(unavailable(
-                "store_unavailable",
-                format!("task store error: {e}"),
-            )),
+            Err(e) => Err(self.store_failed("finish", &e)),
         }
     }
+}
+
+/// How often a long-poll re-reads a task that runs on another node.
+pub(super) const REMOTE_POLL: Duration = Duration::from_millis(100);
+
+/// How often a long-poll re-reads a task this node holds, in case it moved away.
+pub(super) const HOLDER_POLL: Duration = Duration::from_millis(500);
+
+/// How long a submission whose store call failed keeps retrying to learn its outcome.
+pub(super) const RESOLVE_WITHIN: Duration = Duration::from_secs(5);
+
+/// The outcomes of a retried create, as the first call would have answered them: one of
+/// our own ids answered as `Existing` was stored by an earlier try, so it is new.
+fn resolved(tasks: &[NewTask], created: Vec<Created>) -> Vec<Created> {
+    tasks
+        .iter()
+        .zip(created)
+        .map(|(task, c)| match c {
+            Created::Existing(id) if id == task.id => Created::New(id),
+            other => other,
+        })
+        .collect()
 }

@@ -27,7 +27,8 @@
 //! The connection is a [`ConnectionManager`], which reconnects by itself. No call waits
 //! longer than [`RedisConfig::timeout`] for Redis: past it, the call answers
 //! [`StoreError::Backend`] (a write's outcome is then unknown; creates and transitions are
-//! safe to retry). The same store works again once Redis is back.
+//! safe to retry). A refused connection answers [`StoreError::Unreachable`]: nothing was
+//! sent, so nothing was written. The same store works again once Redis is back.
 //!
 //! # Expiry
 //! Records get no Redis TTL: finished tasks are removed only by
@@ -252,10 +253,20 @@ async fn within<T>(
 ) -> Result<T, StoreError> {
     match tokio::time::timeout(timeout, request).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(StoreError::Backend(format!("redis request failed: {e}"))),
+        Ok(Err(e)) => Err(request_failed(&e)),
         Err(_) => Err(StoreError::Backend(format!(
             "redis did not answer within {timeout:?}"
         ))),
+    }
+}
+
+/// A failed request as a store error: a refused connection means the request was never
+/// sent ([`StoreError::Unreachable`]); anything else may have reached Redis.
+fn request_failed(e: &redis::RedisError) -> StoreError {
+    if e.is_connection_refusal() {
+        StoreError::Unreachable(format!("redis refused the connection: {e}"))
+    } else {
+        StoreError::Backend(format!("redis request failed: {e}"))
     }
 }
 

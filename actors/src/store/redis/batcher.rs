@@ -11,7 +11,8 @@
 //!
 //! Failure answers: if the whole round trip fails (Redis unreachable, or no reply within
 //! the timeout) every caller of the pipeline gets [`StoreError::Backend`]; a timed-out
-//! write may still have been applied. A command refused on its own (`NOSCRIPT` aside)
+//! write may still have been applied. A refused connection gives every caller
+//! [`StoreError::Unreachable`]: the pipeline was never sent. A command refused on its own (`NOSCRIPT` aside)
 //! fails only its caller. On `NOSCRIPT` the batcher loads the scripts and resends the
 //! refused commands once: a refused script never ran, so resending cannot apply it twice.
 
@@ -123,7 +124,7 @@ impl Batcher {
     }
 
     /// One pipeline of every op's command; one reply per op, or why there is none.
-    async fn round_trip(&mut self, batch: &[Op]) -> Result<Vec<RedisResult<Value>>, String> {
+    async fn round_trip(&mut self, batch: &[Op]) -> Result<Vec<RedisResult<Value>>, StoreError> {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for op in batch {
@@ -134,11 +135,11 @@ impl Batcher {
         let replies: Vec<RedisResult<Value>> =
             self.with_timeout(pipe.query_async(&mut conn)).await?;
         if replies.len() != batch.len() {
-            return Err(format!(
+            return Err(StoreError::Backend(format!(
                 "redis answered {} of {} pipelined commands",
                 replies.len(),
                 batch.len()
-            ));
+            )));
         }
         Ok(replies)
     }
@@ -147,11 +148,13 @@ impl Batcher {
     async fn with_timeout<T>(
         &self,
         request: impl Future<Output = RedisResult<T>>,
-    ) -> Result<T, String> {
+    ) -> Result<T, StoreError> {
         let outcome = match tokio::time::timeout(self.timeout, request).await {
             Ok(Ok(value)) => return Ok(value),
-            Ok(Err(e)) => format!("redis request failed: {e}"),
-            Err(_) => format!("redis did not answer within {:?}", self.timeout),
+            Ok(Err(e)) => super::request_failed(&e),
+            Err(_) => {
+                StoreError::Backend(format!("redis did not answer within {:?}", self.timeout))
+            }
         };
         self.counters
             .failed_pipelines
@@ -167,9 +170,9 @@ fn answer(op: Op, reply: RedisResult<Value>) {
 }
 
 /// Answers every op with the batch's failure.
-fn fail(batch: Vec<Op>, reason: &str) {
+fn fail(batch: Vec<Op>, reason: &StoreError) {
     tracing::warn!(ops = batch.len(), %reason, "task store pipeline failed");
     for op in batch {
-        let _ = op.reply.send(Err(StoreError::Backend(reason.to_owned())));
+        let _ = op.reply.send(Err(reason.clone()));
     }
 }

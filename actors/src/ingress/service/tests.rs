@@ -1,0 +1,280 @@
+//! The ingress's store-facing decisions, against an in-memory store: a submission whose
+//! store call failed is resolved before it is answered, and a long-poll on the holder
+//! notices a task that moved away. Time is paused, so waits are exact and instant.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use taskmesh_cluster::protocol::{Priority, TaskId, TaskSpec, TaskStatus};
+use taskmesh_kernels::{Registry, RegistryOptions};
+
+use super::{HOLDER_POLL, RESOLVE_WITHIN, resolved};
+use crate::context::{ActorNames, NodeContext};
+use crate::ingress::error::ApiError;
+use crate::ingress::{IngressLimits, IngressState};
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::store::memory::MemoryStore;
+use crate::store::{Created, ListFilter, StoreError, TaskStore, Transition};
+use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
+
+const NODE: &str = "here";
+
+fn state(store: Arc<dyn TaskStore>) -> IngressState {
+    IngressState {
+        ctx: NodeContext {
+            cluster: None,
+            node_id: NODE.into(),
+            store,
+            kernels: Registry::new(RegistryOptions { test_kernels: true }),
+            metrics: Arc::new(Metrics::new().expect("metrics")),
+            notifier: Arc::new(Notifier::default()),
+            names: Arc::new(ActorNames::for_node(NODE)),
+        },
+        limits: Arc::new(IngressLimits::default()),
+    }
+}
+
+fn new_task(key: Option<&str>) -> NewTask {
+    NewTask {
+        id: TaskId::generate(),
+        spec: TaskSpec {
+            kind: "echo".into(),
+            params: "{}".into(),
+            priority: Priority::Normal,
+            timeout_ms: None,
+            max_retries: 0,
+            idempotency_key: key.map(str::to_owned),
+            class: None,
+            request_id: None,
+        },
+        created_at_ms: 1,
+        node: Some(NODE.into()),
+    }
+}
+
+/// How the wrapped store's `create` misbehaves.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// The first call writes, then fails as a timeout would; later calls work.
+    LandsThenTimesOut,
+    /// Every call is refused before it is sent: nothing written.
+    Refused,
+    /// Every call fails without writing, as if the store never answered.
+    NeverAnswers,
+}
+
+/// A [`MemoryStore`] whose `create` fails as told; everything else passes through.
+struct Faulty {
+    inner: MemoryStore,
+    fault: Fault,
+    creates: AtomicUsize,
+}
+
+impl Faulty {
+    fn new(fault: Fault) -> Arc<Self> {
+        Arc::new(Self {
+            inner: MemoryStore::new(),
+            fault,
+            creates: AtomicUsize::new(0),
+        })
+    }
+}
+
+#[async_trait]
+impl TaskStore for Faulty {
+    async fn create(&self, tasks: Vec<NewTask>) -> Result<Vec<Created>, StoreError> {
+        let n = self.creates.fetch_add(1, Ordering::SeqCst);
+        match self.fault {
+            Fault::LandsThenTimesOut if n == 0 => {
+                self.inner.create(tasks).await?;
+                Err(StoreError::Backend("redis did not answer within 5s".into()))
+            }
+            Fault::LandsThenTimesOut => self.inner.create(tasks).await,
+            Fault::Refused => Err(StoreError::Unreachable("Connection refused".into())),
+            Fault::NeverAnswers => Err(StoreError::Backend("broken pipe".into())),
+        }
+    }
+    async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn start(
+        &self,
+        id: &TaskId,
+        fence: Fence<'_>,
+        attempts: u32,
+        at: Millis,
+    ) -> Result<Transition, StoreError> {
+        self.inner.start(id, fence, attempts, at).await
+    }
+    async fn requeue(
+        &self,
+        id: &TaskId,
+        fence: Fence<'_>,
+        attempts: u32,
+        error: Option<String>,
+    ) -> Result<Transition, StoreError> {
+        self.inner.requeue(id, fence, attempts, error).await
+    }
+    async fn finish(&self, id: &TaskId, finish: Finish) -> Result<Transition, StoreError> {
+        self.inner.finish(id, finish).await
+    }
+    async fn claim(&self, from: &str, to: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        self.inner.claim(from, to).await
+    }
+    async fn reassign(
+        &self,
+        ids: &[TaskId],
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        self.inner.reassign(ids, from, to).await
+    }
+    async fn renew_lease(&self, node: &str, ttl_ms: u64) -> Result<(), StoreError> {
+        self.inner.renew_lease(node, ttl_ms).await
+    }
+    async fn expired_holders(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.expired_holders().await
+    }
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<TaskRecord>, StoreError> {
+        self.inner.list(filter).await
+    }
+    async fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        self.inner.unfinished().await
+    }
+    async fn recoverable(&self, node: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        self.inner.recoverable(node).await
+    }
+    async fn purge_finished(&self, before: Millis) -> Result<usize, StoreError> {
+        self.inner.purge_finished(before).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_that_landed_before_its_timeout_is_answered_as_new() {
+    let store = Faulty::new(Fault::LandsThenTimesOut);
+    let state = state(store.clone());
+    let tasks = vec![new_task(Some("k1")), new_task(None)];
+    let created = state.create_resolved(&tasks).await.expect("resolved");
+    assert_eq!(
+        created,
+        vec![
+            Created::New(tasks[0].id.clone()),
+            Created::New(tasks[1].id.clone())
+        ]
+    );
+    assert_eq!(store.creates.load(Ordering::SeqCst), 2, "one retry");
+    for task in &tasks {
+        let record = store.inner.get(&task.id).await.expect("get");
+        assert!(record.is_some(), "stored once, under its own id");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_create_is_store_unavailable_at_once() {
+    let store = Faulty::new(Fault::Refused);
+    let state = state(store.clone());
+    let started = tokio::time::Instant::now();
+    let answer = state.create_resolved(&[new_task(None)]).await;
+    assert!(
+        matches!(
+            answer,
+            Err(ApiError::Unavailable("store_unavailable", _, _))
+        ),
+        "{answer:?}"
+    );
+    assert_eq!(
+        store.creates.load(Ordering::SeqCst),
+        1,
+        "nothing to resolve"
+    );
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_never_confirmed_is_outcome_unknown_with_its_ids_after_the_bound() {
+    let store = Faulty::new(Fault::NeverAnswers);
+    let state = state(store.clone());
+    let tasks = vec![new_task(None), new_task(None)];
+    let started = tokio::time::Instant::now();
+    let answer = state.create_resolved(&tasks).await;
+    let Err(ApiError::OutcomeUnknown(ids)) = answer else {
+        panic!("expected outcome_unknown, got {answer:?}");
+    };
+    let expected: Vec<String> = tasks.iter().map(|t| t.id.to_string()).collect();
+    assert_eq!(ids, expected);
+    assert!(store.creates.load(Ordering::SeqCst) > 2, "it kept retrying");
+    assert!(
+        started.elapsed() <= RESOLVE_WITHIN,
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn only_our_own_ids_answered_as_existing_become_new() {
+    let ours = new_task(Some("k"));
+    let dedup = new_task(Some("taken"));
+    let other = TaskId::generate();
+    let answer = resolved(
+        &[ours.clone(), dedup],
+        vec![
+            Created::Existing(ours.id.clone()),
+            Created::Existing(other.clone()),
+        ],
+    );
+    assert_eq!(
+        answer,
+        vec![Created::New(ours.id), Created::Existing(other)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_poll_on_the_holder_answers_soon_after_the_task_finishes_elsewhere() {
+    let store = Arc::new(MemoryStore::new());
+    let state = state(store.clone());
+    let task = new_task(None);
+    let id = task.id.clone();
+    store.create(vec![task]).await.expect("create");
+
+    let wait = Duration::from_secs(60);
+    let started = tokio::time::Instant::now();
+    let poll = tokio::spawn({
+        let (state, id) = (state.clone(), id.clone());
+        async move { state.wait_terminal(&id, wait).await }
+    });
+    // The poll is now waiting on this node's notifier: the task is held here.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let moved = store.claim(NODE, "peer").await.expect("claim");
+    let lease = moved.first().expect("moved").lease;
+    let started_there = store.start(&id, Fence::new("peer", lease), 1, 2).await;
+    assert_eq!(started_there.expect("start"), Transition::Applied);
+    let finish = Finish {
+        status: TaskStatus::Succeeded,
+        result: Some("{}".into()),
+        error: None,
+        node: Some("peer".into()),
+        lease,
+        attempts: 1,
+        started_at_ms: Some(2),
+        finished_at_ms: 3,
+    };
+    assert_eq!(
+        store.finish(&id, finish).await.expect("finish"),
+        Transition::Applied
+    );
+
+    let record = poll.await.expect("join").expect("record");
+    assert_eq!(record.status, TaskStatus::Succeeded);
+    assert!(
+        started.elapsed() <= HOLDER_POLL + Duration::from_millis(10),
+        "the poll slept {:?} of its {wait:?}: no local notification comes for a task \
+         that finished on another node",
+        started.elapsed()
+    );
+}
