@@ -48,7 +48,10 @@ impl EndpointState {
     fn answer(&self, request: Request, reply: RpcReplyPort<Reply>) {
         let answer = match request {
             Request::Hello(hello) => self.hello(hello),
-            Request::Dispatch { from, tasks } => self.dispatch(&from, tasks),
+            Request::Dispatch { from, tasks } => {
+                self.dispatch(from, tasks, reply);
+                return;
+            }
             Request::Cancel(id) => {
                 let Some(pool) = pool(&self.ctx) else {
                     let _ = reply.send(Reply::Cancel(CancelFound::NotHere));
@@ -84,7 +87,11 @@ impl EndpointState {
         Reply::Welcome(self.hello.clone())
     }
 
-    fn dispatch(&self, from: &str, tasks: Vec<DispatchedTask>) -> Reply {
+    /// Offers a peer's tasks to the pool, answering from a task of its own. The pool
+    /// takes them only within its capacity and while not draining; a refusal sends them
+    /// back to the peer, whose dispatcher places them elsewhere (they were accepted, so
+    /// they are never dropped).
+    fn dispatch(&self, from: String, tasks: Vec<DispatchedTask>, reply: RpcReplyPort<Reply>) {
         let count = tasks.len() as u32;
         let jobs: Vec<Job> = tasks
             .into_iter()
@@ -96,13 +103,26 @@ impl EndpointState {
                 job
             })
             .collect();
-        match pool(&self.ctx) {
-            Some(p) if p.cast(PoolMessage::Enqueue(jobs)).is_ok() => {
-                tracing::debug!(%from, count, "took tasks from a peer");
-                Reply::Accepted { count }
-            }
-            _ => Self::refuse("worker pool unavailable"),
-        }
+        let Some(pool) = pool(&self.ctx) else {
+            let _ = reply.send(Self::refuse("worker pool unavailable"));
+            return;
+        };
+        tokio::spawn(async move {
+            // No timeout here: the peer's call has its own, and a pool that answers
+            // after this side gave up would hold tasks the peer placed elsewhere.
+            let answer = match ractor::call!(pool, PoolMessage::Offer, jobs) {
+                Ok(Ok(())) => {
+                    tracing::debug!(%from, count, "took tasks from a peer");
+                    Reply::Accepted { count }
+                }
+                Ok(Err(refused)) => {
+                    tracing::debug!(%from, count, reason = refused.as_str(), "refused tasks from a peer");
+                    Self::refuse(refused.as_str())
+                }
+                Err(_) => Self::refuse("worker pool unavailable"),
+            };
+            let _ = reply.send(answer);
+        });
     }
 }
 

@@ -2,8 +2,10 @@
 //! messages for the Dispatcher.
 //!
 //! The actor binds nothing itself: it serves a listener the node bound once, so a
-//! restarted ingress serves the same port. Stopping the actor stops the server
-//! gracefully (in-flight requests finish).
+//! restarted ingress serves the same port. Stopping the actor closes the listener and
+//! stops the server gracefully: in-flight requests get [`FINISH_WITHIN`] to finish, then
+//! are cut. The server's bounds (connections, header read, requests in flight, request
+//! time) are in [`server`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +20,12 @@ use crate::context::NodeContext;
 pub mod dto;
 pub mod error;
 pub mod routes;
+mod server;
 mod service;
+
+/// How long in-flight requests get to finish once the server is told to stop (after the
+/// node's drain period); a long-poll still waiting then is cut.
+pub const FINISH_WITHIN: Duration = Duration::from_secs(5);
 
 /// Limits the ingress enforces on requests.
 #[derive(Clone, Debug)]
@@ -37,6 +44,16 @@ pub struct IngressLimits {
     pub max_retries: u32,
     /// Largest `timeout_ms` a task may ask for.
     pub max_timeout_ms: u64,
+    /// Most open HTTP connections; past it a new connection is closed at once.
+    pub max_connections: usize,
+    /// Most requests in flight (probes and `/metrics` exempt); past it `503 overloaded`.
+    pub max_concurrent_requests: usize,
+    /// Longest a request may run, body upload included (`504 timeout` after). A
+    /// long-poll waits at most this minus one second.
+    pub request_timeout: Duration,
+    /// Longest a connection may take to send a whole request head, and stay idle
+    /// between two requests; closed after.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for IngressLimits {
@@ -49,6 +66,10 @@ impl Default for IngressLimits {
             max_list: 1000,
             max_retries: 20,
             max_timeout_ms: 24 * 3600 * 1000,
+            max_connections: 4096,
+            max_concurrent_requests: 1024,
+            request_timeout: Duration::from_secs(75),
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -96,7 +117,7 @@ impl Actor for HttpIngress {
 
     async fn pre_start(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _myself: ActorRef<Self::Msg>,
         args: HttpIngressArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let std_listener = args.listener.try_clone()?;
@@ -104,17 +125,13 @@ impl Actor for HttpIngress {
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
-        let app = routes::router(args.state);
+        let limits = args.state.limits.clone();
+        let app = server::bounded(routes::router(args.state), &limits);
         let server = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP server failed");
-                myself.stop(Some(format!("HTTP server failed: {e}")));
-            }
+            server::serve(listener, app, &limits, FINISH_WITHIN, async {
+                let _ = rx.await;
+            })
+            .await;
         });
         tracing::info!(%addr, "HTTP API listening");
         Ok(HttpIngressState {
@@ -144,12 +161,12 @@ impl Actor for HttpIngress {
             let _ = tx.send(());
         }
         if let Some(server) = state.server.take() {
-            // In-flight requests get a bounded time to finish (long-polls are cut).
-            if tokio::time::timeout(Duration::from_secs(5), server)
+            // The server cuts what is still running after FINISH_WITHIN itself.
+            if tokio::time::timeout(FINISH_WITHIN + Duration::from_secs(1), server)
                 .await
                 .is_err()
             {
-                tracing::warn!("HTTP server did not stop within 5 s");
+                tracing::warn!("HTTP server did not stop in time");
             }
         }
         Ok(())

@@ -145,10 +145,34 @@ pub enum CancelOutcome {
     NotHere,
 }
 
+/// Why the pool took none of an [`PoolMessage::Offer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OfferRefused {
+    /// The node is shutting down.
+    Draining,
+    /// The tasks do not fit in the queue capacity.
+    Full,
+}
+
+impl OfferRefused {
+    /// The reason as sent to the peer.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OfferRefused::Draining => "draining",
+            OfferRefused::Full => "queue full",
+        }
+    }
+}
+
 /// Messages of the WorkerPool.
 pub enum PoolMessage {
     /// Tasks placed on this pool by the dispatcher (durably stored already).
     Enqueue(Vec<Job>),
+    /// Tasks a peer dispatched here: taken all (`Ok`) only if the pool is not draining
+    /// and they fit in its queue capacity; otherwise none are, and the answer says why
+    /// (the peer places them elsewhere). Unlike [`PoolMessage::Enqueue`], outside input
+    /// cannot grow the queue past its capacity this way.
+    Offer(Vec<Job>, RpcReplyPort<Result<(), OfferRefused>>),
     /// Unfinished tasks read back from the store when the pool started.
     Recovered(Vec<TaskRecord>),
     /// A worker finished an attempt.
@@ -261,6 +285,17 @@ impl Actor for WorkerPool {
                 jobs.into_iter().for_each(|job| state.enqueue(job));
                 state.dispatch();
                 state.send_load();
+            }
+            PoolMessage::Offer(jobs, reply) => {
+                let verdict = state.room_for(jobs.len());
+                // Taken only if the caller is still waiting for the answer: a caller
+                // that gave up places the tasks elsewhere.
+                if reply.send(verdict).is_ok() && verdict.is_ok() {
+                    state.received_total += jobs.len() as u64;
+                    jobs.into_iter().for_each(|job| state.enqueue(job));
+                    state.dispatch();
+                    state.send_load();
+                }
             }
             PoolMessage::Recovered(records) => state.recover(records),
             PoolMessage::Finished { worker, report } => state.finished(worker, report).await?,

@@ -114,8 +114,14 @@ impl Api {
             .get(format!("{url}/metrics"))
             .send()
             .await?
+            .error_for_status()?
             .text()
             .await?;
+        // A page without the metric (a proxy's error page, a metric renamed) is a scrape
+        // that failed, not a zero.
+        if !exposes(&text, name) {
+            anyhow::bail!("{url}/metrics has no sample of {name}");
+        }
         Ok(sum_samples(&text, name))
     }
 
@@ -164,6 +170,14 @@ impl Api {
 }
 
 /// Sums the samples of `name` in Prometheus text.
+/// Whether the Prometheus text has at least one sample of `name`.
+fn exposes(text: &str, name: &str) -> bool {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .any(|(series, _)| series.split_once('{').map_or(series, |(n, _)| n) == name)
+}
+
 fn sum_samples(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|line| !line.starts_with('#'))
@@ -185,5 +199,10 @@ mod tests {
             "# HELP x\nx_total{a=\"1\"} 2\nx_total{a=\"2\"} 3\nx_total_more 100\nx_total 1\n";
         assert_eq!(super::sum_samples(text, "x_total"), 6.0);
         assert_eq!(super::sum_samples(text, "absent"), 0.0);
+        assert!(super::exposes(text, "x_total"));
+        assert!(super::exposes(text, "x_total_more"));
+        assert!(!super::exposes(text, "absent"));
+        assert!(!super::exposes("<html>502 Bad Gateway</html>", "x_total"));
+        assert!(!super::exposes("# HELP x_total\n", "x_total"));
     }
 }

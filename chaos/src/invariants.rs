@@ -133,6 +133,9 @@ pub struct Settled {
     pub store_mismatches: Vec<String>,
     /// Whether the store itself was read.
     pub store_checked: bool,
+    /// Checks that could not be made (the store unreadable, a node's metrics not
+    /// scraped): each fails the run, which proves nothing either way.
+    pub unchecked: Vec<String>,
     /// Each task's record as last read, by id (not in the report).
     #[serde(skip)]
     pub records: HashMap<String, Value>,

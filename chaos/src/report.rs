@@ -252,6 +252,15 @@ impl Report {
                 detail: first(&failed_steps),
             },
         ];
+        invariants.push(Invariant {
+            name: "every check could be made (store read, metrics scraped)".into(),
+            held: tasks.unchecked.is_empty(),
+            detail: if tasks.unchecked.is_empty() {
+                "all made".into()
+            } else {
+                first(&tasks.unchecked)
+            },
+        });
         if tasks.store_checked {
             invariants.push(Invariant {
                 name: "the store holds the same terminal state as the API".into(),
@@ -379,5 +388,61 @@ impl Report {
         std::fs::write(&json, serde_json::to_string_pretty(self)?)?;
         std::fs::write(&md, self.markdown())?;
         Ok((json, md))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::workload::Accepted;
+
+    /// A run where every task succeeded and the store agreed.
+    fn clean(unchecked: Vec<String>) -> Report {
+        let scenario = Scenario {
+            name: "t".into(),
+            about: String::new(),
+            nodes: 1,
+            workload: Default::default(),
+            steps: Vec::new(),
+        };
+        let mut report = Report::new(&scenario, "loopback", 1);
+        let ledger = Ledger {
+            accepted: vec![Accepted {
+                id: "a".into(),
+                at_ms: 0,
+                node: 0,
+            }],
+            ..Ledger::default()
+        };
+        let mut tasks = Settled::default();
+        tasks.by_status.insert("succeeded".into(), 1);
+        tasks
+            .records
+            .insert("a".into(), json!({"id": "a", "status": "succeeded"}));
+        tasks.store_checked = unchecked.is_empty();
+        tasks.unchecked = unchecked;
+        report.conclude(&ledger, tasks, vec![], 0.0, 1, String::new());
+        report
+    }
+
+    #[test]
+    fn a_run_whose_checks_all_ran_and_held_passes() {
+        assert!(clean(vec![]).passed);
+    }
+
+    #[test]
+    fn a_run_that_could_not_be_checked_fails() {
+        for what in [
+            "the store could not be read: connection refused",
+            "metrics of http://n1 not scraped: 502",
+        ] {
+            let report = clean(vec![what.into()]);
+            assert!(!report.passed, "{what}");
+            let broken: Vec<&Invariant> = report.invariants.iter().filter(|i| !i.held).collect();
+            assert_eq!(broken.len(), 1, "{:?}", report.invariants);
+            assert!(broken[0].detail.contains(what), "{}", broken[0].detail);
+        }
     }
 }

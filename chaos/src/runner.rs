@@ -468,20 +468,30 @@ impl Runner {
         let ids = self.accepted_ids();
         let within = Duration::from_secs_f64(options.settle_secs);
         let mut settled = invariants::settle(&self.api, &self.targets, &ids, within, history).await;
+        // A check that could not be made fails the run: it proves nothing either way.
+        let mut unchecked = Vec::new();
         if let Some(url) = self.backend.store_url()
             && let Err(e) = invariants::check_store(&url, &mut settled).await
         {
             self.event("check store", "failed".into(), Some(format!("{e:#}")));
+            unchecked.push(format!("the store could not be read: {e:#}"));
         }
         let mut duplicates = 0.0;
         let live = read(&self.targets).clone();
+        if live.is_empty() {
+            unchecked.push("no node left to scrape for duplicate completions".into());
+        }
         for (_, url) in live {
-            duplicates += self
+            match self
                 .api
                 .metric_sum(&url, "taskmesh_duplicate_completions_total")
                 .await
-                .unwrap_or(0.0);
+            {
+                Ok(n) => duplicates += n,
+                Err(e) => unchecked.push(format!("metrics of {url} not scraped: {e:#}")),
+            }
         }
+        settled.unchecked = unchecked;
         self.report.recovery(&settled, &self.clock);
         let ledger = self.submitter.ledger();
         let regressions = lock(history).regressions.clone();

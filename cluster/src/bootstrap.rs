@@ -15,6 +15,12 @@
 //! address as connected only while a session to it exists, and retries the others.
 //! Isolated mode does not forward process-group members to third nodes: the dialer makes
 //! a full mesh instead (every node dials every address it discovers).
+//!
+//! ractor_cluster has no handshake timeout: a connection that never authenticates (a
+//! port scanner, garbage, a wrong protocol) would hold its session, socket and actors
+//! forever. Every session therefore gets a watchdog when it opens
+//! ([`ClusterConfig::handshake_timeout`]): still unauthenticated then, its actors (the
+//! session, its TCP session, reader and writer) are stopped, which closes the socket.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -43,6 +49,9 @@ pub struct ClusterConfig {
     pub interval: Duration,
     /// The longest wait between two dials of one unreachable address.
     pub max_backoff: Duration,
+    /// How long a session (incoming or outgoing) may take to authenticate before it is
+    /// closed.
+    pub handshake_timeout: Duration,
 }
 
 /// Why the cluster could not be joined.
@@ -65,15 +74,41 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-struct LogEvents;
+/// Logs session events and closes sessions that do not authenticate in time.
+struct SessionEvents {
+    handshake_timeout: Duration,
+}
 
-impl NodeEventSubscription for LogEvents {
+impl NodeEventSubscription for SessionEvents {
     fn node_session_opened(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
         tracing::debug!(peer = %ses.peer_addr, "cluster session opened");
+        let (session, timeout) = (ses.actor, self.handshake_timeout);
+        let peer = ses.peer_addr;
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let authenticated = ractor::call_t!(
+                session,
+                ractor_cluster::NodeSessionMessage::GetAuthenticationState,
+                1000
+            );
+            // A session already gone answers nothing: stopping it again is harmless.
+            if !matches!(authenticated, Ok(true)) {
+                tracing::debug!(%peer, "cluster session did not authenticate in time; closed");
+                stop_tree(&session.get_cell(), "handshake timeout");
+            }
+        });
     }
     fn node_session_disconnected(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
-        let name = ses.peer_name.map(|n| n.name).unwrap_or_default();
-        tracing::info!(peer = %ses.peer_addr, %name, "cluster session closed");
+        match ses.peer_name {
+            Some(n) => {
+                tracing::info!(peer = %ses.peer_addr, name = %n.name, "cluster session closed")
+            }
+            // Never authenticated: not a peer. Logged per connection only at debug, so
+            // garbage connections cannot flood the log.
+            None => {
+                tracing::debug!(peer = %ses.peer_addr, "unauthenticated cluster session closed")
+            }
+        }
     }
     fn node_session_authenticated(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
         tracing::debug!(peer = %ses.peer_addr, "cluster session authenticated");
@@ -82,6 +117,16 @@ impl NodeEventSubscription for LogEvents {
         let name = ses.peer_name.map(|n| n.name).unwrap_or_default();
         tracing::info!(peer = %ses.peer_addr, %name, "cluster session ready");
     }
+}
+
+/// Stops an actor and everything under it, children first: ractor does not stop the
+/// children of a stopped actor, and the socket closes only once the TCP session's
+/// reader is gone too.
+fn stop_tree(cell: &ractor::ActorCell, reason: &str) {
+    for child in cell.get_children() {
+        stop_tree(&child, reason);
+    }
+    cell.stop(Some(reason.to_owned()));
 }
 
 impl Cluster {
@@ -106,7 +151,9 @@ impl Cluster {
             .map_err(|e| ClusterError::Listen(e.to_string()))?;
         let _ = server.cast(NodeServerMessage::SubscribeToEvents {
             id: "taskmesh-log".into(),
-            subscription: Box::new(LogEvents),
+            subscription: Box::new(SessionEvents {
+                handshake_timeout: config.handshake_timeout,
+            }),
         });
         let dialer = tokio::spawn(dial_forever(server.clone(), config));
         Ok(Self { server, dialer })

@@ -11,6 +11,10 @@ use taskmesh_cluster::breaker::BreakerConfig;
 use taskmesh_cluster::detector::DetectorConfig;
 use taskmesh_cluster::discovery::{Discovery, DnsTarget, Peer};
 
+pub mod server;
+
+use server::{ServerArgs, ServerSettings};
+
 /// taskmesh: a distributed task-processing runtime in one binary.
 #[derive(Debug, Parser)]
 #[command(name = "taskmesh", version)]
@@ -190,6 +194,10 @@ pub struct NodeArgs {
     /// production.
     #[arg(long, env = "TASKMESH_TEST_KERNELS")]
     pub test_kernels: bool,
+
+    /// HTTP server bounds and shutdown.
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// The task store a node uses.
@@ -274,6 +282,8 @@ pub struct NodeConfig {
     /// How long a peer's renewal counter must stand still, after its session closed,
     /// before its tasks are claimed.
     pub claim_after: Duration,
+    /// HTTP server bounds, drain period, cluster handshake timeout.
+    pub server: ServerSettings,
 }
 
 /// How a clustered node joins its peers.
@@ -472,6 +482,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
             bail!("--max-params-bytes cannot exceed --max-body-bytes");
         }
         let cluster = cluster_settings(&a)?;
+        let server = ServerSettings::try_from(&a.server)?;
         let node_id = a.node_id.unwrap_or_else(|| default_node_id(a.listen));
         if node_id.is_empty() || node_id.contains('/') {
             bail!("--node-id must be non-empty and contain no '/'");
@@ -503,17 +514,20 @@ impl TryFrom<NodeArgs> for NodeConfig {
             lease_ttl: Duration::from_millis(a.lease_ttl_ms),
             lease_renew: Duration::from_millis(a.lease_renew_ms),
             claim_after,
+            server,
         })
     }
 }
 
 impl NodeConfig {
-    /// A configuration for tests: loopback on a free port, data in `data_dir`.
+    /// A configuration for tests: loopback on a free port, data in `data_dir`, no drain
+    /// period.
     pub fn for_test(data_dir: PathBuf) -> anyhow::Result<Self> {
         let mut args = NodeArgs::try_parse_from(["node"]).context("default args")?;
         args.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         args.data_dir = data_dir;
         args.test_kernels = true;
+        args.server.drain_ms = 0;
         args.try_into()
     }
 }

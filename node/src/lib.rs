@@ -54,17 +54,24 @@ pub struct NodeHandle {
     supervisor: ActorRef<SupervisorMessage>,
     join: JoinHandle<()>,
     grace: Duration,
+    drain: Duration,
     cluster: Option<Cluster>,
 }
 
 impl NodeHandle {
-    /// Stops the node gracefully and waits until it has.
+    /// Stops the node gracefully and waits until it has: readiness off and no queued
+    /// task started from now on; the HTTP listener open for the drain period, then
+    /// closed; running tasks given the grace period (counted from now).
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let grace = self.grace;
-        let wait = grace + Duration::from_secs(30);
+        let (grace, drain) = (self.grace, self.drain);
+        let wait = grace.max(drain) + Duration::from_secs(30);
         let stopped = ractor::call_t!(
             self.supervisor,
-            |reply| SupervisorMessage::Shutdown { grace, reply },
+            |reply| SupervisorMessage::Shutdown {
+                grace,
+                drain,
+                reply
+            },
             wait.as_millis() as u64
         );
         if let Err(e) = stopped {
@@ -78,8 +85,35 @@ impl NodeHandle {
     }
 }
 
+/// File descriptors kept for everything but HTTP connections (store, cluster, logs).
+const SPARE_FDS: u64 = 512;
+
+/// Raises the soft limit on open files to the hard one (as Go and nginx setups do): a
+/// soft limit of 1024, common by default, would cap the node far below
+/// `--max-connections`. Warns when even the hard limit is too low for it.
+fn raise_open_files_limit(max_connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let mut limit = soft;
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        limit = hard;
+    }
+    let needed = max_connections as u64 + SPARE_FDS;
+    if limit < needed {
+        tracing::warn!(
+            open_files_limit = limit,
+            max_connections,
+            "the open-files limit is below --max-connections + {SPARE_FDS}: connections past \
+             it fail to be accepted; raise `ulimit -n` or lower --max-connections"
+        );
+    }
+}
+
 /// Opens the store, binds the HTTP port and starts the supervision tree.
 pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
+    raise_open_files_limit(config.server.max_connections);
     let store = open_store(&config).await?;
     ensure_id_free(&*store, &config.node_id, config.lease_renew).await?;
     let listener = std::net::TcpListener::bind(config.listen)
@@ -153,6 +187,11 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         limits: Arc::new(IngressLimits {
             max_body_bytes: config.max_body_bytes,
             max_params_bytes: config.max_params_bytes,
+            max_wait: config.server.max_wait,
+            max_connections: config.server.max_connections,
+            max_concurrent_requests: config.server.max_concurrent_requests,
+            request_timeout: config.server.request_timeout,
+            header_read_timeout: config.server.header_read_timeout,
             ..IngressLimits::default()
         }),
         listener: Arc::new(listener),
@@ -173,6 +212,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 discovery: c.discovery.clone(),
                 interval: Duration::from_secs(1),
                 max_backoff: Duration::from_secs(10),
+                handshake_timeout: config.server.cluster_handshake_timeout,
             })
             .await;
             match joined {
@@ -180,6 +220,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 Err(e) => {
                     let _ = supervisor.cast(SupervisorMessage::Shutdown {
                         grace: Duration::ZERO,
+                        drain: Duration::ZERO,
                         reply: ractor::concurrency::oneshot().0.into(),
                     });
                     return Err(e).with_context(|| format!("joining the cluster on {}", c.listen));
@@ -202,6 +243,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         supervisor,
         join,
         grace: config.shutdown_grace,
+        drain: config.server.drain,
     })
 }
 

@@ -123,11 +123,14 @@ pub enum SupervisorMessage {
     Start(Child),
     /// Timer: delete expired finished tasks.
     Purge,
-    /// Graceful shutdown: readiness off, stop HTTP, let running tasks finish within
-    /// `grace`, stop everything; reply when done.
+    /// Graceful shutdown: readiness off, no queued task started, HTTP open for `drain`
+    /// then closed, running tasks finish within `grace`, stop everything; reply when
+    /// done.
     Shutdown {
         /// How long running tasks may take.
         grace: Duration,
+        /// How long the HTTP listener stays open with readiness at 503.
+        drain: Duration,
         /// Answered when the node has stopped.
         reply: RpcReplyPort<()>,
     },
@@ -320,7 +323,11 @@ impl SupervisorState {
         }
     }
 
-    async fn shutdown(&mut self, grace: Duration) {
+    /// The drain order: readiness off and no queued task started from now on (running
+    /// ones get `grace`, counted from now); the HTTP listener stays open for `drain` so
+    /// probes see `503 draining` and in-flight requests finish; then HTTP closes, the
+    /// pool's running tasks finish (or the grace ends), and the rest stops.
+    async fn shutdown(&mut self, grace: Duration, drain: Duration) {
         self.shutting_down = true;
         let names = self.args.ctx.names.clone();
         if let Some(h) = ActorRef::<HealthMessage>::where_is(names.health.clone()) {
@@ -333,20 +340,33 @@ impl SupervisorState {
         if let Some(d) = ActorRef::<DispatcherMessage>::where_is(names.dispatcher.clone()) {
             let _ = d.cast(DispatcherMessage::Leave);
         }
+        // The pool stops starting queued tasks now, not once HTTP has closed: those stay
+        // queued in the store for another node or the restart.
+        let pool_drained = ActorRef::<PoolMessage>::where_is(names.pool.clone()).map(|pool| {
+            let grace_ms = grace.as_millis().min(u64::MAX as u128) as u64;
+            tokio::spawn(async move { ractor::call_t!(pool, PoolMessage::Drain, grace_ms) })
+        });
+        self.stop_child(Child::Autoscaler).await;
+        if !drain.is_zero() {
+            tracing::info!(
+                drain_ms = drain.as_millis() as u64,
+                "draining: readiness answers 503; the HTTP port closes after the drain period"
+            );
+            tokio::time::sleep(drain).await;
+        }
         // The endpoint stays until the pool has drained: peers claim this node's tasks
         // when it goes, and the attempts still finishing here must not run twice.
-        for child in [Child::Autoscaler, Child::HttpIngress] {
-            self.stop_child(child).await;
-        }
-        if let Some(pool) = ActorRef::<PoolMessage>::where_is(names.pool.clone()) {
-            let grace_ms = grace.as_millis().min(u64::MAX as u128) as u64;
-            if ractor::call_t!(pool, PoolMessage::Drain, grace_ms).is_err() {
-                tracing::warn!(
-                    ?grace,
-                    "running tasks did not finish within the grace period; they are \
-                     re-run after restart"
-                );
-            }
+        self.stop_child(Child::HttpIngress).await;
+        let drained = match pool_drained {
+            Some(call) => matches!(call.await, Ok(Ok(()))),
+            None => true,
+        };
+        if !drained {
+            tracing::warn!(
+                ?grace,
+                "running tasks did not finish within the grace period; they are \
+                 re-run after restart"
+            );
         }
         // Heartbeats stop with the endpoint: peers know this node is leaving (`Leaving`)
         // and claim nothing for its silence.
@@ -450,8 +470,12 @@ impl Actor for NodeSupervisor {
                     }
                 });
             }
-            SupervisorMessage::Shutdown { grace, reply } => {
-                state.shutdown(grace).await;
+            SupervisorMessage::Shutdown {
+                grace,
+                drain,
+                reply,
+            } => {
+                state.shutdown(grace, drain).await;
                 let _ = reply.send(());
                 myself.stop(Some("shutdown".into()));
             }

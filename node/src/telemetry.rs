@@ -5,10 +5,15 @@ use std::io::IsTerminal;
 
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. `RUST_LOG`, when set, overrides `filter`.
+pub mod limit;
+
+/// Installs the global subscriber. `RUST_LOG`, when set, overrides `filter`. The log
+/// lines of ractor and ractor_cluster are rate-limited ([`limit`]).
 pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(env) if !env.is_empty() => EnvFilter::try_new(env),
@@ -23,15 +28,20 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
         LogFormat::Auto => LogFormat::Text,
         other => other,
     };
+    let limit = limit::LogLimit::start();
     let installed = match format {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
+            .finish()
+            .with(limit)
             .try_init(),
-        LogFormat::Pretty => builder.pretty().try_init(),
-        LogFormat::Text | LogFormat::Auto => builder.with_ansi(false).try_init(),
+        LogFormat::Pretty => builder.pretty().finish().with(limit).try_init(),
+        LogFormat::Text | LogFormat::Auto => {
+            builder.with_ansi(false).finish().with(limit).try_init()
+        }
     };
     installed.map_err(|e| anyhow::anyhow!("installing the log subscriber failed: {e}"))
 }

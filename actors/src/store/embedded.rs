@@ -34,8 +34,8 @@ mod write;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -43,7 +43,7 @@ use redb::{Database, ReadableDatabase};
 use taskmesh_cluster::protocol::TaskId;
 use tokio::sync::oneshot;
 
-use self::committer::{Command, Counters, Op, Reply, Transfer};
+use self::committer::{Counters, MAX_QUEUED, Op, Queue, Reply, Transfer};
 use crate::store::leases::LocalLeases;
 use crate::store::rules::{self, Change};
 use crate::store::{Created, LeaseInfo, ListFilter, StoreError, TaskStore, Transition};
@@ -57,7 +57,7 @@ const PURGE_BATCH: usize = 1_000;
 pub struct EmbeddedStore {
     db: Arc<Database>,
     path: PathBuf,
-    commands: mpsc::Sender<Command>,
+    commands: Queue,
     committer: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
     closed: AtomicBool,
@@ -105,7 +105,7 @@ impl EmbeddedStore {
 
         let db = Arc::new(db);
         let counters = Arc::new(Counters::default());
-        let (commands, queue) = mpsc::channel();
+        let (commands, queue) = Queue::bounded(MAX_QUEUED);
         let committer = std::thread::Builder::new()
             .name("taskmesh-store-committer".into())
             .spawn({
@@ -129,8 +129,7 @@ impl EmbeddedStore {
     /// Reads keep working until the store is dropped.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        // Fails only if the committer is already gone, which is what we want anyway.
-        let _ = self.commands.send(Command::Stop);
+        self.commands.stop();
     }
 
     /// The committer's totals so far.
@@ -149,9 +148,7 @@ impl EmbeddedStore {
             return Err(StoreError::Closed);
         }
         let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Op(op(reply)))
-            .map_err(|_| StoreError::Closed)?;
+        self.commands.send(op(reply)).await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 

@@ -121,12 +121,25 @@ impl PoolState {
         self.queue.push(job.spec.priority, job);
     }
 
-    /// Queues tasks a sweep found held by this node in the store but not in the pool.
+    /// Whether `n` more tasks from a peer may be queued here: not while draining, and
+    /// not past the queue capacity (queued and delayed tasks count).
+    pub(super) fn room_for(&self, n: usize) -> Result<(), super::OfferRefused> {
+        if self.draining {
+            return Err(super::OfferRefused::Draining);
+        }
+        let held = self.queue.len() + self.delayed.len();
+        if held.saturating_add(n) > self.config.queue_capacity {
+            return Err(super::OfferRefused::Full);
+        }
+        Ok(())
+    }
+
     /// Whether the pool stopped taking work.
     pub(super) fn draining(&self) -> bool {
         self.draining
     }
 
+    /// Queues tasks a sweep found held by this node in the store but not in the pool.
     pub(super) fn adopt(&mut self, records: Vec<TaskRecord>) {
         let orphans: Vec<TaskRecord> = records
             .into_iter()
@@ -524,6 +537,8 @@ impl PoolState {
     pub(super) fn drain(&mut self, reply: RpcReplyPort<()>) {
         self.draining = true;
         self.drain_reply = Some(reply);
+        // The dispatcher places nothing more here from now, not a report period later.
+        self.send_load();
         self.maybe_finish_drain();
     }
 

@@ -10,13 +10,19 @@
 //! `Rejected`, `NotFound` or `Corrupt` does not abort the batch. If the thread exits (on
 //! [`Command::Stop`], or by panicking) its queue is dropped with the reply senders in it,
 //! so every waiting caller sees [`StoreError::Closed`] rather than hanging.
+//!
+//! Backpressure: at most [`MAX_QUEUED`] writes wait for or ride in a commit ([`Queue`]);
+//! a writer past that waits (asynchronously) for room, so a flood of submissions cannot
+//! grow the queue without bound while the disk is slow. Room comes back when the
+//! committer answers an op, not when its caller stops waiting.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{self, Receiver};
 
 use redb::Database;
 use taskmesh_cluster::protocol::TaskId;
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::CommitStats;
 use super::write::Tables;
@@ -27,13 +33,55 @@ use crate::task::{Millis, NewTask, TaskRecord};
 /// The most ops one transaction carries, so one commit's latency stays bounded.
 pub(super) const MAX_BATCH: usize = 4096;
 
+/// The most writes queued for or riding in a commit; more wait for room.
+pub(super) const MAX_QUEUED: usize = 4 * MAX_BATCH;
+
+/// The sending side of the committer's queue, bounded to [`MAX_QUEUED`] ops.
+pub(super) struct Queue {
+    commands: mpsc::Sender<Command>,
+    room: Arc<Semaphore>,
+}
+
+impl Queue {
+    /// A queue of at most `capacity` ops, and the committer's end of it.
+    pub(super) fn bounded(capacity: usize) -> (Self, Receiver<Command>) {
+        let (commands, queue) = mpsc::channel();
+        let room = Arc::new(Semaphore::new(capacity));
+        (Self { commands, room }, queue)
+    }
+
+    /// Queues `op`, waiting while the queue is full. `Err` when the committer is gone.
+    pub(super) async fn send(&self, op: Op) -> Result<(), StoreError> {
+        let permit = Arc::clone(&self.room)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        self.commands
+            .send(Command::Op(op, permit))
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Asks the committer to stop (never waits for room).
+    pub(super) fn stop(&self) {
+        // Fails only if the committer is already gone, which is what we want anyway.
+        let _ = self.commands.send(Command::Stop);
+        self.room.close();
+    }
+
+    /// Ops queued or in a commit now.
+    #[cfg(test)]
+    pub(super) fn queued(&self, capacity: usize) -> usize {
+        capacity - self.room.available_permits()
+    }
+}
+
 /// Where an op's answer goes.
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// What the store sends to the committer thread.
 pub(super) enum Command {
-    /// Apply a write.
-    Op(Op),
+    /// Apply a write; the permit is its room in the queue, given back once answered.
+    Op(Op, OwnedSemaphorePermit),
     /// Commit what is already taken, then exit; later writes answer `Closed`.
     Stop,
 }
@@ -161,15 +209,22 @@ impl Counters {
 /// is gone.
 pub(super) fn run(db: &Database, commands: Receiver<Command>, counters: &Counters) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut room = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
     while !stopping {
         match commands.recv() {
-            Ok(Command::Op(op)) => batch.push(op),
+            Ok(Command::Op(op, permit)) => {
+                batch.push(op);
+                room.push(permit);
+            }
             Ok(Command::Stop) | Err(_) => break,
         }
         while batch.len() < MAX_BATCH {
             match commands.try_recv() {
-                Ok(Command::Op(op)) => batch.push(op),
+                Ok(Command::Op(op, permit)) => {
+                    batch.push(op);
+                    room.push(permit);
+                }
                 Ok(Command::Stop) => {
                     stopping = true;
                     break;
@@ -178,6 +233,7 @@ pub(super) fn run(db: &Database, commands: Receiver<Command>, counters: &Counter
             }
         }
         commit(db, &mut batch, counters);
+        room.clear();
     }
     // Dropping `commands` here drops any op queued after Stop: its caller sees Closed.
 }
@@ -239,5 +295,42 @@ fn apply_and_commit(
             }
             Err(reason)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn purge() -> Op {
+        Op::Purge(0, 1, oneshot::channel().0)
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_makes_writers_wait_until_an_op_is_answered() {
+        let (queue, commands) = Queue::bounded(2);
+        queue.send(purge()).await.expect("room");
+        queue.send(purge()).await.expect("room");
+        assert_eq!(queue.queued(2), 2);
+        let third = queue.send(purge());
+        tokio::pin!(third);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut third)
+                .await
+                .is_err(),
+            "a third op must wait while two are queued"
+        );
+        // The committer takes one op and answers it: its room comes back.
+        let taken = commands.recv().expect("queued op");
+        drop(taken);
+        tokio::time::timeout(Duration::from_secs(5), third)
+            .await
+            .expect("room came back")
+            .expect("sent");
+        assert_eq!(queue.queued(2), 2);
+        queue.stop();
+        assert!(matches!(queue.send(purge()).await, Err(StoreError::Closed)));
     }
 }
