@@ -17,7 +17,7 @@ use crate::ingress::{IngressLimits, IngressState};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::store::memory::MemoryStore;
-use crate::store::{Created, ListFilter, StoreError, TaskStore, Transition};
+use crate::store::{Created, LeaseInfo, ListFilter, StoreError, TaskStore, Transition};
 use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
 
 const NODE: &str = "here";
@@ -134,6 +134,9 @@ impl TaskStore for Faulty {
     }
     async fn renew_lease(&self, node: &str, ttl_ms: u64) -> Result<(), StoreError> {
         self.inner.renew_lease(node, ttl_ms).await
+    }
+    async fn lease(&self, node: &str) -> Result<Option<LeaseInfo>, StoreError> {
+        self.inner.lease(node).await
     }
     async fn expired_holders(&self) -> Result<Vec<String>, StoreError> {
         self.inner.expired_holders().await
