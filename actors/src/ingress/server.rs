@@ -132,11 +132,11 @@ async fn guard_request(State(guard): State<Arc<Guard>>, req: Request, next: Next
 }
 
 /// `504 timeout` in the API's error shape. Whether a timed-out submission took effect
-/// is unknown: the client retries with its `Idempotency-Key`.
+/// is unknown: the client retries with the same `idempotency_key`.
 fn timed_out(limit: Duration) -> Response {
     let message = format!(
         "the request took longer than the node's limit of {} ms; it may or may not have \
-         taken effect (retry with the same Idempotency-Key)",
+         taken effect (retry with the same idempotency_key)",
         limit.as_millis()
     );
     let body = json!({ "error": { "code": "timeout", "message": message } });

@@ -400,3 +400,25 @@ async fn a_result_for_a_task_claimed_away_is_dropped_as_a_duplicate() {
     );
     assert_eq!(h.load().await.busy, 0);
 }
+
+#[tokio::test]
+async fn a_peers_offer_is_taken_whole_within_capacity_and_refused_past_it_or_when_draining() {
+    // No worker: what is taken stays queued, so the queue depth is exact.
+    let h = start_pool(0).await;
+    let jobs = |n: usize| -> Vec<Job> {
+        (0..n)
+            .map(|_| Job::new(TaskId::generate(), spec("noop", "{}", 0)))
+            .collect()
+    };
+    let offer = async |n: usize| {
+        ractor::call_t!(h.pool, PoolMessage::Offer, 1000, jobs(n)).expect("answer")
+    };
+    assert_eq!(offer(1001).await, Err(OfferRefused::Full), "over capacity");
+    assert_eq!(h.load().await.queued.iter().sum::<usize>(), 0, "none taken");
+    assert_eq!(offer(1000).await, Ok(()));
+    assert_eq!(h.load().await.queued.iter().sum::<usize>(), 1000);
+    assert_eq!(offer(1).await, Err(OfferRefused::Full), "the queue is full");
+    ractor::call_t!(h.pool, PoolMessage::Drain, 5000).expect("drained");
+    assert_eq!(offer(0).await, Err(OfferRefused::Draining));
+    assert_eq!(h.load().await.queued.iter().sum::<usize>(), 1000);
+}
