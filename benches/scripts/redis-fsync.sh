@@ -16,6 +16,7 @@
 #   WAIT_LOAD   start each run once the 1-minute load average is below this [1.5]
 #   PROFILE     release or debug        [release] (debug only to try the script: its
 #                                        figures are CPU-bound and hide the fsync)
+#   BUILD       1 builds the binaries first, 0 uses the ones in target/ [1]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -34,7 +35,7 @@ URL=http://127.0.0.1:$PORT
 
 mkdir -p "$OUT" "$DATA_ROOT"
 if [ "$PROFILE" = release ]; then release=--release; else release=; fi
-cargo build $release --locked -p taskmesh-node -p taskmesh-benches --bins
+[ "${BUILD:-1}" = 0 ] || cargo build $release --locked -p taskmesh-node -p taskmesh-benches --bins
 {
   echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "commit:  $(git rev-parse HEAD) $(git status --porcelain | grep -q . && echo '(dirty)')"
