@@ -215,6 +215,16 @@ async fn the_request_id_is_echoed_and_recorded() -> anyhow::Result<()> {
     let answer = node.send(request).await?;
     assert_eq!(answer.status, 400);
     assert_eq!(answer.header("x-request-id"), Some("bad-1"));
+    assert_eq!(
+        answer.body["error"]["request_id"], "bad-1",
+        "{}",
+        answer.body
+    );
+    // A generated id is in the error body too, and an unmatched route is an error.
+    let answer = node.get("/no/such/route").await?;
+    assert_eq!(answer.status, 404);
+    let generated = answer.header("x-request-id").expect("generated request id");
+    assert_eq!(answer.body["error"]["request_id"], generated);
     Ok(())
 }
 
