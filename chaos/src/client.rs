@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use reqwest::StatusCode;
 use serde_json::Value;
+use taskmesh_actors::testing::metric_sum;
 
 /// What became of one submission.
 #[derive(Debug)]
@@ -116,7 +117,7 @@ impl Api {
             .await?
             .text()
             .await?;
-        Ok(sum_samples(&text, name))
+        Ok(metric_sum(&text, name))
     }
 
     /// Posts one task (`POST /v1/tasks`) or a batch (`POST /v1/tasks/batch`).
@@ -160,30 +161,5 @@ impl Api {
             s if s.is_server_error() => Submitted::ServerError(s.as_u16(), code),
             s => Submitted::Rejected(s.as_u16(), code),
         }
-    }
-}
-
-/// Sums the samples of `name` in Prometheus text.
-fn sum_samples(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let sample = series.split_once('{').map_or(series, |(n, _)| n);
-            (sample == name)
-                .then(|| value.parse::<f64>().ok())
-                .flatten()
-        })
-        .sum()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sums_every_label_set_of_one_metric_only() {
-        let text =
-            "# HELP x\nx_total{a=\"1\"} 2\nx_total{a=\"2\"} 3\nx_total_more 100\nx_total 1\n";
-        assert_eq!(super::sum_samples(text, "x_total"), 6.0);
-        assert_eq!(super::sum_samples(text, "absent"), 0.0);
     }
 }
