@@ -8,6 +8,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+mod span_fields;
+
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `filter`.
 pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
@@ -29,6 +31,7 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
+            .fmt_fields(span_fields::SpanFields)
             .try_init(),
         LogFormat::Pretty => builder.pretty().try_init(),
         LogFormat::Text | LogFormat::Auto => builder.with_ansi(false).try_init(),
