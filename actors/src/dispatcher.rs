@@ -38,7 +38,7 @@ mod state;
 pub mod view;
 
 use peers::{PeerPulse, PeerSettings};
-use policy::{PlaceError, PoolView};
+use policy::PlaceError;
 use remote::CallFailure;
 use state::DispatcherState;
 pub use state::Reservation;
@@ -101,8 +101,6 @@ pub enum DispatcherMessage {
     PoolLoad(PoolLoad),
     /// Cancel a task wherever it is held.
     Cancel(TaskId, RpcReplyPort<CancelOutcome>),
-    /// The dispatcher's view of every pool.
-    GetView(RpcReplyPort<Vec<PoolView>>),
     /// This node and its peers, as `GET /v1/cluster` shows them.
     GetCluster(RpcReplyPort<ClusterView>),
     /// A peer introduced itself (through this node's endpoint).
@@ -266,9 +264,6 @@ impl Actor for Dispatcher {
             DispatcherMessage::Place { reservation, jobs } => state.place(reservation, jobs),
             DispatcherMessage::PoolLoad(load) => state.local_load(load),
             DispatcherMessage::Cancel(id, reply) => state.cancel(id, reply),
-            DispatcherMessage::GetView(reply) => {
-                let _ = reply.send(state.views(Instant::now()).1);
-            }
             DispatcherMessage::GetCluster(reply) => {
                 let _ = reply.send(state.cluster_view(Instant::now()));
             }

@@ -7,11 +7,10 @@
 //! are cut. The server's bounds (connections, header read, requests in flight, request
 //! time) are in [`server`].
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -83,11 +82,9 @@ pub struct IngressState {
     pub limits: Arc<IngressLimits>,
 }
 
-/// Messages of the HttpIngress.
-pub enum IngressMessage {
-    /// The address the server listens on.
-    LocalAddr(RpcReplyPort<SocketAddr>),
-}
+/// Messages of the HttpIngress: none, it is driven by its server task and stopped by
+/// its supervisor.
+pub enum IngressMessage {}
 
 // Local only: the cluster feature of ractor needs the impl spelled out.
 impl ractor::Message for IngressMessage {}
@@ -105,7 +102,6 @@ pub struct HttpIngressArgs {
 
 /// The HttpIngress's state.
 pub struct HttpIngressState {
-    addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -135,21 +131,9 @@ impl Actor for HttpIngress {
         });
         tracing::info!(%addr, "HTTP API listening");
         Ok(HttpIngressState {
-            addr,
             shutdown: Some(tx),
             server: Some(server),
         })
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let IngressMessage::LocalAddr(reply) = message;
-        let _ = reply.send(state.addr);
-        Ok(())
     }
 
     async fn post_stop(

@@ -12,6 +12,8 @@
 //! - [`store`]: the `TaskStore` trait and its implementations.
 //! - [`task`]: the durable task record.
 //! - [`context`], [`metrics`], [`notify`]: what the actors share.
+//! - `testing` (feature `testsuite`): what the black-box tests and the chaos runner
+//!   share (polling with a deadline, task statuses, `/metrics` readers).
 //!
 //! The supervision tree that ties them together lives in the `node` crate.
 
@@ -27,4 +29,6 @@ pub mod metrics;
 pub mod notify;
 pub mod store;
 pub mod task;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testing;
 pub mod worker_pool;

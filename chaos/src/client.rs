@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use reqwest::StatusCode;
 use serde_json::Value;
+use taskmesh_actors::testing::metric_sum;
 
 /// What became of one submission.
 #[derive(Debug)]
@@ -122,7 +123,7 @@ impl Api {
         if !exposes(&text, name) {
             anyhow::bail!("{url}/metrics has no sample of {name}");
         }
-        Ok(sum_samples(&text, name))
+        Ok(metric_sum(&text, name))
     }
 
     /// Posts one task (`POST /v1/tasks`) or a batch (`POST /v1/tasks/batch`).
@@ -169,7 +170,6 @@ impl Api {
     }
 }
 
-/// Sums the samples of `name` in Prometheus text.
 /// Whether the Prometheus text has at least one sample of `name`.
 fn exposes(text: &str, name: &str) -> bool {
     text.lines()
@@ -178,27 +178,12 @@ fn exposes(text: &str, name: &str) -> bool {
         .any(|(series, _)| series.split_once('{').map_or(series, |(n, _)| n) == name)
 }
 
-fn sum_samples(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let sample = series.split_once('{').map_or(series, |(n, _)| n);
-            (sample == name)
-                .then(|| value.parse::<f64>().ok())
-                .flatten()
-        })
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
-    fn sums_every_label_set_of_one_metric_only() {
+    fn a_page_exposes_a_metric_only_with_a_sample_of_that_exact_name() {
         let text =
             "# HELP x\nx_total{a=\"1\"} 2\nx_total{a=\"2\"} 3\nx_total_more 100\nx_total 1\n";
-        assert_eq!(super::sum_samples(text, "x_total"), 6.0);
-        assert_eq!(super::sum_samples(text, "absent"), 0.0);
         assert!(super::exposes(text, "x_total"));
         assert!(super::exposes(text, "x_total_more"));
         assert!(!super::exposes(text, "absent"));

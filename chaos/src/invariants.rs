@@ -13,17 +13,13 @@ use serde::Serialize;
 use serde_json::Value;
 use taskmesh_actors::store::TaskStore;
 use taskmesh_actors::store::redis::RedisStore;
+use taskmesh_actors::testing::is_terminal;
 use taskmesh_cluster::protocol::TaskId;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::client::Api;
 use crate::workload::{Targets, lock, read};
-
-/// Whether a status is final.
-pub fn is_terminal(status: &str) -> bool {
-    matches!(status, "succeeded" | "failed" | "cancelled")
-}
 
 /// What was last seen of one task.
 #[derive(Clone, Debug, PartialEq, Eq)]

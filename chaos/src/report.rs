@@ -189,7 +189,7 @@ impl Report {
             .iter()
             .filter(|(_, r)| {
                 let status = r["status"].as_str().unwrap_or("");
-                crate::invariants::is_terminal(status) && status != "succeeded"
+                taskmesh_actors::testing::is_terminal(status) && status != "succeeded"
             })
             .map(|(id, r)| format!("{id}: {} ({})", r["status"], r["error"]))
             .collect();

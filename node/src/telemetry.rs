@@ -11,6 +11,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use crate::config::LogFormat;
 
 pub mod limit;
+mod span_fields;
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `filter`. The log
 /// lines of ractor and ractor_cluster are rate-limited ([`limit`]).
@@ -35,6 +36,7 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
+            .fmt_fields(span_fields::SpanFields)
             .finish()
             .with(limit)
             .try_init(),

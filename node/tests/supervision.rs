@@ -1,7 +1,6 @@
 //! The root supervisor restarts top-level actors without losing accepted tasks.
 //! In-process: the node's own `start()`, real HTTP on loopback, real actor kills.
 
-use std::future::Future;
 use std::time::Duration;
 
 use ractor::ActorRef;
@@ -69,17 +68,12 @@ async fn start(dir: &std::path::Path) -> (taskmesh_node::NodeHandle, Client) {
     (node, client)
 }
 
-/// Polls `check` every 20 ms until it holds; panics after 30 s.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Polls `check` until it holds; panics after 30 s.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let holds = async || Ok(check().await.then_some(()));
+    taskmesh_actors::testing::eventually(Duration::from_secs(30), what, holds)
+        .await
+        .expect("the condition holds in time");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,15 +11,15 @@
 //!   the calls the tests make through it.
 //! - [`Answer`]: an HTTP answer with its JSON body.
 //! - [`eventually`]: poll a condition until it holds or a deadline passes (never a bare
-//!   sleep for correctness).
-//! - [`metric`] and [`metric_sum`]: read values out of the Prometheus text.
+//!   sleep for correctness); [`is_terminal`] for a status; [`metric`] and [`metric_sum`]
+//!   read values out of the Prometheus text. These live in `taskmesh_actors::testing`,
+//!   shared with the chaos runner, and are re-exported here.
 //! - [`cluster`]: several nodes sharing a real `redis-server`, joined as a cluster.
 //!
 //! Every wait has a deadline; the deadlines are generous because CI machines are slow,
 //! and no test asserts that something happens *quickly* unless the product promises it.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -37,6 +37,8 @@ use tempfile::TempDir;
 use tokio::time::Instant;
 
 pub mod cluster;
+
+pub use taskmesh_actors::testing::{eventually, is_terminal, metric, metric_sum};
 
 /// How long a node may take to report ready after its process starts.
 pub const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -77,33 +79,6 @@ pub fn taskmesh_bin() -> anyhow::Result<PathBuf> {
 /// [`TestNode::restart`] retries with another port if someone else was faster).
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Whether a task status is terminal (`succeeded`, `failed` or `cancelled`).
-pub fn is_terminal(status: &str) -> bool {
-    matches!(status, "succeeded" | "failed" | "cancelled")
-}
-
-/// Polls `check` every 20 ms until it yields `Some`, and returns that value; fails with
-/// `what` and the last error once `within` has passed. `check` errors are retried too
-/// (the condition may depend on a node that is still starting).
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        let last = match check().await {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => String::from("condition not met"),
-            Err(e) => format!("{e:#}"),
-        };
-        if Instant::now() > deadline {
-            bail!("{what}: still not true after {within:?} ({last})");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// An HTTP answer of the node.
@@ -524,85 +499,4 @@ fn forward_logs(stdout: ChildStdout, addr: SocketAddr, tail: LogTail) {
             tail.push_back(line);
         }
     });
-}
-
-/// The value of the sample `name{labels}` in Prometheus text, where `labels` must match
-/// the sample's label set exactly (in any order); `None` when there is no such sample.
-pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let (series, value) = line.rsplit_once(' ')?;
-        let (sample_name, sample_labels) = match series.split_once('{') {
-            Some((n, rest)) => (n, parse_labels(rest.strip_suffix('}')?)?),
-            None => (series, Vec::new()),
-        };
-        let same_labels = sample_labels.len() == labels.len()
-            && labels
-                .iter()
-                .all(|(k, v)| sample_labels.iter().any(|(sk, sv)| sk == k && sv == v));
-        (sample_name == name && same_labels)
-            .then(|| value.parse().ok())
-            .flatten()
-    })
-}
-
-/// `k="v",k2="v2"` → pairs (values in our metrics never hold quotes or commas).
-fn parse_labels(text: &str) -> Option<Vec<(String, String)>> {
-    text.split(',')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            Some((k.to_owned(), v.trim_matches('"').to_owned()))
-        })
-        .collect()
-}
-
-/// The sum of every sample whose `name{labels}` text starts with `prefix` (for example
-/// `taskmesh_task_retries_total` for all kinds at once).
-pub fn metric_sum(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const TEXT: &str = "\
-# HELP taskmesh_workers Workers of the local pool
-# TYPE taskmesh_workers gauge
-taskmesh_workers{state=\"busy\"} 1
-taskmesh_workers{state=\"idle\"} 3
-taskmesh_tasks_completed_total{kind=\"noop\",outcome=\"succeeded\"} 5
-taskmesh_worker_restarts_total 2
-";
-
-    #[test]
-    fn metric_matches_the_exact_label_set() {
-        assert_eq!(
-            metric(TEXT, "taskmesh_workers", &[("state", "idle")]),
-            Some(3.0)
-        );
-        let labels = [("outcome", "succeeded"), ("kind", "noop")];
-        assert_eq!(
-            metric(TEXT, "taskmesh_tasks_completed_total", &labels),
-            Some(5.0)
-        );
-        assert_eq!(
-            metric(TEXT, "taskmesh_tasks_completed_total", &[("kind", "noop")]),
-            None
-        );
-        assert_eq!(
-            metric(TEXT, "taskmesh_worker_restarts_total", &[]),
-            Some(2.0)
-        );
-        assert_eq!(metric(TEXT, "taskmesh_worker", &[]), None);
-    }
-
-    #[test]
-    fn metric_sum_adds_every_matching_sample() {
-        assert_eq!(metric_sum(TEXT, "taskmesh_workers{"), 4.0);
-        assert_eq!(metric_sum(TEXT, "taskmesh_nothing"), 0.0);
-    }
 }

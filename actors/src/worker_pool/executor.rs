@@ -1,5 +1,5 @@
 //! Runs one attempt of a kernel off the async runtime and turns what happened into an
-//! [`AttemptOutcome`].
+//! [`AttemptOutcome`], or hands back the payload of a kernel's panic.
 //!
 //! Trivial kernels (noop, echo) run inline. Everything else runs on tokio's blocking
 //! pool, so a sleeping kernel holds a thread but not a runtime worker, and CPU kernels
@@ -25,11 +25,12 @@ pub enum AttemptOutcome {
     Cancelled,
     /// The attempt ran past the task's timeout.
     TimedOut(Duration),
-    /// The kernel panicked; the payload is re-raised in the worker so supervision sees it.
-    Panicked(Box<dyn Any + Send>),
 }
 
-/// Runs `kind` with `params` for attempt number `attempt`.
+/// The payload of a kernel's panic: the worker re-raises it so supervision sees it.
+pub type Panic = Box<dyn Any + Send>;
+
+/// Runs `kind` with `params` for attempt number `attempt`; `Err` when the kernel panicked.
 pub async fn execute(
     kernels: &Registry,
     kind: &str,
@@ -37,18 +38,15 @@ pub async fn execute(
     attempt: u32,
     cancel: CancelToken,
     timeout: Option<Duration>,
-) -> AttemptOutcome {
+) -> Result<AttemptOutcome, Panic> {
     let ctx = Context {
         attempt,
         cancel: cancel.clone(),
     };
     if kernels.is_trivial(kind) {
         // Kernels are stateless, so a panic cannot leave the registry half-updated.
-        return match std::panic::catch_unwind(AssertUnwindSafe(|| kernels.run(kind, params, &ctx)))
-        {
-            Ok(result) => classify(result),
-            Err(payload) => AttemptOutcome::Panicked(payload),
-        };
+        return std::panic::catch_unwind(AssertUnwindSafe(|| kernels.run(kind, params, &ctx)))
+            .map(classify);
     }
     let (kernels, kind, params) = (kernels.clone(), kind.to_owned(), params.to_owned());
     let handle = tokio::task::spawn_blocking(move || kernels.run(&kind, &params, &ctx));
@@ -57,15 +55,15 @@ pub async fn execute(
             Ok(joined) => joined,
             Err(_) => {
                 cancel.cancel();
-                return AttemptOutcome::TimedOut(limit);
+                return Ok(AttemptOutcome::TimedOut(limit));
             }
         },
         None => handle.await,
     };
     match joined {
-        Ok(result) => classify(result),
-        Err(e) if e.is_panic() => AttemptOutcome::Panicked(e.into_panic()),
-        Err(e) => AttemptOutcome::Failed(format!("attempt aborted: {e}")),
+        Ok(result) => Ok(classify(result)),
+        Err(e) if e.is_panic() => Err(e.into_panic()),
+        Err(e) => Ok(AttemptOutcome::Failed(format!("attempt aborted: {e}"))),
     }
 }
 

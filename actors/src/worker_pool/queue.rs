@@ -85,11 +85,6 @@ impl<T> PriorityQueues<T> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// Empties every queue, returning the items highest priority first.
-    pub fn drain(&mut self) -> Vec<T> {
-        self.queues.iter_mut().flat_map(|q| q.drain(..)).collect()
-    }
 }
 
 #[cfg(test)]

@@ -265,10 +265,6 @@ impl PoolState {
                 let msg = format!("timed out after {} ms", limit.as_millis());
                 self.retry_or_fail(job, msg, started)
             }
-            AttemptOutcome::Panicked(payload) => {
-                let msg = super::executor::panic_message(payload.as_ref());
-                self.retry_or_fail(job, format!("kernel panicked: {msg}"), started)
-            }
         }
     }
 
@@ -475,7 +471,6 @@ impl PoolState {
                 job: running.job,
                 outcome: AttemptOutcome::Failed(format!("worker crashed: {reason}")),
                 started_at_ms: running.started_at_ms,
-                elapsed: Duration::ZERO,
             };
             self.settle(report);
         }

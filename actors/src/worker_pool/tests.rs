@@ -260,13 +260,12 @@ async fn resize_grows_and_shrinks_the_pool() {
     );
 }
 
-/// Polls `check` every 10 ms until it holds, for at most ten seconds.
+/// Polls `check` until it holds, for at most ten seconds.
 async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let holds = async || Ok(check().await.then_some(()));
+    crate::testing::eventually(Duration::from_secs(10), what, holds)
+        .await
+        .expect("the condition holds in time");
 }
 
 #[tokio::test]

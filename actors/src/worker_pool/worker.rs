@@ -10,7 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use taskmesh_kernels::CancelToken;
 use tracing::Instrument;
 
-use super::executor::{self, AttemptOutcome};
+use super::executor::{self, AttemptOutcome, Panic};
 use super::{Job, PoolMessage};
 use crate::context::NodeContext;
 use crate::store::Transition;
@@ -41,12 +41,10 @@ impl ractor::Message for WorkerMessage {}
 pub struct AttemptReport {
     /// The task.
     pub job: Job,
-    /// How it went (never `Panicked`: a panic fails the worker instead).
+    /// How it went (a panic fails the worker instead of being reported).
     pub outcome: AttemptOutcome,
     /// When the attempt started (wall clock).
     pub started_at_ms: u64,
-    /// How long it ran.
-    pub elapsed: Duration,
 }
 
 impl Actor for Worker {
@@ -88,8 +86,6 @@ impl Actor for Worker {
     }
 }
 
-type PanicPayload = Box<dyn std::any::Any + Send>;
-
 /// How long an attempt runs before the store is told it is running.
 pub const RECORD_RUNNING_AFTER: Duration = Duration::from_millis(25);
 
@@ -123,7 +119,7 @@ async fn run_attempt(
     pool: &ActorRef<PoolMessage>,
     job: Job,
     cancel: CancelToken,
-) -> Result<AttemptReport, PanicPayload> {
+) -> Result<AttemptReport, Panic> {
     let attempt = job.attempts + 1;
     let started_at_ms = now_ms();
     tracing::debug!("attempt started");
@@ -158,10 +154,13 @@ async fn run_attempt(
         }
     };
     let elapsed = timer.elapsed();
-    if let AttemptOutcome::Panicked(payload) = outcome {
-        tracing::error!(panic = %executor::panic_message(payload.as_ref()), "kernel panicked");
-        return Err(payload);
-    }
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(payload) => {
+            tracing::error!(panic = %executor::panic_message(payload.as_ref()), "kernel panicked");
+            return Err(payload);
+        }
+    };
     ctx.metrics
         .task_duration
         .with_label_values(&[job.spec.kind.as_str()])
@@ -170,6 +169,5 @@ async fn run_attempt(
         job,
         outcome,
         started_at_ms,
-        elapsed,
     })
 }
