@@ -122,7 +122,7 @@ impl Actor for HttpIngress {
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
         let limits = args.state.limits.clone();
-        let app = server::bounded(routes::router(args.state), &limits);
+        let app = routes::router(args.state);
         let server = tokio::spawn(async move {
             server::serve(listener, app, &limits, FINISH_WITHIN, async {
                 let _ = rx.await;

@@ -208,14 +208,26 @@ async fn requests_past_the_concurrency_limit_get_503_but_probes_answer() -> anyh
             .await?;
         let status = answer.status().as_u16();
         let retry = answer.headers().get("retry-after").is_some();
+        let header_id = answer
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body: serde_json::Value = answer.json().await.unwrap_or_default();
-        Ok((status == 503).then_some((retry, body)))
+        Ok((status == 503).then_some((retry, body, header_id)))
     })
     .await?;
     ensure!(refused.0, "a 503 carries Retry-After");
     ensure!(
         refused.1["error"]["code"] == "overloaded",
         "the 503's body: {}",
+        refused.1
+    );
+    // The refusal is an answer like any other: it carries the request id.
+    ensure!(
+        refused.2.is_some() && refused.1["error"]["request_id"].as_str() == refused.2.as_deref(),
+        "request id of the 503: header {:?}, body {}",
+        refused.2,
         refused.1
     );
     for probe in ["/health", "/health/ready", "/metrics"] {
@@ -261,6 +273,10 @@ async fn a_request_slower_than_the_timeout_gets_504() -> anyhow::Result<()> {
     ensure!(head.is_ok(), "no answer to a stalled upload");
     let text = String::from_utf8_lossy(&answer);
     ensure!(text.starts_with("HTTP/1.1 504"), "answer: {text}");
+    ensure!(
+        text.to_ascii_lowercase().contains("x-request-id:"),
+        "the 504 carries the request id: {text}"
+    );
     normal_client_works(&node).await
 }
 

@@ -43,6 +43,9 @@ pub enum ApiError {
     /// 503 `outcome_unknown` with `Retry-After`: the store did not confirm a submission's
     /// write in time and it may or may not have been stored; carries the ids it was given.
     OutcomeUnknown(Vec<String>),
+    /// 504 `timeout` with `Retry-After`: the request ran past the node's request timeout
+    /// (carried); a submission may or may not have taken effect.
+    Timeout(std::time::Duration),
     /// 500: a bug or an unexpected failure; details are logged, not sent.
     Internal(String),
 }
@@ -85,6 +88,15 @@ impl ApiError {
                  idempotency keys"
                     .into(),
             ),
+            ApiError::Timeout(limit) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!(
+                    "the request took longer than the node's limit of {} ms; it may or may \
+                     not have taken effect (retry with the same idempotency_key)",
+                    limit.as_millis()
+                ),
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -108,7 +120,7 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(json!({ "error": error }))).into_response();
         let retry_after = match self {
             ApiError::Unavailable(_, _, secs) => Some(secs),
-            ApiError::OutcomeUnknown(_) => Some(1),
+            ApiError::OutcomeUnknown(_) | ApiError::Timeout(_) => Some(1),
             _ => None,
         };
         if let Some(secs) = retry_after {

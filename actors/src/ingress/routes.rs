@@ -29,7 +29,7 @@ use crate::store::{Created, ListFilter};
 /// The node's HTTP API.
 pub fn router(state: IngressState) -> Router {
     let body_limit = state.limits.max_body_bytes;
-    Router::new()
+    let app = Router::new()
         .route("/v1/tasks", post(submit).get(list))
         .route("/v1/tasks/batch", post(submit_batch))
         .route("/v1/tasks/{id}", get(get_task).delete(cancel))
@@ -39,7 +39,8 @@ pub fn router(state: IngressState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit));
+    super::server::bounded(app, &state.limits)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(
             ServiceBuilder::new()

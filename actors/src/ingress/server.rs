@@ -23,12 +23,10 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -92,8 +90,13 @@ struct Guard {
     refusals: std::sync::Mutex<Refusals>,
 }
 
-/// Wraps `app` in the per-request bounds: requests in flight and request time.
-pub(super) fn bounded(app: Router, limits: &IngressLimits) -> Router {
+/// Wraps `app` in the per-request bounds: requests in flight and request time. The
+/// router applies it inside its request-id and metrics layers, so a refusal or a
+/// timeout carries the request id and is counted like any other answer.
+pub(super) fn bounded<S>(app: Router<S>, limits: &IngressLimits) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
     let guard = Arc::new(Guard {
         slots: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
         max: limits.max_concurrent_requests,
@@ -127,24 +130,8 @@ async fn guard_request(State(guard): State<Arc<Guard>>, req: Request, next: Next
     };
     match tokio::time::timeout(guard.timeout, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => timed_out(guard.timeout),
+        Err(_) => ApiError::Timeout(guard.timeout).into_response(),
     }
-}
-
-/// `504 timeout` in the API's error shape. Whether a timed-out submission took effect
-/// is unknown: the client retries with the same `idempotency_key`.
-fn timed_out(limit: Duration) -> Response {
-    let message = format!(
-        "the request took longer than the node's limit of {} ms; it may or may not have \
-         taken effect (retry with the same idempotency_key)",
-        limit.as_millis()
-    );
-    let body = json!({ "error": { "code": "timeout", "message": message } });
-    let mut response = (StatusCode::GATEWAY_TIMEOUT, axum::Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
 }
 
 /// Serves `app` on `listener` until `stop` resolves; then closes the listener, lets
