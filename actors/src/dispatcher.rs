@@ -11,7 +11,8 @@
 //!
 //! A task placed on a peer goes to the peer's endpoint, which acknowledges once its pool
 //! holds it. A refusal or a missing acknowledgement counts against the peer's circuit
-//! breaker ([`taskmesh_cluster::breaker`]) and the tasks are placed again without it.
+//! breaker ([`taskmesh_cluster::breaker`]); refused tasks are placed again without it,
+//! unacknowledged ones stay with it (it may run them) until the store shows it gone.
 //! Peers are found through the endpoint process group: when a peer's endpoint appears
 //! the dispatcher introduces this node to it, and the peer is up once it answers. From
 //! then on the Heartbeat actor's failure detector says whether it is up, suspect or
@@ -151,7 +152,7 @@ pub enum DispatcherMessage {
     Dispatched {
         /// The peer.
         node_id: String,
-        /// The tasks sent (placed again elsewhere if the dispatch failed).
+        /// The tasks sent (placed again elsewhere if the peer refused them).
         jobs: Vec<Job>,
         /// When they were sent.
         sent_at: Instant,

@@ -300,7 +300,7 @@ impl DispatcherState {
                     tasks = jobs.len(),
                     reason = failure.reason,
                     detail = %failure.detail,
-                    "dispatch to a peer failed; placing the tasks elsewhere"
+                    "dispatch to a peer failed"
                 );
                 let now = Instant::now();
                 self.peers
@@ -312,11 +312,24 @@ impl DispatcherState {
         if let Some(to) = change {
             self.circuit_changed(node, to);
         }
-        if outcome.is_err() {
-            if let Some(entry) = self.pools.get_mut(node) {
-                entry.sent_total = entry.sent_total.saturating_sub(jobs.len() as u64);
+        match outcome {
+            Ok(()) => {}
+            // The peer answered that it did not take them: place them elsewhere.
+            Err(failure) if failure.reason == "refused" => {
+                if let Some(entry) = self.pools.get_mut(node) {
+                    entry.sent_total = entry.sent_total.saturating_sub(jobs.len() as u64);
+                }
+                self.place_again(node, jobs);
             }
-            self.place_again(node, jobs);
+            // No answer: the peer may hold and run them (the acknowledgement was lost in
+            // a cut). They stay with it, as the store says: its sweep adopts them if the
+            // dispatch never arrived, and failover claims them if it is gone
+            // (`crate::failover`). Moving them away would run them twice.
+            Err(_) => tracing::warn!(
+                peer = node,
+                tasks = jobs.len(),
+                "dispatch to a peer unconfirmed; the tasks stay with it until the store shows it gone"
+            ),
         }
     }
 
