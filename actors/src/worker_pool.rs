@@ -27,6 +27,7 @@ use crate::task::{TaskRecord, now_ms};
 
 pub mod executor;
 pub mod queue;
+mod recent;
 pub mod retry;
 mod state;
 pub mod worker;

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use super::executor::AttemptOutcome;
 use super::queue::PriorityQueues;
+use super::recent::RecentlyFinished;
 use super::retry::may_retry;
 use super::worker::{AttemptReport, Worker, WorkerArgs, WorkerMessage};
 use super::{CancelOutcome, Job, PoolLoad, PoolMessage, WorkerPoolConfig};
@@ -50,6 +51,8 @@ pub struct PoolState {
     /// Running attempts (task and lease token) whose task moved since they were given
     /// it: their outcome is dropped.
     lost: HashSet<(TaskId, u64)>,
+    /// Tasks whose terminal write this pool issued lately: a late copy is dropped.
+    finished: RecentlyFinished,
 }
 
 impl PoolState {
@@ -77,6 +80,7 @@ impl PoolState {
             drain_reply: None,
             draining: false,
             lost: HashSet::new(),
+            finished: RecentlyFinished::default(),
         }
     }
 
@@ -101,6 +105,13 @@ impl PoolState {
     }
 
     pub(super) fn enqueue(&mut self, mut job: Job) {
+        if self.finished.covers(&job.id, job.lease) {
+            // A copy that arrives after this pool finished the task (a dispatch held up
+            // in a cut link, delivered after the sweep adopted the task and ran it).
+            let _span = job.span().entered();
+            tracing::info!(lease = job.lease, "task already finished here; dropped a late copy");
+            return;
+        }
         if let Some(held) = self.held_lease(&job.id) {
             // A task may arrive twice (a dispatch and a sweep of the store): hold it once.
             if held >= job.lease {
@@ -306,13 +317,14 @@ impl PoolState {
 
     /// Issues the terminal write; long-pollers are woken once it is durable.
     fn finish(
-        &self,
+        &mut self,
         job: &Job,
         status: TaskStatus,
         result: Option<String>,
         error: Option<String>,
         started_at_ms: Option<u64>,
     ) {
+        self.finished.record(&job.id, job.lease);
         let finish = Finish {
             status,
             result,
