@@ -10,8 +10,9 @@
 //! second.
 //!
 //! A task placed on a peer goes to the peer's endpoint, which acknowledges once its pool
-//! holds it. A refusal or a missing acknowledgement counts against the peer's circuit
-//! breaker ([`taskmesh_cluster::breaker`]); refused tasks are placed again without it,
+//! holds it. A missing acknowledgement counts against the peer's circuit breaker
+//! ([`taskmesh_cluster::breaker`]); a refusal (full, draining) does not, since the peer
+//! answered. Refused tasks are placed again without it,
 //! unacknowledged ones stay with it (it may run them) until the store shows it gone.
 //! Peers are found through the endpoint process group: when a peer's endpoint appears
 //! the dispatcher introduces this node to it, and the peer is up once it answers. From

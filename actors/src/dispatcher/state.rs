@@ -303,10 +303,14 @@ impl DispatcherState {
                     "dispatch to a peer failed"
                 );
                 let now = Instant::now();
-                self.peers
-                    .peers
-                    .get_mut(node)
-                    .and_then(|p| p.breaker.on_failure(now))
+                let peer = self.peers.peers.get_mut(node);
+                if failure.reason == "refused" {
+                    // It answered: a full or draining peer is healthy, and its load
+                    // report keeps work away. Its circuit is for peers that fail.
+                    peer.and_then(|p| p.breaker.on_success())
+                } else {
+                    peer.and_then(|p| p.breaker.on_failure(now))
+                }
             }
         };
         if let Some(to) = change {

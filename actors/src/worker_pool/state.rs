@@ -109,7 +109,10 @@ impl PoolState {
             // A copy that arrives after this pool finished the task (a dispatch held up
             // in a cut link, delivered after the sweep adopted the task and ran it).
             let _span = job.span().entered();
-            tracing::info!(lease = job.lease, "task already finished here; dropped a late copy");
+            tracing::info!(
+                lease = job.lease,
+                "task already finished here; dropped a late copy"
+            );
             return;
         }
         if let Some(held) = self.held_lease(&job.id) {
