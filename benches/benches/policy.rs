@@ -30,7 +30,6 @@ fn pools(n: usize) -> Vec<PoolView> {
             },
             capacity: 100_000,
             queued: (i * 37) % 100,
-            reserved: 0,
             running: i % 4,
             workers: 4,
             available: true,

@@ -1,17 +1,9 @@
 //! Placement: which pool runs each task. Pure; the actor feeds it a view of every pool.
 //!
 //! The score of a pool is its expected wait in task lengths, `(queued + running) /
-//! workers`. A task stays on the node it arrived on unless another pool's expected wait
-//! is shorter by more than [`HOP_COST`] (one task length): moving a task costs a network
-//! hop, a store write and a peer's CPU, which only pays off when it saves real waiting.
-//! Among the other pools the lowest score wins. A pool only takes a task while its queue
-//! has room and, when the task names a resource `class`, the pool's labels contain it.
-//!
-//! Room admitted on this node and not stored yet ([`PoolView::reserved`]) counts against
-//! a pool's capacity, but only a peer's counts in its expected wait: the local pool's
-//! reservations are this node's own submissions in flight, which a peer's view of its
-//! own pool never shows either. Counting them would make every busy node look busier
-//! than its peers and send most of its tasks away under an even load.
+//! workers`; the lowest score wins, the local pool wins ties, and a pool only takes a
+//! task while its queue has room and, when the task names a resource `class`, the pool's
+//! labels contain it.
 
 /// What the dispatcher knows of one pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,8 +18,6 @@ pub struct PoolView {
     pub capacity: usize,
     /// Tasks waiting, including those on their way to it.
     pub queued: usize,
-    /// Tasks this node admitted for the pool and has not stored yet.
-    pub reserved: usize,
     /// Tasks running.
     pub running: usize,
     /// Live workers.
@@ -47,38 +37,14 @@ pub enum PlaceError {
     Saturated,
 }
 
-/// How much shorter, in thousandths of a task length, another pool's expected wait must
-/// be before a task leaves the node it arrived on.
-pub const HOP_COST: u64 = 1000;
-
-/// Expected wait in thousandths of a task length.
-fn score(p: &PoolView) -> u64 {
-    let reserved = if p.local { 0 } else { p.reserved };
-    (p.queued + reserved + p.running) as u64 * 1000 / p.workers.max(1) as u64
+fn score(p: &PoolView) -> (u64, bool) {
+    // Expected wait in thousandths of a task length; local first on ties.
+    let load = (p.queued + p.running) as u64 * 1000 / p.workers.max(1) as u64;
+    (load, !p.local)
 }
 
 fn eligible(p: &PoolView, class: Option<&str>) -> bool {
     class.is_none_or(|c| p.labels.iter().any(|l| l == c))
-}
-
-fn has_room(p: &PoolView) -> bool {
-    p.available && p.queued + p.reserved < p.capacity
-}
-
-/// The pool for one task: the local one unless another waits less by more than
-/// [`HOP_COST`].
-fn choose(view: &[PoolView], class: Option<&str>) -> Option<usize> {
-    let open = || {
-        view.iter()
-            .enumerate()
-            .filter(|(_, p)| eligible(p, class) && has_room(p))
-    };
-    let best = open().min_by_key(|(_, p)| (score(p), !p.local));
-    let local = open().find(|(_, p)| p.local);
-    match (local, best) {
-        (Some((i, here)), Some((_, there))) if score(here) <= score(there) + HOP_COST => Some(i),
-        (_, best) => best.map(|(i, _)| i),
-    }
 }
 
 /// Places every task (given by its optional class) on a pool, all or nothing: the
@@ -88,7 +54,14 @@ pub fn place_all(pools: &[PoolView], classes: &[Option<&str>]) -> Result<Vec<usi
     let mut view: Vec<PoolView> = pools.to_vec();
     let mut placed = Vec::with_capacity(classes.len());
     for class in classes {
-        match choose(&view, *class) {
+        let best = view
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| eligible(p, *class))
+            .filter(|(_, p)| p.available && p.queued < p.capacity)
+            .min_by_key(|(_, p)| score(p))
+            .map(|(i, _)| i);
+        match best {
             Some(i) => {
                 view[i].queued += 1;
                 placed.push(i);
@@ -115,7 +88,6 @@ mod tests {
             labels: vec![],
             capacity: 10,
             queued,
-            reserved: 0,
             running,
             workers,
             available: true,
@@ -137,45 +109,8 @@ mod tests {
     #[test]
     fn a_batch_spreads_as_load_evens_out() {
         let pools = [pool("a", true, 0, 0, 1), pool("b", false, 0, 0, 1)];
-        let placed = place_all(&pools, &[None; 8]).expect("room");
-        // The local pool keeps a lead of one task length, then they alternate.
-        assert_eq!(placed.iter().filter(|&&i| i == 0).count(), 5, "{placed:?}");
-        assert_eq!(&placed[..3], &[0, 0, 1]);
-    }
-
-    #[test]
-    fn a_task_stays_local_unless_moving_saves_more_than_a_hop() {
-        // Local wait 1.25 task lengths, the peer's 0.5: a saving under one task length.
-        let pools = [pool("me", true, 1, 4, 4), pool("peer", false, 0, 2, 4)];
-        assert_eq!(place_all(&pools, &[None]), Ok(vec![0]));
-        // Local wait 2, the peer's 0.5: worth the hop.
-        let pools = [pool("me", true, 4, 4, 4), pool("peer", false, 0, 2, 4)];
-        assert_eq!(place_all(&pools, &[None]), Ok(vec![1]));
-    }
-
-    #[test]
-    fn local_reservations_count_against_room_but_not_against_the_wait() {
-        // This node's own submissions in flight do not push work to an equal peer...
-        let mut me = pool("me", true, 0, 1, 4);
-        me.reserved = 20;
-        me.capacity = 100;
-        let mut peer = pool("peer", false, 0, 1, 4);
-        peer.capacity = 100;
-        assert_eq!(place_all(&[me.clone(), peer.clone()], &[None]), Ok(vec![0]));
-        // ...but they fill its queue...
-        me.capacity = 20;
-        assert_eq!(place_all(&[me.clone(), peer.clone()], &[None]), Ok(vec![1]));
-        // ...and a peer's reservations (tasks on their way there) count in its wait.
-        me.capacity = 100;
-        me.queued = 8;
-        peer.reserved = 8;
-        assert_eq!(place_all(&[me, peer], &[None]), Ok(vec![0]));
-    }
-
-    #[test]
-    fn without_a_local_pool_the_least_loaded_wins() {
-        let pools = [pool("a", false, 5, 4, 4), pool("b", false, 1, 1, 4)];
-        assert_eq!(place_all(&pools, &[None]), Ok(vec![1]));
+        let placed = place_all(&pools, &[None; 4]).expect("room");
+        assert_eq!(placed.iter().filter(|&&i| i == 0).count(), 2);
     }
 
     #[test]
