@@ -8,6 +8,8 @@
 //! - [`heartbeat`]: Heartbeat — heartbeats between nodes and the failure detector.
 //! - [`worker_pool`]: WorkerPool — queues, supervised workers, retries, cancellation.
 //! - [`health`]: HealthMonitor — readiness.
+//! - [`failover`]: Failover — renews this node's lease and claims a lost peer's tasks
+//!   on store evidence ([`failover::decide`]).
 //! - [`autoscaler`]: Autoscaler — sizes the pool ([`autoscaler::policy`]).
 //! - [`store`]: the `TaskStore` trait and its implementations.
 //! - [`task`]: the durable task record.
