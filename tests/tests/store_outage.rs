@@ -174,9 +174,10 @@ async fn a_503_during_a_frozen_redis_never_hides_an_accepted_task() -> anyhow::R
     let url = node.url("/v1/tasks");
 
     // Clients submit without pause, each task with its own idempotency key, from before
-    // Redis is frozen until after it runs again. The freeze outlasts the store's 5 s
-    // timeout, so writes sent into it time out and land once Redis resumes.
-    let stop_at = Instant::now() + Duration::from_secs(12);
+    // Redis is frozen until after it runs again. The freeze outlasts twice the store's
+    // 5 s timeout, so writes sent into it time out and land once Redis resumes — even
+    // a create that waited in the pipeline behind another write that timed out first.
+    let stop_at = Instant::now() + Duration::from_secs(16);
     let mut clients = JoinSet::new();
     for c in 0..8 {
         let (http, url) = (http.clone(), url.clone());
@@ -205,7 +206,7 @@ async fn a_503_during_a_frozen_redis_never_hides_an_accepted_task() -> anyhow::R
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     redis.pause()?;
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
     redis.resume()?;
     let mut outcomes = Vec::new();
     while let Some(done) = clients.join_next().await {
