@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use taskmesh_cluster::protocol::{Priority, TaskId, TaskSpec, TaskStatus};
+use taskmesh_cluster::protocol::{TaskId, TaskStatus};
 use taskmesh_kernels::{Registry, RegistryOptions};
 
 use super::{HOLDER_POLL, RESOLVE_WITHIN, resolved};
@@ -16,6 +16,7 @@ use crate::ingress::error::ApiError;
 use crate::ingress::{IngressLimits, IngressState};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
+use crate::store::conformance::fixtures::spec;
 use crate::store::memory::MemoryStore;
 use crate::store::{Created, LeaseInfo, ListFilter, StoreError, TaskStore, Transition};
 use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
@@ -40,16 +41,7 @@ fn state(store: Arc<dyn TaskStore>) -> IngressState {
 fn new_task(key: Option<&str>) -> NewTask {
     NewTask {
         id: TaskId::generate(),
-        spec: TaskSpec {
-            kind: "echo".into(),
-            params: "{}".into(),
-            priority: Priority::Normal,
-            timeout_ms: None,
-            max_retries: 0,
-            idempotency_key: key.map(str::to_owned),
-            class: None,
-            request_id: None,
-        },
+        spec: spec("echo", key),
         created_at_ms: 1,
         node: Some(NODE.into()),
     }
