@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use ractor::pg::GroupChangeMessage;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use taskmesh_cluster::protocol::TaskId;
 use taskmesh_cluster::wire::{ENDPOINT_GROUP, Hello, LoadReport};
+use taskmesh_kernels::task::TaskId;
 
 use crate::context::NodeContext;
 use crate::task::TaskRecord;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use taskmesh_cluster::protocol::TaskId;
+use taskmesh_kernels::task::TaskId;
 use tokio::sync::oneshot;
 
 /// Registry of readers waiting for tasks to finish.

@@ -55,7 +55,7 @@
 //!   memory for the life of the process.
 
 use async_trait::async_trait;
-use taskmesh_cluster::protocol::{TaskId, TaskStatus};
+use taskmesh_kernels::task::{TaskId, TaskStatus};
 
 use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
 

@@ -1,7 +1,7 @@
 //! The durable task record, as the store keeps it and the API shows it.
 
 use serde::{Deserialize, Serialize};
-use taskmesh_cluster::protocol::{TaskId, TaskSpec, TaskStatus};
+use taskmesh_kernels::task::{TaskId, TaskSpec, TaskStatus};
 
 /// Milliseconds since the Unix epoch. Every timestamp in the store uses it.
 pub type Millis = u64;

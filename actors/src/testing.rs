@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::bail;
-use taskmesh_cluster::protocol::TaskStatus;
+use taskmesh_kernels::task::TaskStatus;
 use tokio::time::Instant;
 
 /// Whether a status as the API writes it (`"succeeded"`, …) is terminal: the rule of

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use serde::Serialize;
-use taskmesh_cluster::protocol::{TaskId, TaskSpec, TaskStatus};
+use taskmesh_kernels::task::{TaskId, TaskSpec, TaskStatus};
 use tokio_util::task::TaskTracker;
 
 use crate::context::NodeContext;

@@ -15,7 +15,7 @@ use taskmesh_actors::autoscaler::policy::{AutoscaleMemory, AutoscalePolicy, Pool
 use taskmesh_actors::dispatcher::policy::{PoolView, place_all};
 use taskmesh_actors::worker_pool::queue::PriorityQueues;
 use taskmesh_actors::worker_pool::retry::Backoff;
-use taskmesh_cluster::protocol::Priority;
+use taskmesh_kernels::task::Priority;
 
 /// `n` pools with uneven loads; the first is local.
 fn pools(n: usize) -> Vec<PoolView> {

@@ -11,7 +11,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskmesh_actors::task::{NewTask, TaskRecord};
-use taskmesh_cluster::protocol::{Priority, TaskId, TaskSpec, TaskStatus};
+use taskmesh_kernels::task::{Priority, TaskId, TaskSpec, TaskStatus};
 
 fn spec(kind: &str, params: &str) -> TaskSpec {
     TaskSpec {

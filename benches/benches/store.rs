@@ -21,7 +21,7 @@ use taskmesh_actors::store::redis::RedisStore;
 use taskmesh_actors::store::redis::testing::RedisServer;
 use taskmesh_actors::store::{Created, TaskStore};
 use taskmesh_actors::task::{Finish, NewTask};
-use taskmesh_cluster::protocol::{Priority, TaskId, TaskSpec, TaskStatus};
+use taskmesh_kernels::task::{Priority, TaskId, TaskSpec, TaskStatus};
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 

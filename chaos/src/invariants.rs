@@ -14,7 +14,7 @@ use serde_json::Value;
 use taskmesh_actors::store::TaskStore;
 use taskmesh_actors::store::redis::RedisStore;
 use taskmesh_actors::testing::is_terminal;
-use taskmesh_cluster::protocol::TaskId;
+use taskmesh_kernels::task::TaskId;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 

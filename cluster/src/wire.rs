@@ -26,7 +26,7 @@ use ractor::RpcReplyPort;
 use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{TaskId, TaskSpec};
+use taskmesh_kernels::task::{TaskId, TaskSpec};
 
 /// The process group every node's endpoint joins.
 pub const ENDPOINT_GROUP: &str = "taskmesh.endpoints";

@@ -1,4 +1,8 @@
-//! Pure compute kernels for taskmesh tasks.
+//! The taskmesh task model and the pure compute kernels that run tasks.
+//!
+//! [`task`] is the model every other crate speaks: [`task::TaskId`], [`task::TaskSpec`],
+//! [`task::TaskStatus`] and [`task::Priority`]. The HTTP API, the stores and the
+//! node-to-node protocol carry these types; this crate owns them.
 //!
 //! A task names a kernel *kind* and carries its parameters as JSON text. The
 //! [`Registry`] maps kinds to kernels: it validates parameters without running
@@ -47,6 +51,7 @@
 //! `abort`, `fail`, `flaky` and `spin`, which exist to exercise failure handling.
 //!
 //! # Layout
+//! - [`task`]: the task model (id, spec, status, priority) and its serialized forms.
 //! - `context`: [`CancelToken`] and [`Context`], what a run gets besides its params.
 //! - `error`: [`KernelError`].
 //! - `registry`: [`Registry`] and [`RegistryOptions`].
@@ -70,6 +75,7 @@ mod noop;
 mod portfolio_var;
 mod registry;
 mod sleep;
+pub mod task;
 #[cfg(test)]
 mod test_support;
 mod testing;

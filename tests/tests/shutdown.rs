@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use taskmesh_actors::store::TaskStore;
 use taskmesh_actors::store::embedded::EmbeddedStore;
-use taskmesh_cluster::protocol::{TaskId, TaskStatus};
+use taskmesh_kernels::task::{TaskId, TaskStatus};
 
 /// Deadline of any single wait (generous: CI machines are slow).
 const WITHIN: Duration = Duration::from_secs(60);

@@ -70,7 +70,7 @@ pub async fn dispatch(
 /// Asks a peer to cancel a task it may hold.
 pub async fn cancel(
     cell: &ActorCell,
-    id: taskmesh_cluster::protocol::TaskId,
+    id: taskmesh_kernels::task::TaskId,
     timeout: Duration,
 ) -> CancelFound {
     match call(cell, Request::Cancel(id), timeout).await {

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use ractor::{ActorCell, ActorRef, RpcReplyPort};
 use taskmesh_cluster::breaker::CircuitState;
 use taskmesh_cluster::detector::Liveness;
-use taskmesh_cluster::protocol::{PROTOCOL_VERSION, TaskId, TaskStatus};
+use taskmesh_cluster::protocol::PROTOCOL_VERSION;
 use taskmesh_cluster::wire::{
     CancelFound, DispatchedTask, ENDPOINT_GROUP, Hello, LoadReport, Notice,
 };
+use taskmesh_kernels::task::{TaskId, TaskStatus};
 
 use super::peers::{PeerPulse, PeerState, PeerTable};
 use super::policy::{self, PlaceError, PoolView};
@@ -765,7 +766,7 @@ impl DispatcherState {
 
 #[cfg(test)]
 mod tests {
-    use taskmesh_cluster::protocol::{Priority, TaskSpec};
+    use taskmesh_kernels::task::{Priority, TaskSpec};
 
     use super::*;
 

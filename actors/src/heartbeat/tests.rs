@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use taskmesh_cluster::protocol::TaskId;
 use taskmesh_cluster::wire::NodeInfo;
+use taskmesh_kernels::task::TaskId;
 use taskmesh_kernels::{Registry, RegistryOptions};
 use tokio::sync::mpsc;
 use tokio::time::Instant;

@@ -4,7 +4,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use taskmesh_cluster::protocol::{Priority, TaskStatus};
+use taskmesh_kernels::task::{Priority, TaskStatus};
 
 use crate::task::{Millis, TaskRecord};
 

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use ractor::ActorRef;
 use serde_json::json;
-use taskmesh_cluster::protocol::{TaskId, TaskStatus};
+use taskmesh_kernels::task::{TaskId, TaskStatus};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};

@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ractor::ActorRef;
 use serde_json::json;
-use taskmesh_cluster::protocol::{TaskId, TaskSpec, TaskStatus};
 use taskmesh_kernels::KernelError;
+use taskmesh_kernels::task::{TaskId, TaskSpec, TaskStatus};
 use tracing::Instrument;
 
 use super::IngressState;

@@ -28,7 +28,7 @@ pub(crate) fn decode(id: &str, bytes: &[u8]) -> Result<TaskRecord, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use taskmesh_cluster::protocol::{Priority, TaskId, TaskSpec};
+    use taskmesh_kernels::task::{Priority, TaskId, TaskSpec};
 
     use super::*;
     use crate::task::NewTask;

@@ -40,7 +40,7 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase};
-use taskmesh_cluster::protocol::TaskId;
+use taskmesh_kernels::task::TaskId;
 use tokio::sync::oneshot;
 
 use self::committer::{Counters, MAX_QUEUED, Op, Queue, Reply, Transfer};

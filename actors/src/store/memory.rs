@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use taskmesh_cluster::protocol::TaskId;
+use taskmesh_kernels::task::TaskId;
 
 use crate::store::leases::LocalLeases;
 use crate::store::rules::{self, Change};

@@ -57,7 +57,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Pipeline, Value};
-use taskmesh_cluster::protocol::{TaskId, TaskStatus};
+use taskmesh_kernels::task::{TaskId, TaskStatus};
 use tokio::sync::{mpsc, oneshot};
 
 use self::batcher::{Batcher, Counters, Op};

@@ -1,7 +1,7 @@
 //! The store rules as pure functions, shared by every implementation so they cannot drift:
 //! which status changes are allowed, what each writes, and which records a listing keeps.
 
-use taskmesh_cluster::protocol::TaskStatus;
+use taskmesh_kernels::task::TaskStatus;
 
 use crate::store::{ListFilter, Transition};
 use crate::task::{Fence, Finish, Millis, TaskRecord};
@@ -191,7 +191,7 @@ pub(crate) fn purgeable(record: &TaskRecord, finished_before: Millis) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use taskmesh_cluster::protocol::{Priority, TaskId, TaskSpec};
+    use taskmesh_kernels::task::{Priority, TaskId, TaskSpec};
 
     use super::*;
     use crate::task::NewTask;

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use taskmesh_cluster::protocol::Priority;
+use taskmesh_kernels::task::Priority;
 
 /// How many times in a row a waiting priority may be passed over, indexed by priority.
 /// High is never passed over; normal yields to high 4 times, low to the others 8 times.

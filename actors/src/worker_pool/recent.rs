@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use taskmesh_cluster::protocol::TaskId;
+use taskmesh_kernels::task::TaskId;
 
 /// The tasks finished lately, with the lease token they were finished under.
 #[derive(Debug, Default)]

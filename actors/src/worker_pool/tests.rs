@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
-use taskmesh_cluster::protocol::{Priority, TaskId, TaskSpec, TaskStatus};
+use taskmesh_kernels::task::{Priority, TaskId, TaskSpec, TaskStatus};
 use taskmesh_kernels::{Registry, RegistryOptions};
 
 use super::retry::Backoff;

@@ -4,7 +4,8 @@ use ractor::Message;
 use ractor::message::SerializedMessage;
 
 use super::*;
-use crate::protocol::{PROTOCOL_VERSION, Priority};
+use crate::protocol::PROTOCOL_VERSION;
+use taskmesh_kernels::task::Priority;
 
 fn hello() -> Hello {
     Hello {

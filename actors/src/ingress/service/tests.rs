@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use taskmesh_cluster::protocol::{TaskId, TaskStatus};
+use taskmesh_kernels::task::{TaskId, TaskStatus};
 use taskmesh_kernels::{Registry, RegistryOptions};
 
 use super::{HOLDER_POLL, RESOLVE_WITHIN, resolved};

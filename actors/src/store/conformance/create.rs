@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use taskmesh_cluster::protocol::{Priority, TaskId, TaskSpec, TaskStatus};
+use taskmesh_kernels::task::{Priority, TaskId, TaskSpec, TaskStatus};
 use tokio::task::JoinSet;
 
 use super::fixtures::{create_one, get, task, unique_key};

@@ -1,6 +1,6 @@
 //! Builders and checked calls shared by the cases.
 
-use taskmesh_cluster::protocol::{Priority, TaskId, TaskSpec, TaskStatus};
+use taskmesh_kernels::task::{Priority, TaskId, TaskSpec, TaskStatus};
 
 use crate::store::{Created, TaskStore};
 use crate::task::{Finish, Millis, NewTask, TaskRecord};

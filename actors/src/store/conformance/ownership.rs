@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use taskmesh_cluster::protocol::{TaskId, TaskStatus};
+use taskmesh_kernels::task::{TaskId, TaskStatus};
 use tokio::task::JoinSet;
 
 use super::fixtures::{create_one, finish, get, ids, task};

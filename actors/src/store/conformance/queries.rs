@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use taskmesh_cluster::protocol::TaskStatus;
+use taskmesh_kernels::task::TaskStatus;
 
 use super::fixtures::{create_one, finish, ids, task, unique_key};
 use crate::store::{Created, ListFilter, TaskStore, Transition};

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use taskmesh_cluster::protocol::{TaskId, TaskStatus};
+use taskmesh_kernels::task::{TaskId, TaskStatus};
 
 use super::fixtures::{create_one, finish, get, task};
 use crate::store::{TaskStore, Transition};

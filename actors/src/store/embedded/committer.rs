@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
 
 use redb::Database;
-use taskmesh_cluster::protocol::TaskId;
+use taskmesh_kernels::task::TaskId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::CommitStats;

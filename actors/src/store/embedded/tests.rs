@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redb::ReadableDatabase as _;
-use taskmesh_cluster::protocol::{TaskId, TaskStatus};
+use taskmesh_kernels::task::{TaskId, TaskStatus};
 use tempfile::TempDir;
 use tokio::task::JoinSet;
 

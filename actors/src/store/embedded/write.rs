@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use redb::{ReadableTable, Table, WriteTransaction};
-use taskmesh_cluster::protocol::TaskId;
+use taskmesh_kernels::task::TaskId;
 
 use super::committer::Transfer;
 use super::schema::{FINISHED, IDEMPOTENCY, TASKS, UNFINISHED};

@@ -7,7 +7,7 @@
 //! is expired; `expired.lua` finds those and prunes `{p}holders` in one script.
 
 use redis::Value;
-use taskmesh_cluster::protocol::TaskId;
+use taskmesh_kernels::task::TaskId;
 
 use super::RedisStore;
 use super::record;

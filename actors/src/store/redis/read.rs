@@ -6,7 +6,7 @@
 //! (a purge) is skipped, not an error.
 
 use redis::Value;
-use taskmesh_cluster::protocol::TaskId;
+use taskmesh_kernels::task::TaskId;
 
 use super::RedisStore;
 use super::record::{self, FIELDS};

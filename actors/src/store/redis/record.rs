@@ -22,9 +22,9 @@
 //! record in the other stores. [`Patch::of`] mirrors the shared `rules::apply`, and a
 //! test below checks that patching the fields gives the same record as the rules do.
 //!
-//! [`TaskSpec`]: taskmesh_cluster::protocol::TaskSpec
+//! [`TaskSpec`]: taskmesh_kernels::task::TaskSpec
 
-use taskmesh_cluster::protocol::{TaskId, TaskStatus};
+use taskmesh_kernels::task::{TaskId, TaskStatus};
 
 use crate::store::StoreError;
 use crate::store::rules::Change;
@@ -222,7 +222,7 @@ impl Patch {
 mod tests {
     use std::collections::HashMap;
 
-    use taskmesh_cluster::protocol::{Priority, TaskSpec};
+    use taskmesh_kernels::task::{Priority, TaskSpec};
 
     use super::*;
     use crate::store::Transition;

@@ -17,7 +17,7 @@
 
 use redis::{Cmd, Pipeline, Script};
 
-use taskmesh_cluster::protocol::TaskId;
+use taskmesh_kernels::task::TaskId;
 
 use super::keys::Keys;
 use super::record::{self, FIELDS, Field, Patch};

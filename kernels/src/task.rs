@@ -1,0 +1,276 @@
+//! The task model: what a task is, independent of where it runs or how it travels.
+//!
+//! A task has a [`TaskId`] (a UUIDv7, so ids sort by creation time), a [`TaskSpec`]
+//! (what a client asked for: the kind, its params, the priority and the limits) and a
+//! [`TaskStatus`]. The HTTP API, the stores and the node-to-node protocol all carry these
+//! types; none of them owns them.
+//!
+//! Everything here is serialized with serde: JSON at the HTTP edge, MessagePack with
+//! field names between nodes and in every store. Field and variant names are part of
+//! those contracts: renaming one changes the stored records and the node-to-node
+//! protocol (it bumps `taskmesh_cluster::protocol::PROTOCOL_VERSION`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A task identifier: a UUIDv7 in its hyphenated lowercase form.
+///
+/// UUIDv7 starts with a millisecond timestamp, so ids sort by creation time both as
+/// bytes and as strings; stores use that to list recent tasks without an extra index.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TaskId(String);
+
+/// A string that is not a valid task id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a task id (expected a UUID)")]
+pub struct InvalidTaskId;
+
+impl TaskId {
+    /// A fresh, time-ordered id.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().hyphenated().to_string())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = InvalidTaskId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let uuid = uuid::Uuid::try_parse(s).map_err(|_| InvalidTaskId)?;
+        Ok(Self(uuid.hyphenated().to_string()))
+    }
+}
+
+impl TryFrom<String> for TaskId {
+    type Error = InvalidTaskId;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<TaskId> for String {
+    fn from(id: TaskId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Scheduling priority. High runs before normal before low, but low is never starved.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum Priority {
+    /// Served first.
+    High,
+    /// The default.
+    #[default]
+    Normal,
+    /// Served last, but with a guaranteed share.
+    Low,
+}
+
+impl Priority {
+    /// All priorities, highest first.
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+
+    /// The lowercase name used in the API and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+
+    /// Position in [`Priority::ALL`], for per-priority arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A priority name that is not one of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown priority `{0}` (expected high, normal or low)")]
+pub struct InvalidPriority(String);
+
+impl TryFrom<String> for Priority {
+    type Error = InvalidPriority;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.as_str() {
+            "high" => Ok(Priority::High),
+            "normal" => Ok(Priority::Normal),
+            "low" => Ok(Priority::Low),
+            _ => Err(InvalidPriority(s)),
+        }
+    }
+}
+
+/// Where a task is in its life. The last three are terminal: once one is recorded it
+/// never changes (the first terminal write wins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    /// Accepted and durably stored, waiting for a worker.
+    Queued,
+    /// Claimed by a worker.
+    Running,
+    /// Finished with a result.
+    Succeeded,
+    /// Finished with an error, after its retries.
+    Failed,
+    /// Cancelled before it finished.
+    Cancelled,
+}
+
+impl TaskStatus {
+    /// Whether the status can never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Cancelled
+        )
+    }
+
+    /// The lowercase name used in the API and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Queued => "queued",
+            TaskStatus::Running => "running",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A status name that is not one of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status (expected queued, running, succeeded, failed or cancelled)")]
+pub struct InvalidStatus;
+
+impl FromStr for TaskStatus {
+    type Err = InvalidStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "queued" => TaskStatus::Queued,
+            "running" => TaskStatus::Running,
+            "succeeded" => TaskStatus::Succeeded,
+            "failed" => TaskStatus::Failed,
+            "cancelled" => TaskStatus::Cancelled,
+            _ => return Err(InvalidStatus),
+        })
+    }
+}
+
+/// What a client asked for: everything needed to run the task anywhere.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// The kernel to run, e.g. `monte_carlo_option`.
+    pub kind: String,
+    /// The kernel's parameters as JSON text, already validated at the edge.
+    pub params: String,
+    /// Scheduling priority.
+    pub priority: Priority,
+    /// Fail the attempt when it runs longer than this.
+    pub timeout_ms: Option<u64>,
+    /// Retries after the first attempt before the task fails.
+    pub max_retries: u32,
+    /// Client-chosen key: submitting the same key again returns the first task.
+    pub idempotency_key: Option<String>,
+    /// Resource class, matched against node labels by placement.
+    pub class: Option<String>,
+    /// The `X-Request-ID` of the submission, carried into every log line of the task.
+    pub request_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> TaskSpec {
+        TaskSpec {
+            kind: "echo".into(),
+            params: r#"{"value":1}"#.into(),
+            priority: Priority::Low,
+            timeout_ms: Some(5),
+            max_retries: 2,
+            idempotency_key: Some("k".into()),
+            class: None,
+            request_id: Some("r".into()),
+        }
+    }
+
+    #[test]
+    fn task_ids_sort_by_creation_time() {
+        let a = TaskId::generate();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = TaskId::generate();
+        assert!(a < b, "{a} should sort before {b}");
+    }
+
+    #[test]
+    fn task_id_rejects_garbage_and_normalises_case() {
+        assert_eq!("nope".parse::<TaskId>(), Err(InvalidTaskId));
+        let id = TaskId::generate();
+        let upper = id.as_str().to_uppercase();
+        assert_eq!(upper.parse::<TaskId>(), Ok(id));
+    }
+
+    #[test]
+    fn spec_round_trips_through_messagepack_and_json() {
+        let s = spec();
+        let bytes = rmp_serde::to_vec_named(&s).expect("encode");
+        assert_eq!(
+            rmp_serde::from_slice::<TaskSpec>(&bytes).expect("decode"),
+            s
+        );
+        let json = serde_json::to_string(&s).expect("encode");
+        assert_eq!(serde_json::from_str::<TaskSpec>(&json).expect("decode"), s);
+    }
+
+    #[test]
+    fn status_names_round_trip_and_terminality() {
+        for s in [
+            TaskStatus::Queued,
+            TaskStatus::Running,
+            TaskStatus::Succeeded,
+            TaskStatus::Failed,
+            TaskStatus::Cancelled,
+        ] {
+            assert_eq!(s.as_str().parse::<TaskStatus>(), Ok(s));
+        }
+        assert!(!TaskStatus::Running.is_terminal());
+        assert!(TaskStatus::Cancelled.is_terminal());
+        assert_eq!(
+            serde_json::to_string(&Priority::High).expect("json"),
+            "\"high\""
+        );
+        assert_eq!(
+            serde_json::from_str::<Priority>("\"low\"").expect("json"),
+            Priority::Low
+        );
+        let err = serde_json::from_str::<Priority>("5").expect_err("number");
+        assert!(
+            err.is_data(),
+            "a wrong type is a data error, not a syntax error: {err}"
+        );
+        assert!(serde_json::from_str::<Priority>("\"urgent\"").is_err());
+    }
+}
