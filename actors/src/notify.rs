@@ -20,7 +20,7 @@ impl Notifier {
     pub fn subscribe(&self, id: &TaskId) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        let list = waiters.entry(id.clone()).or_default();
+        let list = waiters.entry(*id).or_default();
         // Drop senders whose readers gave up (timed out) so the list stays bounded.
         list.retain(|s| !s.is_closed());
         list.push(tx);

@@ -387,7 +387,7 @@ async fn recoverable(
     let was_running: std::collections::HashSet<TaskId> = records
         .iter()
         .filter(|r| r.status == TaskStatus::Running)
-        .map(|r| r.id.clone())
+        .map(|r| r.id)
         .collect();
     for holder in &foreign {
         let claimed = store.claim(holder, node).await?;

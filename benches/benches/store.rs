@@ -108,7 +108,7 @@ async fn seed(store: &dyn TaskStore, n: u64) -> Vec<TaskId> {
             .create((0..k).map(|_| task()).collect())
             .await
             .expect("seed");
-        ids.extend(created.iter().map(|c| c.id().clone()));
+        ids.extend(created.iter().map(|c| *c.id()));
         left -= k;
     }
     ids
@@ -181,7 +181,7 @@ fn finish(c: &mut Criterion) {
                     for group in ids.chunks(WRITERS) {
                         let mut writers = JoinSet::new();
                         for id in group {
-                            let (store, id) = (Arc::clone(&store), id.clone());
+                            let (store, id) = (Arc::clone(&store), *id);
                             writers.spawn(async move { store.finish(&id, succeeded()).await });
                         }
                         while let Some(done) = writers.join_next().await {

@@ -15,13 +15,15 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// A task identifier: a UUIDv7 in its hyphenated lowercase form.
+/// A task identifier: a UUIDv7, written in its hyphenated lowercase form.
 ///
-/// UUIDv7 starts with a millisecond timestamp, so ids sort by creation time both as
-/// bytes and as strings; stores use that to list recent tasks without an extra index.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct TaskId(String);
+/// It is 16 bytes and `Copy`: passing an id around never allocates. Its text (in JSON,
+/// MessagePack and store keys) is the hyphenated lowercase form, 36 characters; parsing
+/// accepts any case. UUIDv7 starts with a millisecond timestamp, so ids sort by creation
+/// time both as bytes (this type's `Ord`) and as text; stores use that to list recent
+/// tasks without an extra index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(uuid::Uuid);
 
 /// A string that is not a valid task id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,12 +33,15 @@ pub struct InvalidTaskId;
 impl TaskId {
     /// A fresh, time-ordered id.
     pub fn generate() -> Self {
-        Self(uuid::Uuid::now_v7().hyphenated().to_string())
+        Self(uuid::Uuid::now_v7())
     }
 
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// The id's text, on the stack: for store keys and other places that need a `&str`
+    /// without allocating. (`Display` writes the same text.)
+    pub fn text(self) -> TaskIdText {
+        let mut buf = [0; TaskIdText::LEN];
+        self.0.hyphenated().encode_lower(&mut buf);
+        TaskIdText(buf)
     }
 }
 
@@ -44,28 +49,91 @@ impl FromStr for TaskId {
     type Err = InvalidTaskId;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let uuid = uuid::Uuid::try_parse(s).map_err(|_| InvalidTaskId)?;
-        Ok(Self(uuid.hyphenated().to_string()))
-    }
-}
-
-impl TryFrom<String> for TaskId {
-    type Error = InvalidTaskId;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<TaskId> for String {
-    fn from(id: TaskId) -> Self {
-        id.0
+        uuid::Uuid::try_parse(s)
+            .map(Self)
+            .map_err(|_| InvalidTaskId)
     }
 }
 
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl Serialize for TaskId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.text().as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(TaskIdVisitor)
+    }
+}
+
+/// Reads a [`TaskId`] from any string form a deserializer offers (borrowed or owned
+/// text, or UTF-8 bytes), with the same error as `FromStr`.
+struct TaskIdVisitor;
+
+impl serde::de::Visitor<'_> for TaskIdVisitor {
+    type Value = TaskId;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a task id (a UUID as text)")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<TaskId, E> {
+        s.parse().map_err(E::custom)
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<TaskId, E> {
+        match std::str::from_utf8(b) {
+            Ok(s) => self.visit_str(s),
+            Err(_) => Err(E::invalid_value(serde::de::Unexpected::Bytes(b), &self)),
+        }
+    }
+}
+
+/// A [`TaskId`]'s hyphenated lowercase text in a stack buffer, from [`TaskId::text`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TaskIdText([u8; TaskIdText::LEN]);
+
+impl TaskIdText {
+    /// The length of an id's text.
+    pub const LEN: usize = uuid::fmt::Hyphenated::LENGTH;
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // The buffer holds hex digits and hyphens only, so it is always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for TaskIdText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for TaskIdText {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for TaskIdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for TaskIdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -229,8 +297,44 @@ mod tests {
     fn task_id_rejects_garbage_and_normalises_case() {
         assert_eq!("nope".parse::<TaskId>(), Err(InvalidTaskId));
         let id = TaskId::generate();
-        let upper = id.as_str().to_uppercase();
+        let upper = id.to_string().to_uppercase();
         assert_eq!(upper.parse::<TaskId>(), Ok(id));
+        assert_eq!(id.to_string(), upper.to_lowercase());
+    }
+
+    #[test]
+    fn task_id_text_is_the_lowercase_hyphenated_uuid_in_every_form() {
+        let text = "0190f5a3-1b2c-7d4e-8f60-0a1b2c3d4e5f";
+        let id: TaskId = text.to_uppercase().parse().expect("parse");
+        assert_eq!(id.to_string(), text);
+        assert_eq!(id.text().as_str(), text);
+        assert_eq!(
+            serde_json::to_string(&id).expect("json"),
+            format!("\"{text}\"")
+        );
+        assert_eq!(
+            serde_json::from_str::<TaskId>(&format!("\"{text}\"")).expect("json"),
+            id
+        );
+        // MessagePack: the same 36-character string as before the id became a UUID.
+        let bytes = rmp_serde::to_vec_named(&id).expect("encode");
+        assert_eq!(bytes, rmp_serde::to_vec_named(text).expect("encode"));
+        assert_eq!(rmp_serde::from_slice::<TaskId>(&bytes).expect("decode"), id);
+        // Wrong values are data errors naming what was expected.
+        let err = serde_json::from_str::<TaskId>("\"nope\"").expect_err("garbage");
+        assert!(err.is_data(), "{err}");
+        assert!(err.to_string().contains("not a task id"), "{err}");
+        assert!(serde_json::from_str::<TaskId>("5").is_err());
+    }
+
+    #[test]
+    fn task_ids_order_as_their_text_does() {
+        let ids: Vec<TaskId> = (0..50).map(|_| TaskId::generate()).collect();
+        let mut by_value = ids.clone();
+        by_value.sort();
+        let mut by_text = ids;
+        by_text.sort_by_key(|id| id.to_string());
+        assert_eq!(by_value, by_text);
     }
 
     #[test]
@@ -243,6 +347,43 @@ mod tests {
         );
         let json = serde_json::to_string(&s).expect("encode");
         assert_eq!(serde_json::from_str::<TaskSpec>(&json).expect("decode"), s);
+    }
+
+    /// The spec as it was written before it moved here, field for field: the
+    /// serialized forms must not change.
+    #[derive(Serialize)]
+    struct PlainSpec {
+        kind: String,
+        params: String,
+        priority: String,
+        timeout_ms: Option<u64>,
+        max_retries: u32,
+        idempotency_key: Option<String>,
+        class: Option<String>,
+        request_id: Option<String>,
+    }
+
+    #[test]
+    fn spec_serialized_forms_are_unchanged() {
+        let s = spec();
+        let plain = PlainSpec {
+            kind: "echo".into(),
+            params: r#"{"value":1}"#.into(),
+            priority: "low".into(),
+            timeout_ms: Some(5),
+            max_retries: 2,
+            idempotency_key: Some("k".into()),
+            class: None,
+            request_id: Some("r".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&s).expect("json"),
+            r#"{"kind":"echo","params":"{\"value\":1}","priority":"low","timeout_ms":5,"max_retries":2,"idempotency_key":"k","class":null,"request_id":"r"}"#
+        );
+        assert_eq!(
+            rmp_serde::to_vec_named(&s).expect("encode"),
+            rmp_serde::to_vec_named(&plain).expect("encode")
+        );
     }
 
     #[test]

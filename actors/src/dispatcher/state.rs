@@ -247,7 +247,7 @@ impl DispatcherState {
             let tasks = chunk
                 .iter()
                 .map(|j| DispatchedTask {
-                    id: j.id.clone(),
+                    id: j.id,
                     spec: (*j.spec).clone(),
                     attempts: j.attempts,
                     recovered: j.recovered,
@@ -392,7 +392,7 @@ impl DispatcherState {
         if holder == target {
             return self.send(&target, jobs);
         }
-        let ids: Vec<TaskId> = jobs.iter().map(|j| j.id.clone()).collect();
+        let ids: Vec<TaskId> = jobs.iter().map(|j| j.id).collect();
         let (store, myself, holder) = (
             self.ctx.store.clone(),
             self.myself.clone(),
@@ -701,7 +701,7 @@ impl DispatcherState {
         // Answer from a task of its own so a slow pool or peer never stalls admission.
         tokio::spawn(async move {
             let local = match pool {
-                Some(pool) => ractor::call_t!(pool, PoolMessage::Cancel, 2000, id.clone())
+                Some(pool) => ractor::call_t!(pool, PoolMessage::Cancel, 2000, id)
                     .unwrap_or(CancelOutcome::NotHere),
                 None => CancelOutcome::NotHere,
             };
@@ -711,7 +711,6 @@ impl DispatcherState {
             }
             let mut asks = tokio::task::JoinSet::new();
             for cell in peers {
-                let id = id.clone();
                 asks.spawn(async move { remote::cancel(&cell, id, timeout).await });
             }
             let found: Vec<CancelFound> = asks.join_all().await;
@@ -789,7 +788,7 @@ mod tests {
     #[test]
     fn dispatches_are_split_below_the_frame_limit_and_keep_every_job() {
         let jobs: Vec<Job> = (0..40).map(|_| job(256 << 10)).collect();
-        let ids: Vec<TaskId> = jobs.iter().map(|j| j.id.clone()).collect();
+        let ids: Vec<TaskId> = jobs.iter().map(|j| j.id).collect();
         let chunks = frames(jobs);
         assert!(chunks.len() >= 3, "{} chunks", chunks.len());
         for chunk in &chunks {

@@ -171,7 +171,7 @@ impl IngressState {
                         .submitted
                         .with_label_values(&[task.spec.kind.as_str(), task.spec.priority.as_str()])
                         .inc();
-                    Some(Job::new(id.clone(), task.spec))
+                    Some(Job::new(*id, task.spec))
                 }
                 Created::Existing(_) => None,
             })
@@ -305,7 +305,7 @@ impl IngressState {
         }
         let dispatcher = ActorRef::<DispatcherMessage>::where_is(self.ctx.names.dispatcher.clone())
             .ok_or_else(|| unavailable("not_ready", "the dispatcher is restarting"))?;
-        let outcome = ractor::call_t!(dispatcher, DispatcherMessage::Cancel, 6000, id.clone())
+        let outcome = ractor::call_t!(dispatcher, DispatcherMessage::Cancel, 6000, *id)
             .map_err(|_| unavailable("not_ready", "the dispatcher is not answering"))?;
         if outcome == CancelOutcome::Signalled {
             let body = json!({ "id": id.to_string(), "status": "running", "cancel": "requested" });

@@ -51,7 +51,7 @@ mod tests {
             node: Some("a".into()),
         });
         let bytes = encode(&record).expect("encode");
-        assert_eq!(decode(record.id.as_str(), &bytes).expect("decode"), record);
+        assert_eq!(decode(&record.id.text(), &bytes).expect("decode"), record);
         assert!(matches!(
             decode("x", b"\xc1"),
             Err(StoreError::Corrupt { id, .. }) if id == "x"

@@ -153,8 +153,7 @@ impl EmbeddedStore {
     }
 
     async fn change(&self, id: &TaskId, change: Change) -> Result<Transition, StoreError> {
-        self.write(|reply| Op::Change(id.clone(), change, reply))
-            .await
+        self.write(|reply| Op::Change(*id, change, reply)).await
     }
 
     /// Runs a read that may scan many records on tokio's blocking pool.
@@ -179,7 +178,7 @@ impl TaskStore for EmbeddedStore {
     }
 
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        read::get(&self.db, id.as_str())
+        read::get(&self.db, &id.text())
     }
 
     async fn start(

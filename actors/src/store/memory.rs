@@ -47,10 +47,10 @@ impl MemoryStore {
         let Some(bytes) = inner.tasks.get(id) else {
             return Ok(Transition::NotFound);
         };
-        let mut record = codec::decode(id.as_str(), bytes)?;
+        let mut record = codec::decode(&id.text(), bytes)?;
         let outcome = rules::apply(&mut record, change);
         if outcome == Transition::Applied {
-            inner.tasks.insert(id.clone(), codec::encode(&record)?);
+            inner.tasks.insert(*id, codec::encode(&record)?);
         }
         Ok(outcome)
     }
@@ -71,15 +71,13 @@ impl MemoryStore {
             let Some(bytes) = inner.tasks.get(id).filter(|_| seen.insert(id)) else {
                 continue;
             };
-            let mut record = codec::decode(id.as_str(), bytes)?;
+            let mut record = codec::decode(&id.text(), bytes)?;
             if rules::transfer(&mut record, from, to, error) {
                 moved.push(record);
             }
         }
         for record in &moved {
-            inner
-                .tasks
-                .insert(record.id.clone(), codec::encode(record)?);
+            inner.tasks.insert(record.id, codec::encode(record)?);
         }
         Ok(moved)
     }
@@ -89,7 +87,7 @@ impl MemoryStore {
         inner
             .tasks
             .iter()
-            .map(|(id, bytes)| codec::decode(id.as_str(), bytes))
+            .map(|(id, bytes)| codec::decode(&id.text(), bytes))
     }
 }
 
@@ -101,7 +99,7 @@ impl TaskStore for MemoryStore {
         for task in tasks {
             let key = task.spec.idempotency_key.clone();
             if let Some(first) = key.as_ref().and_then(|k| inner.keys.get(k)) {
-                created.push(Created::Existing(first.clone()));
+                created.push(Created::Existing(*first));
                 continue;
             }
             if inner.tasks.contains_key(&task.id) {
@@ -109,11 +107,9 @@ impl TaskStore for MemoryStore {
                 continue;
             }
             let record = TaskRecord::queued(task);
-            inner
-                .tasks
-                .insert(record.id.clone(), codec::encode(&record)?);
+            inner.tasks.insert(record.id, codec::encode(&record)?);
             if let Some(key) = key {
-                inner.keys.insert(key, record.id.clone());
+                inner.keys.insert(key, record.id);
             }
             created.push(Created::New(record.id));
         }
@@ -125,7 +121,7 @@ impl TaskStore for MemoryStore {
         inner
             .tasks
             .get(id)
-            .map(|bytes| codec::decode(id.as_str(), bytes))
+            .map(|bytes| codec::decode(&id.text(), bytes))
             .transpose()
     }
 

@@ -215,7 +215,7 @@ impl RedisStore {
     async fn change(&self, id: &TaskId, change: Change) -> Result<Transition, StoreError> {
         let cmd = self
             .scripts
-            .change(&self.keys, id.as_str(), Patch::of(change));
+            .change(&self.keys, &id.text(), Patch::of(change));
         let reply = self.call(cmd).await?;
         let bad = |what: String| StoreError::Backend(format!("change script answered {what}"));
         // The second value is a status, or the holder for code 3 ('' for none).
@@ -290,7 +290,7 @@ impl TaskStore for RedisStore {
 
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
         let mut cmd = redis::cmd("HMGET");
-        cmd.arg(self.keys.task(id.as_str())).arg(&FIELDS[..]);
+        cmd.arg(self.keys.task(&id.text())).arg(&FIELDS[..]);
         read::decode_reply(id, self.call(cmd).await?)
     }
 

@@ -23,8 +23,8 @@ impl RecentlyFinished {
 
     /// Records that the pool issued the terminal write of `id` under `lease`.
     pub(super) fn record(&mut self, id: &TaskId, lease: u64) {
-        if self.lease.insert(id.clone(), lease).is_none() {
-            self.order.push_back(id.clone());
+        if self.lease.insert(*id, lease).is_none() {
+            self.order.push_back(*id);
         }
         while self.order.len() > Self::CAPACITY {
             if let Some(old) = self.order.pop_front() {

@@ -130,7 +130,7 @@ impl PoolState {
                 "task came back under a newer lease; replaced the old copy"
             );
         }
-        self.queued_ids.insert(job.id.clone(), job.lease);
+        self.queued_ids.insert(job.id, job.lease);
         job.enqueued_at = Instant::now();
         self.queue.push(job.spec.priority, job);
     }
@@ -256,7 +256,7 @@ impl PoolState {
             started_at_ms,
             ..
         } = report;
-        if self.lost.remove(&(job.id.clone(), job.lease)) {
+        if self.lost.remove(&(job.id, job.lease)) {
             let _span = job.span().entered();
             tracing::info!("attempt ended after the task moved; not recorded");
             return;
@@ -300,7 +300,7 @@ impl PoolState {
             .retries
             .with_label_values(&[job.spec.kind.as_str()])
             .inc();
-        let (store, id, attempts) = (self.ctx.store.clone(), job.id.clone(), job.attempts);
+        let (store, id, attempts) = (self.ctx.store.clone(), job.id, job.attempts);
         let (node, pool, lease) = (self.ctx.node_id.clone(), self.myself.clone(), job.lease);
         self.writes.spawn(async move {
             let fence = Fence::new(&node, lease);
@@ -312,8 +312,8 @@ impl PoolState {
                 Err(e) => tracing::warn!(task_id = %id, error = %e, "recording retry failed"),
             }
         });
-        let id = job.id.clone();
-        self.delayed.insert(job.id.clone(), job);
+        let id = job.id;
+        self.delayed.insert(job.id, job);
         self.myself
             .send_after(delay, move || PoolMessage::RetryDue(id));
     }
@@ -338,7 +338,7 @@ impl PoolState {
             started_at_ms,
             finished_at_ms: now_ms(),
         };
-        let (ctx, id, kind) = (self.ctx.clone(), job.id.clone(), job.spec.kind.clone());
+        let (ctx, id, kind) = (self.ctx.clone(), job.id, job.spec.kind.clone());
         let lease = job.lease;
         self.writes.spawn(async move {
             let mut delay = Duration::from_millis(50);
@@ -421,7 +421,7 @@ impl PoolState {
         for r in running {
             r.cancel.cancel();
             if lost {
-                self.lost.insert((id.clone(), r.job.lease));
+                self.lost.insert((*id, r.job.lease));
             }
             if outcome == CancelOutcome::NotHere {
                 outcome = CancelOutcome::Signalled;

@@ -76,14 +76,14 @@ impl Harness {
     async fn submit(&self, spec: TaskSpec) -> TaskId {
         let id = TaskId::generate();
         let task = NewTask {
-            id: id.clone(),
+            id,
             spec: spec.clone(),
             created_at_ms: now_ms(),
             node: None,
         };
         self.ctx.store.create(vec![task]).await.expect("create");
         self.pool
-            .cast(PoolMessage::Enqueue(vec![Job::new(id.clone(), spec)]))
+            .cast(PoolMessage::Enqueue(vec![Job::new(id, spec)]))
             .expect("enqueue");
         id
     }
@@ -171,9 +171,9 @@ async fn cancel_removes_queued_tasks_and_signals_running_ones() {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let c = ractor::call_t!(h.pool, PoolMessage::Cancel, 1000, queued.clone()).expect("call");
+    let c = ractor::call_t!(h.pool, PoolMessage::Cancel, 1000, queued).expect("call");
     assert_eq!(c, CancelOutcome::Removed);
-    let c = ractor::call_t!(h.pool, PoolMessage::Cancel, 1000, running.clone()).expect("call");
+    let c = ractor::call_t!(h.pool, PoolMessage::Cancel, 1000, running).expect("call");
     assert_eq!(c, CancelOutcome::Signalled);
     assert_eq!(h.terminal(&running).await.status, TaskStatus::Cancelled);
     let c = ractor::call_t!(h.pool, PoolMessage::Cancel, 1000, TaskId::generate()).expect("call");
@@ -200,7 +200,7 @@ async fn a_new_pool_recovers_unfinished_tasks_from_the_store() {
     for _ in 0..5 {
         let id = TaskId::generate();
         let task = NewTask {
-            id: id.clone(),
+            id,
             spec: spec("noop", "{}", 0),
             created_at_ms: now_ms(),
             node: None,
@@ -278,7 +278,7 @@ async fn an_attempt_whose_start_is_fenced_off_is_cancelled_and_not_recorded() {
     let id = TaskId::generate();
     let s = spec("sleep", r#"{"ms":60000}"#, 3);
     let task = NewTask {
-        id: id.clone(),
+        id,
         spec: s.clone(),
         created_at_ms: now_ms(),
         node: Some("elsewhere".into()),
@@ -286,7 +286,7 @@ async fn an_attempt_whose_start_is_fenced_off_is_cancelled_and_not_recorded() {
     h.ctx.store.create(vec![task]).await.expect("create");
     let before = h.ctx.store.get(&id).await.expect("get").expect("exists");
     h.pool
-        .cast(PoolMessage::Enqueue(vec![Job::new(id.clone(), s)]))
+        .cast(PoolMessage::Enqueue(vec![Job::new(id, s)]))
         .expect("enqueue");
     eventually("the attempt started", async || h.load().await.busy == 1).await;
     eventually("the fenced attempt stopped", async || {

@@ -100,7 +100,7 @@ fn record_running(
     attempt: u32,
     started_at_ms: u64,
 ) -> tokio::task::JoinHandle<()> {
-    let (store, id, node) = (ctx.store.clone(), job.id.clone(), ctx.node_id.clone());
+    let (store, id, node) = (ctx.store.clone(), job.id, ctx.node_id.clone());
     let (pool, lease) = (pool.clone(), job.lease);
     tokio::spawn(async move {
         let fence = Fence::new(&node, lease);

@@ -172,7 +172,7 @@ fn a_dispatched_task_from_an_older_peer_has_lease_token_zero() {
     }
     let id = TaskId::generate();
     let bytes = encode(&OlderDispatchedTask {
-        id: id.clone(),
+        id,
         spec: spec(),
         attempts: 2,
         recovered: true,

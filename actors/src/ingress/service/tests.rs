@@ -158,10 +158,7 @@ async fn a_create_that_landed_before_its_timeout_is_answered_as_new() {
     let created = state.create_resolved(&tasks).await.expect("resolved");
     assert_eq!(
         created,
-        vec![
-            Created::New(tasks[0].id.clone()),
-            Created::New(tasks[1].id.clone())
-        ]
+        vec![Created::New(tasks[0].id), Created::New(tasks[1].id)]
     );
     assert_eq!(store.creates.load(Ordering::SeqCst), 2, "one retry");
     for task in &tasks {
@@ -218,10 +215,7 @@ fn only_our_own_ids_answered_as_existing_become_new() {
     let other = TaskId::generate();
     let answer = resolved(
         &[ours.clone(), dedup],
-        vec![
-            Created::Existing(ours.id.clone()),
-            Created::Existing(other.clone()),
-        ],
+        vec![Created::Existing(ours.id), Created::Existing(other)],
     );
     assert_eq!(
         answer,
@@ -234,13 +228,13 @@ async fn a_long_poll_on_the_holder_answers_soon_after_the_task_finishes_elsewher
     let store = Arc::new(MemoryStore::new());
     let state = state(store.clone());
     let task = new_task(None);
-    let id = task.id.clone();
+    let id = task.id;
     store.create(vec![task]).await.expect("create");
 
     let wait = Duration::from_secs(60);
     let started = tokio::time::Instant::now();
     let poll = tokio::spawn({
-        let (state, id) = (state.clone(), id.clone());
+        let state = state.clone();
         async move { state.wait_terminal(&id, wait).await }
     });
     // The poll is now waiting on this node's notifier: the task is held here.

@@ -27,7 +27,7 @@ pub async fn create_then_get_round_trips_every_field(store: Arc<dyn TaskStore>) 
         node: Some("n".to_owned()),
     };
     let created = create_one(&*store, task.clone()).await;
-    assert_eq!(created, Created::New(task.id.clone()));
+    assert_eq!(created, Created::New(task.id));
     let record = get(&*store, &task.id).await;
     assert_eq!(
         record.node.as_deref(),
@@ -49,11 +49,11 @@ pub async fn idempotency_key_returns_the_first_task_across_calls(store: Arc<dyn 
     let second = task("other", Some(&key));
     assert_eq!(
         create_one(&*store, first.clone()).await,
-        Created::New(first.id.clone())
+        Created::New(first.id)
     );
     assert_eq!(
         create_one(&*store, second.clone()).await,
-        Created::Existing(first.id.clone())
+        Created::Existing(first.id)
     );
     assert_eq!(store.get(&second.id).await.expect("get"), None);
     assert_eq!(get(&*store, &first.id).await.spec.kind, "echo");
@@ -74,9 +74,9 @@ pub async fn idempotency_key_repeated_in_one_call_returns_the_first_task(
     assert_eq!(
         created,
         vec![
-            Created::New(a.id.clone()),
-            Created::Existing(a.id.clone()),
-            Created::New(c.id.clone()),
+            Created::New(a.id),
+            Created::Existing(a.id),
+            Created::New(c.id),
         ]
     );
     assert_eq!(store.get(&b.id).await.expect("get"), None);
@@ -111,7 +111,7 @@ pub async fn creating_an_existing_id_does_not_overwrite_it(store: Arc<dyn TaskSt
     assert_eq!(started, Transition::Applied);
     assert_eq!(
         create_one(&*store, t.clone()).await,
-        Created::Existing(t.id.clone())
+        Created::Existing(t.id)
     );
     assert_eq!(get(&*store, &t.id).await.status, TaskStatus::Running);
 }
@@ -131,7 +131,7 @@ pub async fn concurrent_creates_are_all_durable_and_readable(store: Arc<dyn Task
     let mut created = Vec::with_capacity(CALLERS);
     while let Some(joined) = callers.join_next().await {
         let (answer, id) = joined.expect("caller panicked");
-        assert_eq!(answer, Created::New(id.clone()));
+        assert_eq!(answer, Created::New(id));
         created.push(id);
     }
     for id in &created {
@@ -164,7 +164,7 @@ pub async fn concurrent_creates_with_one_key_make_one_task(store: Arc<dyn TaskSt
         .filter(|c| matches!(c, Created::New(_)))
         .collect();
     assert_eq!(new.len(), 1, "exactly one caller creates: {answers:?}");
-    let winner = new[0].id().clone();
+    let winner = *new[0].id();
     assert!(answers.iter().all(|c| *c.id() == winner));
     assert!(store.get(&winner).await.expect("get").is_some());
     assert_eq!(store.unfinished().await.expect("unfinished").len(), 1);

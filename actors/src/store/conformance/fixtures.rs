@@ -61,7 +61,7 @@ pub(crate) async fn private_store_recovers_every_unfinished_task(store: &dyn Tas
         .finish(&tasks[3].id, succeeded(6))
         .await
         .expect("finish");
-    let expected: Vec<TaskId> = tasks[..3].iter().map(|t| t.id.clone()).collect();
+    let expected: Vec<TaskId> = tasks[..3].iter().map(|t| t.id).collect();
     for node in ["a", "b", "c", "z"] {
         let recoverable = store.recoverable(node).await.expect("recoverable");
         assert_eq!(ids(&recoverable), expected, "recoverable({node:?})");
@@ -148,5 +148,5 @@ pub(super) async fn get(store: &dyn TaskStore, id: &TaskId) -> TaskRecord {
 }
 
 pub(super) fn ids(records: &[TaskRecord]) -> Vec<TaskId> {
-    records.iter().map(|r| r.id.clone()).collect()
+    records.iter().map(|r| r.id).collect()
 }

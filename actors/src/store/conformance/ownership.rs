@@ -151,7 +151,7 @@ pub async fn finish_by_a_non_holder_is_refused_and_terminal_comes_first(store: A
 pub async fn claim_moves_every_live_task_of_a_node_once(store: Arc<dyn TaskStore>) {
     let tasks = vec![on("a"), on("a"), on("a"), on("b"), on("a")];
     store.create(tasks.clone()).await.expect("create");
-    let id = |i: usize| tasks[i].id.clone();
+    let id = |i: usize| tasks[i].id;
     store
         .start(&id(1), Fence::new("a", 0), 2, 10)
         .await
@@ -275,7 +275,7 @@ pub async fn concurrent_claims_move_each_task_to_one_claimant(store: Arc<dyn Tas
 pub async fn reassign_moves_only_listed_tasks_still_held_by_from(store: Arc<dyn TaskStore>) {
     let tasks = vec![on("a"), on("a"), on("b"), on("a"), on("a")];
     store.create(tasks.clone()).await.expect("create");
-    let id = |i: usize| tasks[i].id.clone();
+    let id = |i: usize| tasks[i].id;
     store
         .start(&id(1), Fence::new("a", 0), 2, 10)
         .await
@@ -431,9 +431,9 @@ pub async fn a_stale_lease_token_is_refused_after_the_task_comes_back(store: Arc
         Transition::Applied
     );
     let moved = store.claim("a", "b").await.expect("b claims");
-    assert_eq!(ids(&moved), vec![t.id.clone()]);
+    assert_eq!(ids(&moved), vec![t.id]);
     let moved = store.claim("b", "a").await.expect("a claims back");
-    assert_eq!(ids(&moved), vec![t.id.clone()]);
+    assert_eq!(ids(&moved), vec![t.id]);
     let back = get(&*store, &t.id).await;
     assert_eq!(
         (back.status, back.node.as_deref(), back.lease),
@@ -484,7 +484,7 @@ pub async fn a_stale_lease_token_is_refused_after_the_task_comes_back(store: Arc
 pub async fn claim_and_reassign_bump_the_lease_token_once_per_move(store: Arc<dyn TaskStore>) {
     let tasks = vec![on("a"), on("a"), on("b"), on("a")];
     store.create(tasks.clone()).await.expect("create");
-    let id = |i: usize| tasks[i].id.clone();
+    let id = |i: usize| tasks[i].id;
     for i in 0..4 {
         assert_eq!(lease(&*store, &id(i)).await, 0, "a new task has token 0");
     }

@@ -13,7 +13,7 @@ pub async fn list_is_newest_first_filtered_and_limited(store: Arc<dyn TaskStore>
     let kinds = ["a", "b", "a", "b", "a"];
     let tasks: Vec<NewTask> = kinds.iter().map(|k| task(k, None)).collect();
     store.create(tasks.clone()).await.expect("create");
-    let id = |i: usize| tasks[i].id.clone();
+    let id = |i: usize| tasks[i].id;
     store
         .start(&id(2), Fence::new("n", 0), 1, 5)
         .await
@@ -49,7 +49,7 @@ pub async fn list_is_newest_first_filtered_and_limited(store: Arc<dyn TaskStore>
 pub async fn unfinished_is_oldest_first_and_drops_terminal_tasks(store: Arc<dyn TaskStore>) {
     let tasks: Vec<NewTask> = (0..4).map(|_| task("echo", None)).collect();
     store.create(tasks.clone()).await.expect("create");
-    let id = |i: usize| tasks[i].id.clone();
+    let id = |i: usize| tasks[i].id;
     store
         .start(&id(1), Fence::new("n", 0), 1, 5)
         .await
@@ -91,7 +91,7 @@ pub async fn recoverable_is_the_holding_nodes_unfinished_tasks_oldest_first(
     };
     let tasks: Vec<NewTask> = (0..4).map(|_| on_n("echo")).collect();
     store.create(tasks.clone()).await.expect("create");
-    let id = |i: usize| tasks[i].id.clone();
+    let id = |i: usize| tasks[i].id;
     store
         .start(&id(1), Fence::new("n", 0), 1, 5)
         .await

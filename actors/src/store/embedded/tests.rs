@@ -28,7 +28,7 @@ async fn create_concurrently(store: &Arc<EmbeddedStore>, n: usize) -> Vec<TaskId
         callers.spawn(async move {
             let t = task("echo", None);
             let created = store.create(vec![t.clone()]).await.expect("create");
-            assert_eq!(created, vec![Created::New(t.id.clone())]);
+            assert_eq!(created, vec![Created::New(t.id)]);
             t.id
         });
     }
@@ -101,7 +101,7 @@ async fn records_survive_drop_and_reopen() {
     );
     let unfinished = store.unfinished().await.expect("unfinished");
     let ids: Vec<_> = unfinished.into_iter().map(|r| r.id).collect();
-    assert_eq!(ids, [queued.id.clone(), running.id]);
+    assert_eq!(ids, [queued.id, running.id]);
     let again = store
         .create(vec![task("a", Some("k"))])
         .await
@@ -147,7 +147,7 @@ async fn closing_under_load_answers_every_caller_and_keeps_acknowledged_writes()
     for (answer, id) in answers {
         match answer {
             Ok(created) => {
-                assert_eq!(created, vec![Created::New(id.clone())]);
+                assert_eq!(created, vec![Created::New(id)]);
                 acknowledged.push(id);
             }
             Err(StoreError::Closed) => {}
@@ -221,10 +221,10 @@ async fn a_corrupt_record_fails_only_its_own_operations() {
         {
             let mut tasks = txn.open_table(TASKS).expect("tasks");
             tasks
-                .insert(bad.as_str(), b"\xc1".as_slice())
+                .insert(bad.text().as_str(), b"\xc1".as_slice())
                 .expect("insert");
             let mut unfinished = txn.open_table(UNFINISHED).expect("unfinished");
-            unfinished.insert(bad.as_str(), ()).expect("insert");
+            unfinished.insert(bad.text().as_str(), ()).expect("insert");
         }
         txn.commit().expect("commit");
     }
@@ -236,7 +236,7 @@ async fn a_corrupt_record_fails_only_its_own_operations() {
     assert!(corrupt(&store.unfinished().await));
     let good = task("echo", None);
     let created = store.create(vec![good.clone()]).await.expect("create");
-    assert_eq!(created, vec![Created::New(good.id.clone())]);
+    assert_eq!(created, vec![Created::New(good.id)]);
     let started = store
         .start(&good.id, Fence::new("n", 0), 1, 1)
         .await

@@ -45,27 +45,29 @@ impl<'txn> Tables<'txn> {
         for task in &tasks {
             let key = task.spec.idempotency_key.as_deref();
             if let Some(first) = key.and_then(|k| keys_in_call.get(k)) {
-                answers.push(Created::Existing((*first).clone()));
+                answers.push(Created::Existing(**first));
                 continue;
             }
             if let Some(first) = key.map(|k| self.key_owner(k)).transpose()?.flatten() {
                 answers.push(Created::Existing(first));
                 continue;
             }
-            if ids_in_call.contains(&task.id) || self.tasks.get(task.id.as_str())?.is_some() {
-                answers.push(Created::Existing(task.id.clone()));
+            if ids_in_call.contains(&task.id) || self.tasks.get(task.id.text().as_str())?.is_some()
+            {
+                answers.push(Created::Existing(task.id));
                 continue;
             }
             if let Some(key) = key {
                 keys_in_call.insert(key, &task.id);
             }
             ids_in_call.insert(&task.id);
-            answers.push(Created::New(task.id.clone()));
+            answers.push(Created::New(task.id));
             fresh.push(task);
         }
         for task in fresh {
             let record = TaskRecord::queued(task.clone());
-            let id = record.id.as_str();
+            let text = record.id.text();
+            let id = text.as_str();
             self.tasks.insert(id, codec::encode(&record)?.as_slice())?;
             self.unfinished.insert(id, ())?;
             if let Some(key) = &record.spec.idempotency_key {
@@ -77,20 +79,21 @@ impl<'txn> Tables<'txn> {
 
     /// `start`, `requeue` and `finish`: the shared rules plus index upkeep.
     pub(super) fn change(&mut self, id: &TaskId, change: Change) -> Result<Transition, StoreError> {
-        let mut record = match self.tasks.get(id.as_str())? {
-            Some(bytes) => codec::decode(id.as_str(), bytes.value())?,
+        let text = id.text();
+        let id = text.as_str();
+        let mut record = match self.tasks.get(id)? {
+            Some(bytes) => codec::decode(id, bytes.value())?,
             None => return Ok(Transition::NotFound),
         };
         let outcome = rules::apply(&mut record, change);
         if outcome == Transition::Applied {
-            self.tasks
-                .insert(id.as_str(), codec::encode(&record)?.as_slice())?;
+            self.tasks.insert(id, codec::encode(&record)?.as_slice())?;
             if let Some(at) = record
                 .finished_at_ms
                 .filter(|_| record.status.is_terminal())
             {
-                self.unfinished.remove(id.as_str())?;
-                self.finished.insert((at, id.as_str()), ())?;
+                self.unfinished.remove(id)?;
+                self.finished.insert((at, id), ())?;
             }
         }
         Ok(outcome)
@@ -125,17 +128,17 @@ impl<'txn> Tables<'txn> {
             if !seen.insert(id) {
                 continue;
             }
-            let Some(bytes) = self.tasks.get(id.as_str())? else {
+            let Some(bytes) = self.tasks.get(id.text().as_str())? else {
                 continue;
             };
-            let mut record = codec::decode(id.as_str(), bytes.value())?;
+            let mut record = codec::decode(&id.text(), bytes.value())?;
             if rules::transfer(&mut record, &from, &to, &error) {
                 moved.push(record);
             }
         }
         for record in &moved {
             self.tasks
-                .insert(record.id.as_str(), codec::encode(record)?.as_slice())?;
+                .insert(record.id.text().as_str(), codec::encode(record)?.as_slice())?;
         }
         Ok(moved)
     }

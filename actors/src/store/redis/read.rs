@@ -146,7 +146,7 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.cmd("HMGET")
-                .arg(self.keys.task(id.as_str()))
+                .arg(self.keys.task(&id.text()))
                 .arg(&FIELDS[..]);
         }
         let replies: Vec<Value> = self.query_pipe(&pipe).await?;

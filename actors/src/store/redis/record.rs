@@ -100,7 +100,7 @@ pub(super) fn decode(
     let spec = rmp_serde::from_slice(&required("spec", spec)?)
         .map_err(|e| corrupt(format!("field `spec`: {e}")))?;
     Ok(Some(TaskRecord {
-        id: id.clone(),
+        id: *id,
         spec,
         status: parse(&corrupt, "status", required("status", status)?)?,
         attempts: parse(&corrupt, "attempts", required("attempts", attempts)?)?,

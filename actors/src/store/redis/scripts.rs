@@ -81,7 +81,7 @@ impl Scripts {
             .arg(keys.holders());
         for task in tasks {
             let record = TaskRecord::queued(task);
-            let task_key = keys.task(record.id.as_str());
+            let task_key = keys.task(&record.id.text());
             let idem = record
                 .spec
                 .idempotency_key
@@ -92,7 +92,7 @@ impl Scripts {
                 .arg(idem.as_deref().unwrap_or(&task_key))
                 .arg(owner.as_deref().unwrap_or(&task_key));
             let has_key: &[u8] = if idem.is_some() { b"1" } else { b"0" };
-            argv.push(record.id.as_str().as_bytes().to_vec());
+            argv.push(record.id.text().as_bytes().to_vec());
             argv.push(has_key.to_vec());
             argv.push(record.node.clone().unwrap_or_default().into_bytes());
             push_fields(&mut argv, record::encode(&record)?);
@@ -163,7 +163,7 @@ impl Scripts {
             .arg(&FIELDS[..]);
         if let Moving::Only(ids) = moving {
             for id in ids {
-                call.arg(id.as_str());
+                call.arg(id.text().as_str());
             }
         }
         call

@@ -43,7 +43,7 @@ async fn create_concurrently(store: &Arc<RedisStore>, n: usize) -> Vec<TaskId> {
         callers.spawn(async move {
             let t = task("echo", None);
             let created = store.create(vec![t.clone()]).await.expect("create");
-            assert_eq!(created, vec![Created::New(t.id.clone())]);
+            assert_eq!(created, vec![Created::New(t.id)]);
             t.id
         });
     }
@@ -60,7 +60,7 @@ fn succeeded_on(fence: Fence<'_>, at: Millis) -> Finish {
 }
 
 fn ids(records: &[TaskRecord]) -> Vec<TaskId> {
-    records.iter().map(|r| r.id.clone()).collect()
+    records.iter().map(|r| r.id).collect()
 }
 
 /// `task` placed on `node` before it is created.
@@ -110,7 +110,8 @@ async fn keys_follow_the_documented_schema() {
     let store = connect(&server, "tm:").await;
     let t = on("a", task("echo", Some("order-7")));
     store.create(vec![t.clone()]).await.expect("create");
-    let id = t.id.as_str();
+    let text = t.id.text();
+    let id = text.as_str();
     let mut redis = raw(&server).await;
     let status = redis.hget(format!("tm:task:{id}"), "status").await;
     assert_eq!(status.expect("hget").as_deref(), Some("queued"));
@@ -165,7 +166,7 @@ async fn owner_index_follows_start_requeue_and_finish() {
         .expect("start");
     assert_eq!(members(&mut redis, "a").await, vec![id.clone()]);
     let owned = store.owned_by("a").await.expect("owned_by");
-    assert_eq!(ids(&owned), vec![t.id.clone()]);
+    assert_eq!(ids(&owned), vec![t.id]);
     assert_eq!(owned[0].status, TaskStatus::Running);
 
     store
@@ -185,7 +186,7 @@ async fn owner_index_follows_start_requeue_and_finish() {
     assert_eq!(refused, Transition::NotHolder(Some("a".into())));
     assert_eq!(members(&mut redis, "b").await, Vec::<String>::new());
     let moved = store.reassign(std::slice::from_ref(&t.id), "a", "b").await;
-    assert_eq!(ids(&moved.expect("reassign")), vec![t.id.clone()]);
+    assert_eq!(ids(&moved.expect("reassign")), vec![t.id]);
     assert_eq!(members(&mut redis, "a").await, Vec::<String>::new());
     assert_eq!(members(&mut redis, "b").await, vec![id.clone()]);
     store
@@ -199,11 +200,7 @@ async fn owner_index_follows_start_requeue_and_finish() {
         .await
         .expect("start other");
     let owned = store.owned_by("b").await.expect("owned_by");
-    assert_eq!(
-        ids(&owned),
-        [t.id.clone(), other.id.clone()],
-        "oldest first"
-    );
+    assert_eq!(ids(&owned), [t.id, other.id], "oldest first");
 
     store
         .finish(&t.id, succeeded_on(Fence::new("b", 1), 40))
@@ -237,7 +234,7 @@ async fn a_task_created_on_a_node_is_that_nodes_to_recover_until_it_is_moved() {
     both.sort();
     assert_eq!(owners(&mut redis, "birth:", "a").await, both);
     let recoverable = store.recoverable("a").await.expect("recoverable");
-    assert_eq!(ids(&recoverable), [placed.id.clone(), later.id.clone()]);
+    assert_eq!(ids(&recoverable), [placed.id, later.id]);
     assert_eq!(recoverable[0].node.as_deref(), Some("a"));
     assert_eq!(recoverable[0].status, TaskStatus::Queued);
     assert_eq!(store.recoverable("b").await.expect("recoverable"), []);
@@ -251,7 +248,7 @@ async fn a_task_created_on_a_node_is_that_nodes_to_recover_until_it_is_moved() {
     let moved = store
         .reassign(std::slice::from_ref(&placed.id), "a", "b")
         .await;
-    assert_eq!(ids(&moved.expect("reassign")), vec![placed.id.clone()]);
+    assert_eq!(ids(&moved.expect("reassign")), vec![placed.id]);
     store
         .start(&placed.id, Fence::new("b", 1), 1, 10)
         .await
@@ -262,11 +259,11 @@ async fn a_task_created_on_a_node_is_that_nodes_to_recover_until_it_is_moved() {
     );
     assert_eq!(owners(&mut redis, "birth:", "b").await, vec![id.clone()]);
     let recoverable = store.recoverable("b").await.expect("recoverable");
-    assert_eq!(ids(&recoverable), vec![placed.id.clone()]);
+    assert_eq!(ids(&recoverable), vec![placed.id]);
     assert_eq!(recoverable[0].status, TaskStatus::Running);
     assert_eq!(
         ids(&store.recoverable("a").await.expect("recoverable")),
-        vec![later.id.clone()]
+        vec![later.id]
     );
 
     store
@@ -275,7 +272,7 @@ async fn a_task_created_on_a_node_is_that_nodes_to_recover_until_it_is_moved() {
         .expect("requeue");
     assert_eq!(
         ids(&store.recoverable("b").await.expect("recoverable")),
-        vec![placed.id.clone()],
+        vec![placed.id],
         "a retry stays with the node that ran it"
     );
 
@@ -290,11 +287,7 @@ async fn a_task_created_on_a_node_is_that_nodes_to_recover_until_it_is_moved() {
     assert_eq!(owners(&mut redis, "birth:", "a").await, [later_id]);
     assert_eq!(store.recoverable("b").await.expect("recoverable"), []);
     let left = ids(&store.recoverable("a").await.expect("recoverable"));
-    assert_eq!(
-        left,
-        vec![later.id.clone()],
-        "a finish elsewhere leaves a's task"
-    );
+    assert_eq!(left, vec![later.id], "a finish elsewhere leaves a's task");
 
     let cancel = conformance::fixtures::finish(TaskStatus::Cancelled, 30);
     store
@@ -326,10 +319,10 @@ async fn a_task_created_without_a_node_is_in_no_owner_set() {
     );
     assert_eq!(
         ids(&store.recoverable("a").await.expect("recoverable")),
-        vec![placed.id.clone()]
+        vec![placed.id]
     );
     let unfinished = store.unfinished().await.expect("unfinished");
-    assert_eq!(ids(&unfinished), [unplaced.id.clone(), placed.id]);
+    assert_eq!(ids(&unfinished), [unplaced.id, placed.id]);
     assert_eq!(unfinished[0].node, None);
 
     store
@@ -358,10 +351,7 @@ async fn a_create_that_writes_nothing_joins_no_owner_set() {
         .expect("create again");
     assert_eq!(
         created,
-        [
-            Created::Existing(first.id.clone()),
-            Created::Existing(first.id.clone())
-        ]
+        [Created::Existing(first.id), Created::Existing(first.id)]
     );
     assert_eq!(owner_sets(&mut redis, "dup:").await, ["dup:owner:a"]);
     assert_eq!(store.recoverable("b").await.expect("recoverable"), []);
@@ -382,7 +372,7 @@ async fn purge_leaves_no_id_in_an_owner_set() {
     // An entry a finish did not remove (written by hand here; by an older version of the
     // scripts in the field) must not outlive its record.
     let stale: usize = redis
-        .sadd("clean:owner:a", done.id.as_str())
+        .sadd("clean:owner:a", done.id.text().as_str())
         .await
         .expect("sadd");
     assert_eq!(stale, 1);
@@ -456,14 +446,14 @@ async fn a_batch_create_of_1000_tasks_is_one_round_trip() {
     let after = store.pipeline_stats();
     assert_eq!(after.pipelines - before.pipelines, 1, "{after:?}");
     assert_eq!(after.ops - before.ops, 1);
-    let expected: Vec<_> = tasks.iter().map(|t| Created::New(t.id.clone())).collect();
+    let expected: Vec<_> = tasks.iter().map(|t| Created::New(t.id)).collect();
     assert_eq!(created, expected);
     assert_eq!(store.unfinished().await.expect("unfinished").len(), 1_000);
     let again = store
         .create(vec![task("echo", Some(key))])
         .await
         .expect("again");
-    assert_eq!(again, vec![Created::Existing(tasks[10].id.clone())]);
+    assert_eq!(again, vec![Created::Existing(tasks[10].id)]);
 }
 
 #[tokio::test]
@@ -526,12 +516,12 @@ async fn reconnects_after_redis_restarts_and_keeps_acknowledged_writes() {
         .create(vec![after.clone()])
         .await
         .expect("create after");
-    assert_eq!(created, vec![Created::New(after.id.clone())]);
+    assert_eq!(created, vec![Created::New(after.id)]);
     let dup = store
         .create(vec![task("echo", Some("k"))])
         .await
         .expect("dup");
-    assert_eq!(dup, vec![Created::Existing(before.id.clone())]);
+    assert_eq!(dup, vec![Created::Existing(before.id)]);
     assert_eq!(ids(&store.owned_by("a").await.expect("owned")), [before.id]);
     let stats = store.pipeline_stats();
     assert!(stats.failed_pipelines >= 1, "{stats:?}");
@@ -672,7 +662,7 @@ async fn purge_deletes_in_bounded_batches_and_leaves_no_index_entries() {
     store.create(tasks.clone()).await.expect("create");
     let mut finishers = JoinSet::new();
     for t in &tasks {
-        let (store, id) = (Arc::clone(&store), t.id.clone());
+        let (store, id) = (Arc::clone(&store), t.id);
         let done = succeeded_on(Fence::new(t.node.as_deref().expect("placed"), 0), 100);
         finishers.spawn(async move { store.finish(&id, done).await });
     }
@@ -722,7 +712,7 @@ async fn list_scans_a_bounded_number_of_records() {
         ..ListFilter::default()
     };
     let listed = store.list(&newest).await.expect("list");
-    let expected: Vec<_> = common.iter().rev().take(3).map(|t| t.id.clone()).collect();
+    let expected: Vec<_> = common.iter().rev().take(3).map(|t| t.id).collect();
     assert_eq!(ids(&listed), expected);
 }
 
@@ -746,7 +736,7 @@ async fn readers_skip_records_that_vanished_from_under_an_index() {
         .expect("del");
     assert_eq!(
         ids(&store.unfinished().await.expect("unfinished")),
-        vec![kept.id.clone()]
+        vec![kept.id]
     );
     assert_eq!(store.owned_by("a").await.expect("owned_by"), []);
     let all = ListFilter {

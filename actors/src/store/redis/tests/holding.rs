@@ -127,7 +127,7 @@ async fn claim_and_reassign_move_owner_sets_and_expiry() {
         on("a", task("echo", None)),
     ];
     store.create(tasks.clone()).await.expect("create");
-    let id = |i: usize| tasks[i].id.clone();
+    let id = |i: usize| tasks[i].id;
     store
         .start(&id(1), Fence::new("a", 0), 1, 5)
         .await
@@ -136,7 +136,7 @@ async fn claim_and_reassign_move_owner_sets_and_expiry() {
     // A member whose record is gone must not survive a claim.
     let ghost = TaskId::generate();
     let added: usize = redis
-        .sadd("move:owner:a", ghost.as_str())
+        .sadd("move:owner:a", ghost.text().as_str())
         .await
         .expect("sadd");
     assert_eq!(added, 1);
