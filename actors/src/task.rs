@@ -1,5 +1,7 @@
 //! The durable task record, as the store keeps it and the API shows it.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use taskmesh_kernels::task::{TaskId, TaskSpec, TaskStatus};
 
@@ -19,8 +21,8 @@ pub fn now_ms() -> Millis {
 pub struct NewTask {
     /// The id the task will have unless its idempotency key already names another.
     pub id: TaskId,
-    /// What to run.
-    pub spec: TaskSpec,
+    /// What to run, shared with the job that will run it (serialized as a plain spec).
+    pub spec: Arc<TaskSpec>,
     /// When it was accepted.
     pub created_at_ms: Millis,
     /// The node that will hold (queue and run) the task, chosen by the dispatcher before
@@ -34,8 +36,8 @@ pub struct NewTask {
 pub struct TaskRecord {
     /// The task's id.
     pub id: TaskId,
-    /// What the client asked for.
-    pub spec: TaskSpec,
+    /// What the client asked for (serialized as a plain spec).
+    pub spec: Arc<TaskSpec>,
     /// Current status.
     pub status: TaskStatus,
     /// How many attempts have started (0 while queued for the first time).

@@ -40,7 +40,8 @@ use worker::AttemptReport;
 pub struct Job {
     /// The task.
     pub id: TaskId,
-    /// What to run.
+    /// What to run: the spec the ingress built (or the store or a peer sent), shared
+    /// with the task's record and every attempt, never copied.
     pub spec: Arc<TaskSpec>,
     /// Attempts already started (0 for a fresh task).
     pub attempts: u32,
@@ -58,10 +59,10 @@ pub struct Job {
 
 impl Job {
     /// A fresh task.
-    pub fn new(id: TaskId, spec: TaskSpec) -> Self {
+    pub fn new(id: TaskId, spec: impl Into<Arc<TaskSpec>>) -> Self {
         Self {
             id,
-            spec: Arc::new(spec),
+            spec: spec.into(),
             attempts: 0,
             enqueued_at: Instant::now(),
             recovered: false,
@@ -86,7 +87,7 @@ impl Job {
     pub fn from_record(record: TaskRecord) -> Self {
         Self {
             id: record.id,
-            spec: Arc::new(record.spec),
+            spec: record.spec,
             attempts: record.attempts,
             enqueued_at: Instant::now(),
             recovered: true,

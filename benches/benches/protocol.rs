@@ -30,7 +30,7 @@ fn finished_record() -> TaskRecord {
     let params = r#"{"s0":100,"k":100,"r":0.05,"sigma":0.2,"t":1,"paths":1000000,"seed":7}"#;
     let mut record = TaskRecord::queued(NewTask {
         id: TaskId::generate(),
-        spec: spec("monte_carlo_option", params),
+        spec: spec("monte_carlo_option", params).into(),
         created_at_ms: 1_700_000_000_000,
         node: None,
     });

@@ -19,6 +19,7 @@
 //! counted in [`decode_failures`], and logged; a caller waiting for the reply then gets
 //! its timeout, which every remote call sets.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -99,8 +100,9 @@ pub struct LoadReport {
 pub struct DispatchedTask {
     /// The task.
     pub id: TaskId,
-    /// What to run.
-    pub spec: TaskSpec,
+    /// What to run (an `Arc` so the sender serializes the job's spec without copying
+    /// it; on the wire it is a plain spec).
+    pub spec: Arc<TaskSpec>,
     /// Attempts already made.
     pub attempts: u32,
     /// Read back from the store after a node was lost (an attempt may have died with

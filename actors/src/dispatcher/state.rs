@@ -1,6 +1,7 @@
 //! The dispatcher's state and what each message does to it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{ActorCell, ActorRef, RpcReplyPort};
@@ -248,7 +249,7 @@ impl DispatcherState {
                 .iter()
                 .map(|j| DispatchedTask {
                     id: j.id,
-                    spec: (*j.spec).clone(),
+                    spec: Arc::clone(&j.spec),
                     attempts: j.attempts,
                     recovered: j.recovered,
                     lease: j.lease,

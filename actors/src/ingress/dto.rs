@@ -122,18 +122,20 @@ fn raw(json: String) -> Box<RawValue> {
 
 impl From<TaskRecord> for TaskView {
     fn from(r: TaskRecord) -> Self {
+        // A record read from the store holds the only handle on its spec: no copy.
+        let spec = std::sync::Arc::unwrap_or_clone(r.spec);
         Self {
             id: r.id.to_string(),
-            kind: r.spec.kind,
+            kind: spec.kind,
             status: r.status,
-            priority: r.spec.priority,
+            priority: spec.priority,
             attempts: r.attempts,
-            max_retries: r.spec.max_retries,
-            params: raw(r.spec.params),
+            max_retries: spec.max_retries,
+            params: raw(spec.params),
             result: r.result.map(raw),
             error: r.error,
             node: r.node,
-            request_id: r.spec.request_id,
+            request_id: spec.request_id,
             created_at: rfc3339(r.created_at_ms),
             started_at: r.started_at_ms.map(rfc3339),
             finished_at: r.finished_at_ms.map(rfc3339),

@@ -1,6 +1,7 @@
 //! What the HTTP handlers do once a request is parsed: validation, the
 //! admit → store → place sequence of a submission, reads and cancellation.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -40,7 +41,7 @@ impl IngressState {
         let limits = &self.limits;
         let params = task
             .params
-            .map_or_else(|| "{}".to_owned(), |p| p.get().to_owned());
+            .map_or_else(|| "{}".to_owned(), |p| String::from(Box::<str>::from(p)));
         if params.len() > limits.max_params_bytes {
             return Err(ApiError::TooLarge(format!(
                 "`params` is {} bytes; the limit is {}",
@@ -143,7 +144,7 @@ impl IngressState {
             .zip(reservation.targets())
             .map(|(spec, target)| NewTask {
                 id: TaskId::generate(),
-                spec,
+                spec: Arc::new(spec),
                 created_at_ms,
                 node: Some(target.clone()),
             })

@@ -46,7 +46,8 @@ mod tests {
                 idempotency_key: Some("k".into()),
                 class: None,
                 request_id: None,
-            },
+            }
+            .into(),
             created_at_ms: 7,
             node: Some("a".into()),
         });

@@ -209,7 +209,7 @@ mod tests {
         };
         let new = NewTask {
             id: TaskId::generate(),
-            spec,
+            spec: spec.into(),
             created_at_ms: 0,
             node: None,
         };

@@ -8,8 +8,10 @@
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
+use taskmesh_kernels::task::TaskSpec;
 use taskmesh_kernels::{CancelToken, Context, KernelError, Registry};
 
 /// How one attempt ended.
@@ -30,11 +32,11 @@ pub enum AttemptOutcome {
 /// The payload of a kernel's panic: the worker re-raises it so supervision sees it.
 pub type Panic = Box<dyn Any + Send>;
 
-/// Runs `kind` with `params` for attempt number `attempt`; `Err` when the kernel panicked.
+/// Runs the task's kernel with its params for attempt number `attempt`; `Err` when the
+/// kernel panicked. The blocking pool gets the shared spec, not a copy of the params.
 pub async fn execute(
     kernels: &Registry,
-    kind: &str,
-    params: &str,
+    spec: &Arc<TaskSpec>,
     attempt: u32,
     cancel: CancelToken,
     timeout: Option<Duration>,
@@ -43,13 +45,15 @@ pub async fn execute(
         attempt,
         cancel: cancel.clone(),
     };
-    if kernels.is_trivial(kind) {
+    if kernels.is_trivial(&spec.kind) {
         // Kernels are stateless, so a panic cannot leave the registry half-updated.
-        return std::panic::catch_unwind(AssertUnwindSafe(|| kernels.run(kind, params, &ctx)))
-            .map(classify);
+        return std::panic::catch_unwind(AssertUnwindSafe(|| {
+            kernels.run(&spec.kind, &spec.params, &ctx)
+        }))
+        .map(classify);
     }
-    let (kernels, kind, params) = (kernels.clone(), kind.to_owned(), params.to_owned());
-    let handle = tokio::task::spawn_blocking(move || kernels.run(&kind, &params, &ctx));
+    let (kernels, spec) = (kernels.clone(), Arc::clone(spec));
+    let handle = tokio::task::spawn_blocking(move || kernels.run(&spec.kind, &spec.params, &ctx));
     let joined = match timeout {
         Some(limit) => match tokio::time::timeout(limit, handle).await {
             Ok(joined) => joined,

@@ -77,7 +77,7 @@ impl Harness {
         let id = TaskId::generate();
         let task = NewTask {
             id,
-            spec: spec.clone(),
+            spec: spec.clone().into(),
             created_at_ms: now_ms(),
             node: None,
         };
@@ -201,7 +201,7 @@ async fn a_new_pool_recovers_unfinished_tasks_from_the_store() {
         let id = TaskId::generate();
         let task = NewTask {
             id,
-            spec: spec("noop", "{}", 0),
+            spec: spec("noop", "{}", 0).into(),
             created_at_ms: now_ms(),
             node: None,
         };
@@ -222,7 +222,7 @@ async fn a_pool_on_a_shared_store_recovers_only_its_own_nodes_tasks() {
     let h = start_pool_on(1, store.clone()).await;
     let placed = |node: &str| NewTask {
         id: TaskId::generate(),
-        spec: spec("noop", "{}", 0),
+        spec: spec("noop", "{}", 0).into(),
         created_at_ms: now_ms(),
         node: Some(node.to_owned()),
     };
@@ -279,7 +279,7 @@ async fn an_attempt_whose_start_is_fenced_off_is_cancelled_and_not_recorded() {
     let s = spec("sleep", r#"{"ms":60000}"#, 3);
     let task = NewTask {
         id,
-        spec: s.clone(),
+        spec: s.clone().into(),
         created_at_ms: now_ms(),
         node: Some("elsewhere".into()),
     };

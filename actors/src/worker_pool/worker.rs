@@ -132,15 +132,9 @@ async fn run_attempt(
     }
     let timer = Instant::now();
     let timeout = job.spec.timeout_ms.map(Duration::from_millis);
+    // A second handle on the spec, so the pinned attempt does not borrow `job`.
     let spec = Arc::clone(&job.spec);
-    let execution = executor::execute(
-        &ctx.kernels,
-        &spec.kind,
-        &spec.params,
-        attempt,
-        cancel,
-        timeout,
-    );
+    let execution = executor::execute(&ctx.kernels, &spec, attempt, cancel, timeout);
     tokio::pin!(execution);
     // Short attempts go from queued straight to their terminal write, which carries every
     // field; only an attempt still running after RECORD_RUNNING_AFTER is recorded as

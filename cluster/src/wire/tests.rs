@@ -60,7 +60,7 @@ fn requests() -> Vec<Request> {
             from: "node-b".into(),
             tasks: vec![DispatchedTask {
                 id: TaskId::generate(),
-                spec: spec(),
+                spec: spec().into(),
                 attempts: 1,
                 recovered: true,
                 lease: 3,
@@ -183,7 +183,7 @@ fn a_dispatched_task_from_an_older_peer_has_lease_token_zero() {
         task,
         DispatchedTask {
             id,
-            spec: spec(),
+            spec: spec().into(),
             attempts: 2,
             recovered: true,
             lease: 0,

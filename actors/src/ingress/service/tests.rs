@@ -41,7 +41,7 @@ fn state(store: Arc<dyn TaskStore>) -> IngressState {
 fn new_task(key: Option<&str>) -> NewTask {
     NewTask {
         id: TaskId::generate(),
-        spec: spec("echo", key),
+        spec: spec("echo", key).into(),
         created_at_ms: 1,
         node: Some(NODE.into()),
     }
@@ -265,5 +265,22 @@ async fn a_long_poll_on_the_holder_answers_soon_after_the_task_finishes_elsewher
         "the poll slept {:?} of its {wait:?}: no local notification comes for a task \
          that finished on another node",
         started.elapsed()
+    );
+}
+
+#[test]
+fn validation_keeps_the_request_bodys_params_instead_of_copying_them() {
+    let state = state(Arc::new(MemoryStore::new()));
+    let body = r#"{"kind": "echo", "params": {"value": [1, 2, 3]}, "max_retries": 1}"#;
+    let task: crate::ingress::dto::SubmitTask = serde_json::from_str(body).expect("body");
+    let raw = task.params.as_ref().expect("params").get().as_ptr();
+    let spec = state
+        .validate(task, Some("req".into()))
+        .expect("valid task");
+    assert_eq!(spec.params, r#"{"value": [1, 2, 3]}"#);
+    assert_eq!(
+        spec.params.as_ptr(),
+        raw,
+        "the spec's params are the parsed body's own buffer"
     );
 }

@@ -21,7 +21,7 @@ pub(crate) fn spec(kind: &str, key: Option<&str>) -> TaskSpec {
 pub(crate) fn task(kind: &str, key: Option<&str>) -> NewTask {
     NewTask {
         id: TaskId::generate(),
-        spec: spec(kind, key),
+        spec: spec(kind, key).into(),
         created_at_ms: 1_000,
         node: None,
     }

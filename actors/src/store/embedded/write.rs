@@ -154,7 +154,10 @@ impl<'txn> Tables<'txn> {
             let (guard, _) = entry?;
             let (at, id) = guard.value();
             let key = match self.tasks.get(id)? {
-                Some(bytes) => codec::decode(id, bytes.value())?.spec.idempotency_key,
+                Some(bytes) => codec::decode(id, bytes.value())?
+                    .spec
+                    .idempotency_key
+                    .clone(),
                 None => None,
             };
             doomed.push((at, id.to_owned(), key));

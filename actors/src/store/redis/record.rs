@@ -241,7 +241,8 @@ mod tests {
                 idempotency_key: Some("k".into()),
                 class: Some("gpu".into()),
                 request_id: None,
-            },
+            }
+            .into(),
             created_at_ms: 1_700_000_000_000,
             node: Some("a".into()),
         })
