@@ -1,5 +1,10 @@
 //! Runs a scenario's steps against a backend, keeping track of which nodes live, then
 //! heals everything, settles the accepted tasks and checks the invariants.
+//!
+//! # Layout
+//! - this module: the [`Runner`], its steps and the membership changes they make.
+//! - `verdicts`: waiting until the nodes see a node down, or each other up.
+//! - `conclusion`: the end of a run: faults healed, tasks settled, invariants checked.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -14,7 +19,10 @@ use crate::clock::RunClock;
 use crate::invariants::{self, History, Watch};
 use crate::report::{Event, Fault, Report};
 use crate::scenario::{Cut, Scenario, Step, Target};
-use crate::workload::{Submitter, Targets, Workload, lock, read};
+use crate::workload::{Submitter, Targets, Workload, lock};
+
+mod conclusion;
+mod verdicts;
 
 /// How the run goes beyond the scenario file.
 #[derive(Clone, Debug)]
@@ -319,15 +327,6 @@ impl Runner {
         }
         Ok(())
     }
-
-    fn accepted_ids(&self) -> Vec<String> {
-        lock(&self.submitter.ledger())
-            .accepted
-            .iter()
-            .map(|a| a.id.clone())
-            .collect()
-    }
-
     async fn scale(&mut self, nodes: usize) -> anyhow::Result<()> {
         let present: Vec<usize> = (0..self.lives.len())
             .filter(|&i| self.lives[i] != Life::Removed)
@@ -365,144 +364,6 @@ impl Runner {
             }
         }
         Ok(())
-    }
-
-    /// Polls every other up node until all see node `i` down; the time since the last
-    /// fault on `i` is its detection time.
-    async fn await_down(&mut self, i: usize, within_secs: f64) -> anyhow::Result<()> {
-        let target = self.ids[i].clone();
-        let urls = self.backend.urls();
-        let observers: Vec<String> = (0..self.lives.len())
-            .filter(|&j| j != i && self.lives[j] == Life::Up)
-            .map(|j| urls[j].clone())
-            .collect();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(within_secs);
-        let mut pending = observers;
-        while !pending.is_empty() && tokio::time::Instant::now() < deadline {
-            let mut still = Vec::new();
-            for url in pending {
-                let down = self
-                    .api
-                    .peer_states(&url)
-                    .await
-                    .is_ok_and(|states| states.get(&target).is_some_and(|s| s == "down"));
-                if !down {
-                    still.push(url);
-                }
-            }
-            pending = still;
-            if !pending.is_empty() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        if !pending.is_empty() {
-            bail!(
-                "{target} not seen down within {within_secs} s by {}",
-                pending.join(", ")
-            );
-        }
-        let now = self.clock.elapsed_ms();
-        let fault = self
-            .report
-            .faults
-            .iter_mut()
-            .rev()
-            .find(|f| f.node == Some(i))
-            .context("await_down needs an earlier fault on that node")?;
-        let detection = now.saturating_sub(fault.at_ms);
-        fault.detection_ms = Some(detection);
-        self.event(
-            "await_down",
-            format!("{target} down everywhere after {detection} ms"),
-            None,
-        );
-        Ok(())
-    }
-
-    /// Whether every up node sees every other up node up within the time.
-    async fn await_up(&mut self, within_secs: f64) -> bool {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(within_secs);
-        let urls = self.backend.urls();
-        let up: Vec<usize> = (0..self.lives.len())
-            .filter(|&i| self.lives[i] == Life::Up)
-            .collect();
-        loop {
-            let mut all = true;
-            for &i in &up {
-                let states = self.api.peer_states(&urls[i]).await.unwrap_or_default();
-                all &= up
-                    .iter()
-                    .filter(|&&j| j != i)
-                    .all(|&j| states.get(&self.ids[j]).is_some_and(|s| s == "up"));
-            }
-            if all {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Ends the faults: stops the workload, heals partitions, resumes paused nodes.
-    async fn wind_down(&mut self) {
-        if let Some(w) = self.workload.take() {
-            w.stop().await;
-        }
-        for i in 0..self.lives.len() {
-            let healed = match self.lives[i] {
-                Life::Paused => self.backend.resume(i).await,
-                Life::Partitioned(_) => self.backend.heal(i).await,
-                _ => continue,
-            };
-            match healed {
-                Ok(()) => self.set(i, Life::Up),
-                Err(e) => self.event("wind down", "failed".into(), Some(format!("{e:#}"))),
-            }
-        }
-        self.event("wind down", "workload stopped, faults healed".into(), None);
-    }
-
-    async fn conclude(&mut self, options: &RunOptions, history: &Mutex<History>) {
-        let ids = self.accepted_ids();
-        let within = Duration::from_secs_f64(options.settle_secs);
-        let mut settled = invariants::settle(&self.api, &self.targets, &ids, within, history).await;
-        // A check that could not be made fails the run: it proves nothing either way.
-        let mut unchecked = Vec::new();
-        if let Some(url) = self.backend.store_url()
-            && let Err(e) = invariants::check_store(&url, &mut settled).await
-        {
-            self.event("check store", "failed".into(), Some(format!("{e:#}")));
-            unchecked.push(format!("the store could not be read: {e:#}"));
-        }
-        let mut duplicates = 0.0;
-        let live = read(&self.targets).clone();
-        if live.is_empty() {
-            unchecked.push("no node left to scrape for duplicate completions".into());
-        }
-        for (_, url) in live {
-            match self
-                .api
-                .metric_sum(&url, "taskmesh_duplicate_completions_total")
-                .await
-            {
-                Ok(n) => duplicates += n,
-                Err(e) => unchecked.push(format!("metrics of {url} not scraped: {e:#}")),
-            }
-        }
-        settled.unchecked = unchecked;
-        self.report.recovery(&settled, &self.clock);
-        let ledger = self.submitter.ledger();
-        let regressions = lock(history).regressions.clone();
-        self.report.conclude(
-            &lock(&ledger),
-            settled,
-            regressions,
-            duplicates,
-            self.clock.elapsed_ms(),
-            self.backend.logs_hint(),
-        );
     }
 }
 

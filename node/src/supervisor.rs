@@ -20,78 +20,34 @@
 //! minute). Accepted tasks survive any restart: their state is in the store, and a
 //! restarted pool re-queues every unfinished task it finds there. Workers are supervised
 //! by their pool, not here.
+//!
+//! # Layout
+//! - this module: the root actor, its messages and the shutdown's drain order.
+//! - `children`: which children there are and how each is spawned.
+//! - `restarts`: the restart backoff and the crash-loop verdict.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
-use taskmesh_actors::autoscaler::{Autoscaler, AutoscalerArgs, AutoscalerConfig};
+use taskmesh_actors::autoscaler::AutoscalerConfig;
 use taskmesh_actors::context::NodeContext;
-use taskmesh_actors::dispatcher::{
-    Dispatcher, DispatcherArgs, DispatcherConfig, DispatcherMessage,
-};
-use taskmesh_actors::endpoint::PeerEndpoint;
-use taskmesh_actors::failover::{Failover, FailoverArgs, FailoverConfig, FailoverMessage};
-use taskmesh_actors::health::{HealthArgs, HealthConfig, HealthMessage, HealthMonitor};
-use taskmesh_actors::heartbeat::{HeartbeatActor, HeartbeatArgs, HeartbeatConfig};
-use taskmesh_actors::ingress::{HttpIngress, HttpIngressArgs, IngressLimits, IngressState};
+use taskmesh_actors::dispatcher::{DispatcherConfig, DispatcherMessage};
+use taskmesh_actors::failover::{FailoverConfig, FailoverMessage};
+use taskmesh_actors::health::{HealthConfig, HealthMessage};
+use taskmesh_actors::heartbeat::HeartbeatConfig;
+use taskmesh_actors::ingress::IngressLimits;
 use taskmesh_actors::task::now_ms;
-use taskmesh_actors::worker_pool::{PoolMessage, WorkerPool, WorkerPoolArgs, WorkerPoolConfig};
+use taskmesh_actors::worker_pool::{PoolMessage, WorkerPoolConfig};
 
-/// The children of the root, in start order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Child {
-    /// The local WorkerPool.
-    WorkerPool,
-    /// The Dispatcher.
-    Dispatcher,
-    /// The HealthMonitor.
-    HealthMonitor,
-    /// The Failover actor.
-    Failover,
-    /// The Autoscaler.
-    Autoscaler,
-    /// The HttpIngress.
-    HttpIngress,
-    /// The PeerEndpoint (clustered nodes only).
-    PeerEndpoint,
-    /// The Heartbeat actor (clustered nodes only).
-    Heartbeat,
-}
+mod children;
+mod restarts;
 
-impl Child {
-    const ALL: [Child; 8] = [
-        Child::WorkerPool,
-        Child::Dispatcher,
-        Child::HealthMonitor,
-        Child::Failover,
-        Child::Autoscaler,
-        Child::HttpIngress,
-        Child::PeerEndpoint,
-        Child::Heartbeat,
-    ];
-
-    /// Whether it runs only on a clustered node.
-    fn clustered_only(self) -> bool {
-        matches!(self, Child::PeerEndpoint | Child::Heartbeat)
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Child::WorkerPool => "worker_pool",
-            Child::Dispatcher => "dispatcher",
-            Child::HealthMonitor => "health_monitor",
-            Child::Failover => "failover",
-            Child::Autoscaler => "autoscaler",
-            Child::HttpIngress => "http_ingress",
-            Child::PeerEndpoint => "peer_endpoint",
-            Child::Heartbeat => "heartbeat",
-        }
-    }
-}
+pub use children::Child;
+use restarts::Restarts;
 
 /// Everything the root needs to (re)start its children.
 pub struct SupervisorArgs {
@@ -142,11 +98,6 @@ impl ractor::Message for SupervisorMessage {}
 /// The root supervisor actor.
 pub struct NodeSupervisor;
 
-struct Restarts {
-    in_a_row: u32,
-    started: Instant,
-}
-
 /// The root's state.
 pub struct SupervisorState {
     args: SupervisorArgs,
@@ -159,170 +110,7 @@ pub struct SupervisorState {
 
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Restarts in a row (each within a minute of the last) after which a child counts as
-/// crash-looping and the node reports not ready.
-const CRASH_LOOP: u32 = 5;
-
-/// How long a restarted child must run before its restarts stop counting.
-const HEALTHY_AFTER: Duration = Duration::from_secs(60);
-
 impl SupervisorState {
-    async fn start(
-        &mut self,
-        child: Child,
-        myself: &ActorRef<SupervisorMessage>,
-    ) -> Result<(), ActorProcessingErr> {
-        let (ctx, names) = (self.args.ctx.clone(), self.args.ctx.names.clone());
-        let sup = myself.get_cell();
-        let cell = match child {
-            Child::WorkerPool => {
-                let args = WorkerPoolArgs {
-                    ctx,
-                    config: self.args.pool.clone(),
-                };
-                Actor::spawn_linked(Some(names.pool.clone()), WorkerPool, args, sup)
-                    .await?
-                    .0
-                    .get_cell()
-            }
-            Child::Dispatcher => {
-                let args = DispatcherArgs {
-                    ctx,
-                    config: self.args.dispatcher,
-                };
-                Actor::spawn_linked(Some(names.dispatcher.clone()), Dispatcher, args, sup)
-                    .await?
-                    .0
-                    .get_cell()
-            }
-            Child::PeerEndpoint => {
-                Actor::spawn_linked(Some(names.endpoint.clone()), PeerEndpoint, ctx, sup)
-                    .await?
-                    .0
-                    .get_cell()
-            }
-            Child::Heartbeat => {
-                let args = HeartbeatArgs {
-                    ctx,
-                    config: self.args.heartbeat.clone(),
-                };
-                Actor::spawn_linked(Some(names.heartbeat.clone()), HeartbeatActor, args, sup)
-                    .await?
-                    .0
-                    .get_cell()
-            }
-            Child::HealthMonitor => {
-                let args = HealthArgs {
-                    ctx,
-                    config: self.args.health,
-                };
-                Actor::spawn_linked(Some(names.health.clone()), HealthMonitor, args, sup)
-                    .await?
-                    .0
-                    .get_cell()
-            }
-            Child::Failover => {
-                let args = FailoverArgs {
-                    ctx,
-                    config: self.args.failover,
-                };
-                Actor::spawn_linked(Some(names.failover.clone()), Failover, args, sup)
-                    .await?
-                    .0
-                    .get_cell()
-            }
-            Child::Autoscaler => {
-                let args = AutoscalerArgs {
-                    ctx,
-                    config: self.args.autoscaler,
-                };
-                Actor::spawn_linked(Some(names.autoscaler.clone()), Autoscaler, args, sup)
-                    .await?
-                    .0
-                    .get_cell()
-            }
-            Child::HttpIngress => {
-                let args = HttpIngressArgs {
-                    listener: self.args.listener.clone(),
-                    state: IngressState {
-                        ctx,
-                        limits: self.args.limits.clone(),
-                    },
-                };
-                Actor::spawn_linked(Some(names.ingress.clone()), HttpIngress, args, sup)
-                    .await?
-                    .0
-                    .get_cell()
-            }
-        };
-        self.children.insert(cell.get_id(), child);
-        self.cells.insert(child, cell);
-        Ok(())
-    }
-
-    fn child_died(&mut self, id: ActorId, reason: &str, myself: &ActorRef<SupervisorMessage>) {
-        let Some(child) = self.children.remove(&id) else {
-            return;
-        };
-        self.cells.remove(&child);
-        if self.shutting_down {
-            return;
-        }
-        let m = &self.args.ctx.metrics;
-        m.actor_restarts.with_label_values(&[child.name()]).inc();
-        let r = self.restarts.entry(child).or_insert(Restarts {
-            in_a_row: 0,
-            started: Instant::now(),
-        });
-        if r.started.elapsed() > HEALTHY_AFTER {
-            r.in_a_row = 0;
-        }
-        let delay = restart_delay(r.in_a_row);
-        r.in_a_row = r.in_a_row.saturating_add(1);
-        r.started = Instant::now() + delay;
-        if r.in_a_row >= CRASH_LOOP && self.failing.insert(child) {
-            tracing::error!(
-                actor = child.name(),
-                restarts = r.in_a_row,
-                "actor keeps failing; the node reports not ready until it runs for a minute"
-            );
-            self.report_supervision();
-        }
-        tracing::error!(
-            actor = child.name(),
-            reason,
-            ?delay,
-            "actor died; restarting"
-        );
-        myself.send_after(delay, move || SupervisorMessage::Start(child));
-    }
-
-    /// Tells the HealthMonitor which children are crash-looping (none: `None`).
-    fn report_supervision(&self) {
-        let verdict = (!self.failing.is_empty()).then(|| {
-            let names: Vec<&str> = self.failing.iter().map(|c| c.name()).collect();
-            format!("crash-looping: {}", names.join(", "))
-        });
-        let health = &self.args.ctx.names.health;
-        if let Some(h) = ActorRef::<HealthMessage>::where_is(health.clone()) {
-            let _ = h.cast(HealthMessage::Supervision(verdict));
-        }
-    }
-
-    /// Children that have now run for a minute since their last restart are healthy.
-    fn forgive(&mut self) {
-        let before = self.failing.len();
-        let restarts = &self.restarts;
-        self.failing.retain(|child| {
-            restarts
-                .get(child)
-                .is_none_or(|r| r.started.elapsed() < HEALTHY_AFTER)
-        });
-        if self.failing.len() != before {
-            self.report_supervision();
-        }
-    }
-
     /// The drain order: readiness off and no queued task started from now on (running
     /// ones get `grace`, counted from now); the HTTP listener stays open for `drain` so
     /// probes see `503 draining` and in-flight requests finish; then HTTP closes, the
@@ -393,13 +181,6 @@ impl SupervisorState {
                 .await;
         }
     }
-}
-
-/// 50 ms doubling per restart in a row, at most 10 s.
-fn restart_delay(in_a_row: u32) -> Duration {
-    Duration::from_millis(50)
-        .saturating_mul(1 << in_a_row.min(8))
-        .min(Duration::from_secs(10))
 }
 
 impl Actor for NodeSupervisor {
@@ -500,17 +281,5 @@ impl Actor for NodeSupervisor {
             _ => {}
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn restart_delay_doubles_and_caps() {
-        assert_eq!(restart_delay(0), Duration::from_millis(50));
-        assert_eq!(restart_delay(1), Duration::from_millis(100));
-        assert_eq!(restart_delay(20), Duration::from_secs(10));
     }
 }
