@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::context::NodeContext;
+use crate::metrics::HttpMetrics;
 
 pub mod dto;
 pub mod error;
@@ -73,13 +74,36 @@ impl Default for IngressLimits {
     }
 }
 
-/// What the HTTP handlers share.
+/// What the HTTP handlers share: one `Arc`, so the clones axum makes for every
+/// middleware and extractor of every request cost one reference count, not one per
+/// handle in [`NodeContext`] (profiled: 1.6 % of the runtime threads in dropping them).
 #[derive(Clone)]
-pub struct IngressState {
+pub struct IngressState(Arc<IngressShared>);
+
+/// The contents of an [`IngressState`].
+pub struct IngressShared {
     /// Shared node handles.
     pub ctx: NodeContext,
     /// Request limits.
     pub limits: Arc<IngressLimits>,
+    /// The HTTP metrics' label children, looked up once per route, method and status.
+    http: HttpMetrics,
+}
+
+impl IngressState {
+    /// The state of a node's handlers.
+    pub fn new(ctx: NodeContext, limits: Arc<IngressLimits>) -> Self {
+        let http = HttpMetrics::new(Arc::clone(&ctx.metrics));
+        Self(Arc::new(IngressShared { ctx, limits, http }))
+    }
+}
+
+impl std::ops::Deref for IngressState {
+    type Target = IngressShared;
+
+    fn deref(&self) -> &IngressShared {
+        &self.0
+    }
 }
 
 /// Messages of the HttpIngress: none, it is driven by its server task and stopped by

@@ -1,8 +1,10 @@
 //! Prometheus metrics of one node, registered once and shared by every actor.
 
+use std::sync::{Arc, RwLock};
+
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric the node exports on `/metrics`.
@@ -230,5 +232,119 @@ impl Metrics {
             tracing::warn!(error = %e, "encoding metrics failed");
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// The HTTP request metrics (`taskmesh_http_requests_total`,
+/// `taskmesh_http_request_duration_seconds`) with their label children cached.
+///
+/// `with_label_values` hashes the labels and takes the vector's lock on every call;
+/// a router answers a handful of (route, method, status) combinations, so each is looked
+/// up once and kept here. A client can make up methods, so at most [`Self::MAX_CACHED`]
+/// combinations are kept; others are looked up every time, as before.
+pub struct HttpMetrics {
+    metrics: Arc<Metrics>,
+    children: RwLock<Vec<HttpChildren>>,
+}
+
+struct HttpChildren {
+    route: Box<str>,
+    method: Box<str>,
+    status: Box<str>,
+    duration: Histogram,
+    requests: IntCounter,
+}
+
+impl HttpChildren {
+    fn is(&self, route: &str, method: &str, status: &str) -> bool {
+        *self.status == *status && *self.method == *method && *self.route == *route
+    }
+
+    fn record(&self, seconds: f64) {
+        self.duration.observe(seconds);
+        self.requests.inc();
+    }
+}
+
+impl HttpMetrics {
+    /// The most (route, method, status) combinations kept.
+    pub const MAX_CACHED: usize = 256;
+
+    /// The HTTP metrics of `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            children: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Counts one answered request to `route` and its latency.
+    pub fn observe(&self, route: &str, method: &str, status: &str, seconds: f64) {
+        {
+            let children = self.children.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = children.iter().find(|c| c.is(route, method, status)) {
+                c.record(seconds);
+                return;
+            }
+        }
+        let m = &self.metrics;
+        let child = HttpChildren {
+            route: route.into(),
+            method: method.into(),
+            status: status.into(),
+            duration: m.http_duration.with_label_values(&[route, method]),
+            requests: m.http_requests.with_label_values(&[route, method, status]),
+        };
+        child.record(seconds);
+        let mut children = self.children.write().unwrap_or_else(|e| e.into_inner());
+        if children.len() < Self::MAX_CACHED
+            && !children.iter().any(|c| c.is(route, method, status))
+        {
+            children.push(child);
+        }
+    }
+
+    /// Combinations cached now.
+    #[cfg(test)]
+    fn cached(&self) -> usize {
+        self.children.read().map_or(0, |c| c.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_metrics_count_each_combination_and_cache_a_bounded_number() {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let http = HttpMetrics::new(Arc::clone(&metrics));
+        for _ in 0..3 {
+            http.observe("/v1/tasks", "POST", "202", 0.001);
+        }
+        http.observe("/v1/tasks", "POST", "503", 0.002);
+        http.observe("/health", "GET", "200", 0.0001);
+        let count = |labels: &[&str]| metrics.http_requests.with_label_values(labels).get();
+        assert_eq!(count(&["/v1/tasks", "POST", "202"]), 3);
+        assert_eq!(count(&["/v1/tasks", "POST", "503"]), 1);
+        assert_eq!(count(&["/health", "GET", "200"]), 1);
+        let observed = |labels: &[&str]| {
+            metrics
+                .http_duration
+                .with_label_values(labels)
+                .get_sample_count()
+        };
+        assert_eq!(observed(&["/v1/tasks", "POST"]), 4);
+        assert_eq!(http.cached(), 3);
+
+        for i in 0..2 * HttpMetrics::MAX_CACHED {
+            http.observe("/health", &format!("M{i}"), "405", 0.0);
+        }
+        assert_eq!(http.cached(), HttpMetrics::MAX_CACHED);
+        assert_eq!(
+            count(&["/health", "M511", "405"]),
+            1,
+            "past the cap still counted"
+        );
     }
 }

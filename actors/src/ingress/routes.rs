@@ -74,21 +74,17 @@ pub fn router(state: IngressState) -> Router {
 /// request id known to error bodies built while answering.
 async fn observe(State(state): State<IngressState>, req: Request, next: Next) -> Response {
     let id = request_id(req.headers());
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
-    let method = req.method().as_str().to_owned();
+    // Both are reference-counted or inline: no copy of the path or method per request.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let start = Instant::now();
     let response = REQUEST_ID.scope(id, next.run(req)).await;
-    let m = &state.ctx.metrics;
-    m.http_duration
-        .with_label_values(&[route.as_str(), method.as_str()])
-        .observe(start.elapsed().as_secs_f64());
-    m.http_requests
-        .with_label_values(&[route.as_str(), method.as_str(), response.status().as_str()])
-        .inc();
+    state.http.observe(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        method.as_str(),
+        response.status().as_str(),
+        start.elapsed().as_secs_f64(),
+    );
     response
 }
 

@@ -144,10 +144,7 @@ impl SupervisorState {
             Child::HttpIngress => {
                 let args = HttpIngressArgs {
                     listener: self.args.listener.clone(),
-                    state: IngressState {
-                        ctx,
-                        limits: self.args.limits.clone(),
-                    },
+                    state: IngressState::new(ctx, self.args.limits.clone()),
                 };
                 Actor::spawn_linked(Some(names.ingress.clone()), HttpIngress, args, sup)
                     .await?

@@ -24,8 +24,8 @@ use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
 const NODE: &str = "here";
 
 fn state(store: Arc<dyn TaskStore>) -> IngressState {
-    IngressState {
-        ctx: NodeContext {
+    IngressState::new(
+        NodeContext {
             cluster: None,
             node_id: NODE.into(),
             store,
@@ -34,8 +34,8 @@ fn state(store: Arc<dyn TaskStore>) -> IngressState {
             notifier: Arc::new(Notifier::default()),
             names: Arc::new(ActorNames::for_node(NODE)),
         },
-        limits: Arc::new(IngressLimits::default()),
-    }
+        Arc::new(IngressLimits::default()),
+    )
 }
 
 fn new_task(key: Option<&str>) -> NewTask {
