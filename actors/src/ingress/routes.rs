@@ -93,13 +93,18 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
     Some(id.chars().take(128).collect())
 }
 
+/// The id of the request being answered, as [`observe`] recorded it (handlers read it
+/// there rather than taking a copy of every header with a `HeaderMap` extractor).
+fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok().flatten()
+}
+
 async fn submit(
     State(state): State<IngressState>,
-    headers: HeaderMap,
     body: Result<Json<SubmitTask>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(task) = body?;
-    let spec = state.validate(task, request_id(&headers))?;
+    let spec = state.validate(task, current_request_id())?;
     let created = state.submit(vec![spec]).await?;
     let Some(created) = created.into_iter().next() else {
         return Err(ApiError::Internal("store returned no outcome".into()));
@@ -135,7 +140,6 @@ async fn submit(
 
 async fn submit_batch(
     State(state): State<IngressState>,
-    headers: HeaderMap,
     body: Result<Json<SubmitBatch>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(batch) = body?;
@@ -149,7 +153,7 @@ async fn submit_batch(
             ),
         ));
     }
-    let rid = request_id(&headers);
+    let rid = current_request_id();
     let specs = batch
         .tasks
         .into_iter()
