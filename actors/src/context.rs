@@ -5,6 +5,7 @@ use std::sync::Arc;
 use taskmesh_cluster::wire::NodeInfo;
 use taskmesh_kernels::Registry;
 
+use crate::handoff::LocalLoad;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::store::TaskStore;
@@ -77,4 +78,6 @@ pub struct NodeContext {
     pub names: Arc<ActorNames>,
     /// How this node introduces itself to peers; `None` when it runs alone.
     pub cluster: Option<Arc<NodeInfo>>,
+    /// The local pool's live load, shared by the pool, the dispatcher and the ingress.
+    pub local_load: Arc<LocalLoad>,
 }

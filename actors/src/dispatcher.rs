@@ -30,8 +30,9 @@ use taskmesh_cluster::wire::{ENDPOINT_GROUP, Hello, LoadReport};
 use taskmesh_kernels::task::TaskId;
 
 use crate::context::NodeContext;
+use crate::handoff::{CancelOutcome, Job};
 use crate::task::TaskRecord;
-use crate::worker_pool::{CancelOutcome, Job, PoolLoad, PoolMessage};
+use crate::worker_pool::PoolMessage;
 
 pub mod peers;
 pub mod policy;
@@ -59,7 +60,7 @@ pub struct DispatcherConfig {
     pub ack_timeout: Duration,
     /// How long a peer has to answer an introduction.
     pub hello_timeout: Duration,
-    /// The shortest time between two broadcasts of the local load.
+    /// How often the local load is reported to every peer.
     pub broadcast_interval: Duration,
 }
 
@@ -99,8 +100,8 @@ pub enum DispatcherMessage {
         /// One entry per reserved task.
         jobs: Vec<Option<Job>>,
     },
-    /// The local pool's load report.
-    PoolLoad(PoolLoad),
+    /// Timer: report the local pool's load to every peer.
+    Broadcast,
     /// Cancel a task wherever it is held.
     Cancel(TaskId, RpcReplyPort<CancelOutcome>),
     /// This node and its peers, as `GET /v1/cluster` shows them.
@@ -225,14 +226,12 @@ impl Actor for Dispatcher {
         myself: ActorRef<Self::Msg>,
         args: DispatcherArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        // Ask for a load report now rather than waiting for the pool's next tick.
-        if let Some(pool) = ActorRef::<PoolMessage>::where_is(args.ctx.names.pool.clone()) {
-            let _ = pool.cast(PoolMessage::ReportLoad);
-        }
         let clustered = args.ctx.cluster.is_some();
+        let broadcast = args.config.broadcast_interval;
         let mut state = DispatcherState::new(args.ctx, args.config, myself.clone());
         if clustered {
             myself.send_interval(TICK, || DispatcherMessage::Tick);
+            myself.send_interval(broadcast, || DispatcherMessage::Broadcast);
             ractor::pg::monitor(ENDPOINT_GROUP.to_owned(), myself.get_cell());
             state.endpoints_joined(ractor::pg::get_members(&ENDPOINT_GROUP.to_owned()));
         }
@@ -264,7 +263,7 @@ impl Actor for Dispatcher {
                 }
             }
             DispatcherMessage::Place { reservation, jobs } => state.place(reservation, jobs),
-            DispatcherMessage::PoolLoad(load) => state.local_load(load),
+            DispatcherMessage::Broadcast => state.broadcast(),
             DispatcherMessage::Cancel(id, reply) => state.cancel(id, reply),
             DispatcherMessage::GetCluster(reply) => {
                 let _ = reply.send(state.cluster_view(Instant::now()));

@@ -17,7 +17,8 @@ use taskmesh_cluster::wire::{
 
 use crate::context::NodeContext;
 use crate::dispatcher::DispatcherMessage;
-use crate::worker_pool::{CancelOutcome, Job, PoolMessage};
+use crate::handoff::{CancelOutcome, Job};
+use crate::worker_pool::PoolMessage;
 
 /// The PeerEndpoint actor.
 pub struct PeerEndpoint;

@@ -13,6 +13,8 @@
 //! - [`autoscaler`]: Autoscaler — sizes the pool ([`autoscaler::policy`]).
 //! - [`store`]: the `TaskStore` trait and its implementations.
 //! - [`task`]: the durable task record.
+//! - [`handoff`]: what the dispatcher, the pool and their callers hand each other (jobs,
+//!   cancel outcomes, the pool's load and its live figures).
 //! - [`context`], [`metrics`], [`notify`]: what the actors share.
 //! - `testing` (feature `testsuite`): what the black-box tests and the chaos runner
 //!   share (polling with a deadline, task statuses, `/metrics` readers).
@@ -24,6 +26,7 @@ pub mod context;
 pub mod dispatcher;
 pub mod endpoint;
 pub mod failover;
+pub mod handoff;
 pub mod health;
 pub mod heartbeat;
 pub mod ingress;

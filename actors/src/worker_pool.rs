@@ -15,14 +15,14 @@
 //! [`TaskStore::recoverable`]: crate::store::TaskStore::recoverable
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use serde::Serialize;
-use taskmesh_kernels::task::{TaskId, TaskSpec, TaskStatus};
+use taskmesh_kernels::task::{TaskId, TaskStatus};
 use tokio_util::task::TaskTracker;
 
 use crate::context::NodeContext;
+use crate::handoff::{CancelOutcome, Job, PoolLoad};
 use crate::task::{TaskRecord, now_ms};
 
 pub mod executor;
@@ -35,67 +35,6 @@ pub mod worker;
 use state::PoolState;
 use worker::AttemptReport;
 
-/// A task as the pool holds it.
-#[derive(Clone, Debug)]
-pub struct Job {
-    /// The task.
-    pub id: TaskId,
-    /// What to run: the spec the ingress built (or the store or a peer sent), shared
-    /// with the task's record and every attempt, never copied.
-    pub spec: Arc<TaskSpec>,
-    /// Attempts already started (0 for a fresh task).
-    pub attempts: u32,
-    /// When it entered the pool's queue.
-    pub enqueued_at: Instant,
-    /// Read back from the store (recovered or claimed) rather than freshly submitted:
-    /// an attempt of it may have died with a node.
-    pub recovered: bool,
-    /// The task's lease token when it was given to this node (0 for a fresh task; the
-    /// record's token for one read back from the store). Every store write of its
-    /// attempts carries it, so a copy the task has since been moved away from (claimed
-    /// or reassigned, even back to this node) cannot record anything.
-    pub lease: u64,
-}
-
-impl Job {
-    /// A fresh task.
-    pub fn new(id: TaskId, spec: impl Into<Arc<TaskSpec>>) -> Self {
-        Self {
-            id,
-            spec: spec.into(),
-            attempts: 0,
-            enqueued_at: Instant::now(),
-            recovered: false,
-            lease: 0,
-        }
-    }
-
-    /// The tracing span of every log line about this task: its id, kind, the attempt
-    /// about to run, and the submission's request id.
-    pub fn span(&self) -> tracing::Span {
-        tracing::info_span!(
-            "task",
-            task_id = %self.id,
-            kind = %self.spec.kind,
-            attempt = self.attempts + 1,
-            request_id = self.spec.request_id.as_deref().unwrap_or("-"),
-        )
-    }
-
-    /// A task read back from the store (recovered or claimed), under the record's
-    /// current lease token.
-    pub fn from_record(record: TaskRecord) -> Self {
-        Self {
-            id: record.id,
-            spec: record.spec,
-            attempts: record.attempts,
-            enqueued_at: Instant::now(),
-            recovered: true,
-            lease: record.lease,
-        }
-    }
-}
-
 /// Settings of the pool, fixed for its lifetime.
 #[derive(Clone, Debug)]
 pub struct WorkerPoolConfig {
@@ -105,46 +44,10 @@ pub struct WorkerPoolConfig {
     pub queue_capacity: usize,
     /// Delay between attempts.
     pub backoff: retry::Backoff,
-    /// How often the pool reports its load to the dispatcher.
+    /// How often the pool refreshes its load gauges.
     pub report_interval: Duration,
     /// Resource labels of this node.
     pub labels: Vec<String>,
-}
-
-/// The pool's load, as reported to the dispatcher and the autoscaler.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PoolLoad {
-    /// The node the pool runs on.
-    pub node: String,
-    /// Identifies this incarnation of the pool (changes when it restarts).
-    pub incarnation: u64,
-    /// Tasks waiting, per priority (high, normal, low).
-    pub queued: [usize; 3],
-    /// Tasks waiting for a retry's backoff to elapse.
-    pub delayed: usize,
-    /// Workers running a task.
-    pub busy: usize,
-    /// Live workers.
-    pub workers: usize,
-    /// Queue capacity.
-    pub capacity: usize,
-    /// Tasks received from the dispatcher since this incarnation started.
-    pub received_total: u64,
-    /// Resource labels.
-    pub labels: Vec<String>,
-    /// Whether the pool is draining (takes no new work).
-    pub draining: bool,
-}
-
-/// What a cancel request found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CancelOutcome {
-    /// The task was waiting here and will never run; the caller records it cancelled.
-    Removed,
-    /// The task is running here; its cancel flag is raised and its worker will record it.
-    Signalled,
-    /// The task is not held by this pool.
-    NotHere,
 }
 
 /// Why the pool took none of an [`PoolMessage::Offer`].
@@ -168,7 +71,8 @@ impl OfferRefused {
 
 /// Messages of the WorkerPool.
 pub enum PoolMessage {
-    /// Tasks placed on this pool by the dispatcher (durably stored already).
+    /// Tasks placed on this pool (durably stored already), counted in
+    /// [`crate::handoff::LocalLoad`] as incoming until the pool takes them.
     Enqueue(Vec<Job>),
     /// Tasks a peer dispatched here: taken all (`Ok`) only if the pool is not draining
     /// and they fit in its queue capacity; otherwise none are, and the answer says why
@@ -192,7 +96,7 @@ pub enum PoolMessage {
     Resize(usize),
     /// The pool's current load.
     GetLoad(RpcReplyPort<PoolLoad>),
-    /// Timer: push the load to the dispatcher and the metrics.
+    /// Timer: refresh the load gauges.
     ReportLoad,
     /// Re-read this node's unfinished tasks from the store and queue any this pool does
     /// not hold (sent after a dispatcher restart, which may have lost placements in
@@ -248,7 +152,9 @@ impl Actor for WorkerPool {
         args: WorkerPoolArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = PoolState::new(args.ctx, args.config, myself.clone(), TaskTracker::new());
+        state.ctx.local_load.started(&state.config.labels);
         state.resize(state.config.initial_workers).await?;
+        state.publish();
         myself.send_interval(state.config.report_interval, || PoolMessage::ReportLoad);
         myself.send_interval(SWEEP_AGE, || PoolMessage::Sweep);
         Ok(state)
@@ -283,10 +189,13 @@ impl Actor for WorkerPool {
                 state.adopt(orphans);
             }
             PoolMessage::Enqueue(jobs) => {
-                state.received_total += jobs.len() as u64;
+                let n = jobs.len();
+                state.received_total += n as u64;
                 jobs.into_iter().for_each(|job| state.enqueue(job));
                 state.dispatch();
-                state.send_load();
+                // Published before they leave `incoming`: never counted nowhere.
+                state.publish();
+                state.ctx.local_load.remove_incoming(n);
             }
             PoolMessage::Offer(jobs, reply) => {
                 let verdict = state.room_for(jobs.len());
@@ -295,8 +204,6 @@ impl Actor for WorkerPool {
                 if reply.send(verdict).is_ok() && verdict.is_ok() {
                     state.received_total += jobs.len() as u64;
                     jobs.into_iter().for_each(|job| state.enqueue(job));
-                    state.dispatch();
-                    state.send_load();
                 }
             }
             PoolMessage::Recovered(records) => state.recover(records),
@@ -314,6 +221,7 @@ impl Actor for WorkerPool {
             PoolMessage::Lost { id, lease, holder } => state.lost(&id, lease, holder.as_deref()),
         }
         state.dispatch();
+        state.publish();
         Ok(())
     }
 
@@ -333,6 +241,7 @@ impl Actor for WorkerPool {
             _ => {}
         }
         state.dispatch();
+        state.publish();
         Ok(())
     }
 

@@ -138,6 +138,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         metrics: Arc::new(Metrics::new().context("registering metrics")?),
         notifier: Arc::new(Notifier::default()),
         names: Arc::new(ActorNames::for_node(&config.node_id)),
+        local_load: Default::default(),
     };
     let args = SupervisorArgs {
         pool: WorkerPoolConfig {

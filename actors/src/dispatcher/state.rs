@@ -20,10 +20,11 @@ use super::view::{ClusterView, LoadView, NodeView};
 use super::{DispatcherConfig, DispatcherMessage};
 use crate::context::{ENDPOINT_ROLE, NodeContext, node_of};
 use crate::failover::FailoverMessage;
+use crate::handoff::{CancelOutcome, Job, PoolLoad};
 use crate::store::Transition;
 use crate::task::{Finish, TaskRecord, now_ms};
+use crate::worker_pool::PoolMessage;
 use crate::worker_pool::retry::may_retry;
-use crate::worker_pool::{CancelOutcome, Job, PoolLoad, PoolMessage};
 
 /// Room reserved for a submission: one target node per task, in order.
 #[derive(Debug)]
@@ -140,7 +141,6 @@ pub struct DispatcherState {
     myself: ActorRef<DispatcherMessage>,
     pools: HashMap<String, PoolEntry>,
     peers: PeerTable,
-    last_broadcast: Option<Instant>,
 }
 
 impl DispatcherState {
@@ -155,7 +155,6 @@ impl DispatcherState {
             config,
             myself,
             pools: HashMap::new(),
-            last_broadcast: None,
         }
     }
 
@@ -163,19 +162,33 @@ impl DispatcherState {
         node == &*self.ctx.node_id
     }
 
+    /// The local pool's view, from its live figures; `None` before the pool published.
+    fn local_view(&self) -> Option<PoolView> {
+        let board = &self.ctx.local_load;
+        let f = board.figures()?;
+        Some(PoolView {
+            node: self.ctx.node_id.to_string(),
+            local: true,
+            labels: board.labels().to_vec(),
+            capacity: f.capacity,
+            queued: f.queued.iter().sum::<usize>() + board.incoming(),
+            running: f.busy,
+            workers: f.workers,
+            available: !f.draining && f.workers > 0,
+        })
+    }
+
     /// Every pool's view at `now`, sorted by node, with the node ids.
     pub(super) fn views(&self, now: Instant) -> (Vec<String>, Vec<PoolView>) {
-        let mut nodes: Vec<&String> = self.pools.keys().collect();
-        nodes.sort();
-        let views = nodes
+        let mut views: Vec<PoolView> = self
+            .pools
             .iter()
-            .map(|n| {
-                let local = self.is_local(n);
-                let available = local || self.peers.takes_work(n, now);
-                self.pools[*n].view(local, available)
-            })
+            .filter(|(n, _)| !self.is_local(n))
+            .map(|(n, entry)| entry.view(false, self.peers.takes_work(n, now)))
+            .chain(self.local_view())
             .collect();
-        (nodes.into_iter().cloned().collect(), views)
+        views.sort_by(|a, b| a.node.cmp(&b.node));
+        (views.iter().map(|v| v.node.clone()).collect(), views)
     }
 
     pub(super) fn admit(&mut self, classes: &[Option<String>]) -> Result<Reservation, PlaceError> {
@@ -184,7 +197,9 @@ impl DispatcherState {
         let placed = policy::place_all(&views, &classes)?;
         let targets: Vec<String> = placed.into_iter().map(|i| nodes[i].clone()).collect();
         for node in &targets {
-            if let Some(entry) = self.pools.get_mut(node) {
+            if self.is_local(node) {
+                self.ctx.local_load.add_incoming(1);
+            } else if let Some(entry) = self.pools.get_mut(node) {
                 entry.reserved += 1;
             }
         }
@@ -193,7 +208,15 @@ impl DispatcherState {
 
     pub(super) fn place(&mut self, reservation: Reservation, jobs: Vec<Option<Job>>) {
         let mut batches: HashMap<String, Vec<Job>> = HashMap::new();
+        let mut local = Vec::new();
         for (node, job) in reservation.targets.into_iter().zip(jobs) {
+            if self.is_local(&node) {
+                match job {
+                    Some(job) => local.push(job),
+                    None => self.ctx.local_load.remove_incoming(1),
+                }
+                continue;
+            }
             if let Some(entry) = self.pools.get_mut(&node) {
                 entry.reserved = entry.reserved.saturating_sub(1);
             }
@@ -201,33 +224,42 @@ impl DispatcherState {
                 batches.entry(node).or_default().push(job);
             }
         }
+        if !local.is_empty() {
+            self.send_local(local);
+        }
         for (node, jobs) in batches {
             self.send(&node, jobs);
         }
     }
 
+    /// Sends tasks that were not admitted for `node` (claimed, moved or refused ones).
     pub(super) fn send(&mut self, node: &str, jobs: Vec<Job>) {
+        if self.is_local(node) {
+            self.ctx.local_load.add_incoming(jobs.len());
+            self.send_local(jobs);
+            return;
+        }
         if let Some(entry) = self.pools.get_mut(node) {
             entry.sent_total += jobs.len() as u64;
         }
-        if self.is_local(node) {
-            self.send_local(jobs);
-        } else {
-            self.send_remote(node, jobs);
-        }
+        self.send_remote(node, jobs);
     }
 
+    /// Hands tasks counted as incoming to the local pool.
     fn send_local(&self, jobs: Vec<Job>) {
-        let count = jobs.len() as u64;
+        let count = jobs.len();
         match ActorRef::<PoolMessage>::where_is(self.ctx.names.pool.clone()) {
             Some(pool) if pool.cast(PoolMessage::Enqueue(jobs)).is_ok() => {
                 let m = &self.ctx.metrics.dispatches;
-                m.with_label_values(&["local"]).inc_by(count);
+                m.with_label_values(&["local"]).inc_by(count as u64);
             }
-            _ => tracing::warn!(
-                "local pool unavailable; the tasks stay queued in the store and are \
+            _ => {
+                self.ctx.local_load.remove_incoming(count);
+                tracing::warn!(
+                    "local pool unavailable; the tasks stay queued in the store and are \
                  recovered when it restarts"
-            ),
+                );
+            }
         }
     }
 
@@ -480,25 +512,19 @@ impl DispatcherState {
         }
     }
 
-    /// The local pool's report: recorded, and passed on to every peer now and then.
-    pub(super) fn local_load(&mut self, load: PoolLoad) {
-        let now = Instant::now();
-        let due = self
-            .last_broadcast
-            .is_none_or(|t| now.duration_since(t) >= self.config.broadcast_interval);
-        if due && self.ctx.cluster.is_some() {
-            self.last_broadcast = Some(now);
-            let report = to_report(&load);
-            for peer in self.peers.peers.values() {
-                if let Some(cell) = &peer.endpoint
-                    && peer.introduced
-                {
-                    remote::notify(cell, Notice::Load(report.clone()));
-                }
+    /// Reports the local pool's load to every introduced peer.
+    pub(super) fn broadcast(&mut self) {
+        let Some(load) = self.ctx.local_load.load(&self.ctx.node_id) else {
+            return;
+        };
+        let report = to_report(&load);
+        for peer in self.peers.peers.values() {
+            if let Some(cell) = &peer.endpoint
+                && peer.introduced
+            {
+                remote::notify(cell, Notice::Load(report.clone()));
             }
-            self.refresh_gauges();
         }
-        self.record_load(load);
     }
 
     pub(super) fn tick(&mut self) {
@@ -594,10 +620,10 @@ impl DispatcherState {
     /// Sends the local pool's last load to one peer, so a peer that just joined can
     /// place work here without waiting for the next broadcast.
     fn send_load_to(&self, node: &str) {
-        let local = self.pools.get(&*self.ctx.node_id);
+        let local = self.ctx.local_load.load(&self.ctx.node_id);
         let endpoint = self.peers.peers.get(node).and_then(|p| p.endpoint.as_ref());
-        if let (Some(entry), Some(cell)) = (local, endpoint) {
-            remote::notify(cell, Notice::Load(to_report(&entry.last)));
+        if let (Some(load), Some(cell)) = (local, endpoint) {
+            remote::notify(cell, Notice::Load(to_report(&load)));
         }
     }
 
@@ -729,7 +755,8 @@ impl DispatcherState {
     pub(super) fn cluster_view(&self, now: Instant) -> ClusterView {
         self.refresh_gauges();
         let info = self.ctx.cluster.as_deref();
-        let local = self.pools.get(&*self.ctx.node_id).map(|e| &e.last);
+        let local = self.ctx.local_load.load(&self.ctx.node_id);
+        let local = local.as_ref();
         let node = NodeView {
             id: self.ctx.node_id.to_string(),
             address: info.map(|i| i.cluster_address.clone()),

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::peers::PeerState;
-use crate::worker_pool::PoolLoad;
+use crate::handoff::PoolLoad;
 
 /// A pool's load, as shown to users.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

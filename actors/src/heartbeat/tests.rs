@@ -33,6 +33,7 @@ fn ctx(node: &str) -> NodeContext {
         metrics: Arc::new(Metrics::new().expect("metrics")),
         notifier: Arc::new(Notifier::default()),
         names: Arc::new(ActorNames::for_node(node)),
+        local_load: Default::default(),
     }
 }
 

@@ -18,9 +18,10 @@ use super::dto::SubmitTask;
 use super::error::ApiError;
 use crate::dispatcher::DispatcherMessage;
 use crate::dispatcher::policy::PlaceError;
+use crate::handoff::{CancelOutcome, Job};
 use crate::store::{Created, StoreError, Transition};
 use crate::task::{Finish, NewTask, TaskRecord, now_ms};
-use crate::worker_pool::{CancelOutcome, Job, PoolMessage};
+use crate::worker_pool::PoolMessage;
 
 #[cfg(test)]
 mod tests;

@@ -13,9 +13,9 @@ use super::queue::PriorityQueues;
 use super::recent::RecentlyFinished;
 use super::retry::may_retry;
 use super::worker::{AttemptReport, Worker, WorkerArgs, WorkerMessage};
-use super::{CancelOutcome, Job, PoolLoad, PoolMessage, WorkerPoolConfig};
+use super::{PoolMessage, WorkerPoolConfig};
 use crate::context::NodeContext;
-use crate::dispatcher::DispatcherMessage;
+use crate::handoff::{CancelOutcome, Job, LoadFigures, PoolLoad};
 use crate::store::Transition;
 use crate::task::{Fence, Finish, TaskRecord, now_ms};
 
@@ -496,14 +496,13 @@ impl PoolState {
         Ok(())
     }
 
-    pub(super) fn load(&self) -> PoolLoad {
+    fn figures(&self) -> LoadFigures {
         let busy = self
             .workers
             .values()
             .filter(|s| s.running.is_some())
             .count();
-        PoolLoad {
-            node: self.ctx.node_id.to_string(),
+        LoadFigures {
             incarnation: self.incarnation,
             queued: self.queue.depths(),
             delayed: self.delayed.len(),
@@ -511,22 +510,23 @@ impl PoolState {
             workers: self.workers.len(),
             capacity: self.config.queue_capacity,
             received_total: self.received_total,
-            labels: self.config.labels.clone(),
             draining: self.draining,
         }
     }
 
-    /// Sends the current load to the dispatcher, so its admission view is exact right
-    /// after a placement instead of up to a report interval late.
-    pub(super) fn send_load(&self) {
-        if let Some(d) = ActorRef::<DispatcherMessage>::where_is(self.ctx.names.dispatcher.clone())
-        {
-            let _ = d.cast(DispatcherMessage::PoolLoad(self.load()));
-        }
+    pub(super) fn load(&self) -> PoolLoad {
+        let node = self.ctx.node_id.to_string();
+        PoolLoad::new(node, self.config.labels.clone(), self.figures())
+    }
+
+    /// Publishes the pool's figures for the dispatcher ([`crate::handoff::LocalLoad`]):
+    /// its admission view is exact right after every change, without a message.
+    pub(super) fn publish(&self) {
+        self.ctx.local_load.publish(&self.figures());
     }
 
     pub(super) fn report_load(&self) {
-        let load = self.load();
+        let load = self.figures();
         let m = &self.ctx.metrics;
         for p in Priority::ALL {
             m.queue_depth
@@ -537,10 +537,6 @@ impl PoolState {
         m.workers
             .with_label_values(&["idle"])
             .set((load.workers - load.busy) as i64);
-        if let Some(d) = ActorRef::<DispatcherMessage>::where_is(self.ctx.names.dispatcher.clone())
-        {
-            let _ = d.cast(DispatcherMessage::PoolLoad(load));
-        }
         self.ctx.notifier.prune();
     }
 
@@ -548,7 +544,7 @@ impl PoolState {
         self.draining = true;
         self.drain_reply = Some(reply);
         // The dispatcher places nothing more here from now, not a report period later.
-        self.send_load();
+        self.publish();
         self.maybe_finish_drain();
     }
 

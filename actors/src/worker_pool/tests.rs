@@ -38,6 +38,7 @@ async fn start_pool_on(workers: usize, store: Arc<dyn TaskStore>) -> Harness {
         metrics: Arc::new(Metrics::new().expect("metrics")),
         notifier: Arc::new(Notifier::default()),
         names: Arc::new(ActorNames::for_node(&node)),
+        local_load: Default::default(),
     };
     let config = WorkerPoolConfig {
         initial_workers: workers,

@@ -10,9 +10,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use taskmesh_kernels::CancelToken;
 use tracing::Instrument;
 
+use super::PoolMessage;
 use super::executor::{self, AttemptOutcome, Panic};
-use super::{Job, PoolMessage};
 use crate::context::NodeContext;
+use crate::handoff::Job;
 use crate::store::Transition;
 use crate::task::{Fence, now_ms};
 

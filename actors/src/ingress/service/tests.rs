@@ -33,6 +33,7 @@ fn state(store: Arc<dyn TaskStore>) -> IngressState {
             metrics: Arc::new(Metrics::new().expect("metrics")),
             notifier: Arc::new(Notifier::default()),
             names: Arc::new(ActorNames::for_node(NODE)),
+            local_load: Default::default(),
         },
         Arc::new(IngressLimits::default()),
     )
