@@ -34,17 +34,21 @@ use crate::handoff::{CancelOutcome, Job};
 use crate::task::TaskRecord;
 use crate::worker_pool::PoolMessage;
 
+mod admission;
+mod cancel;
+mod handover;
+mod membership;
 pub mod peers;
 pub mod policy;
 pub mod remote;
 mod state;
 pub mod view;
 
+pub use admission::{Reservation, place};
 use peers::{PeerPulse, PeerSettings};
 use policy::PlaceError;
 use remote::CallFailure;
 use state::DispatcherState;
-pub use state::Reservation;
 use view::ClusterView;
 
 /// How often the dispatcher refreshes its peer gauges, hands the peers it holds down to
@@ -312,3 +316,6 @@ impl Actor for Dispatcher {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

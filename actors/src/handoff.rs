@@ -87,6 +87,12 @@ pub enum CancelOutcome {
     NotHere,
 }
 
+fn saturating_sub(counter: &AtomicUsize, n: usize) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+        Some(c.saturating_sub(n))
+    });
+}
+
 /// A pool's figures, without its node and labels.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LoadFigures {
@@ -155,12 +161,13 @@ impl PoolLoad {
 /// it handles), the dispatcher (which reads it at every admission and reports it to
 /// peers) and the code that hands tasks to the pool.
 ///
-/// It also counts the tasks on their way to the pool (`incoming`): admitted for it and
-/// not stored yet, or sent to its mailbox and not taken yet. They count against its
-/// queue capacity, so concurrent admissions never overcommit it, and peers hear of them
-/// in load reports, so every node sees them as this node does. The figures are read one
-/// by one, not as a whole: a reader may see a task both incoming and queued (the pool
-/// publishes before it takes the tasks off `incoming`), never in neither.
+/// It also counts the tasks on their way to the pool: `admitting` (admitted for it, not
+/// stored yet) and `incoming` (sent to its mailbox, not taken yet). Both count against
+/// its queue capacity, so concurrent admissions never overcommit it, and peers hear of
+/// them in load reports, so every node counts them as this node does. Incoming tasks
+/// also count in the pool's wait, like queued ones. The figures are read one by one,
+/// not as a whole: a reader may see a task in two of admitting, incoming and queued
+/// (each move adds before it removes), never in none.
 #[derive(Debug, Default)]
 pub struct LocalLoad {
     live: AtomicBool,
@@ -172,13 +179,15 @@ pub struct LocalLoad {
     capacity: AtomicUsize,
     received_total: AtomicU64,
     draining: AtomicBool,
+    admitting: AtomicUsize,
     incoming: AtomicUsize,
     labels: RwLock<Arc<[String]>>,
 }
 
 impl LocalLoad {
-    /// A pool (re)started with these labels: nothing is on its way to it any more (what
-    /// was sent to the pool before lives in the store, and its rescan takes it back).
+    /// A pool (re)started with these labels: what was sent to the old pool is not on
+    /// its way any more (it lives in the store, and the new pool's rescan takes it back);
+    /// admissions in flight still are.
     pub fn started(&self, labels: &[String]) {
         if let Ok(mut l) = self.labels.write() {
             *l = labels.into();
@@ -228,24 +237,35 @@ impl LocalLoad {
             .unwrap_or_else(|_| Arc::from([]))
     }
 
-    /// Tasks on their way to the pool.
+    /// Tasks sent to the pool and not taken yet.
     pub fn incoming(&self) -> usize {
         self.incoming.load(Ordering::Relaxed)
     }
 
-    /// `n` more tasks are on their way to the pool (admitted for it, or sent to it).
-    pub fn add_incoming(&self, n: usize) {
-        self.incoming.fetch_add(n, Ordering::Relaxed);
+    /// Tasks admitted for the pool and not stored (or released) yet.
+    pub fn admitting(&self) -> usize {
+        self.admitting.load(Ordering::Relaxed)
     }
 
-    /// `n` tasks are no longer on their way: the pool took them, or they were released
-    /// (not stored, or never sent).
-    pub fn remove_incoming(&self, n: usize) {
-        let _ = self
-            .incoming
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
-                Some(c.saturating_sub(n))
-            });
+    /// `n` tasks were admitted for the pool.
+    pub fn admit(&self, n: usize) {
+        self.admitting.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` admitted tasks will not come (not stored, or duplicates).
+    pub fn release(&self, n: usize) {
+        saturating_sub(&self.admitting, n);
+    }
+
+    /// `n` tasks are sent to the pool's mailbox; `admitted` of them were admitted.
+    pub fn send(&self, n: usize, admitted: usize) {
+        self.incoming.fetch_add(n, Ordering::Relaxed);
+        saturating_sub(&self.admitting, admitted);
+    }
+
+    /// The pool took `n` tasks sent to it, or they never reached it.
+    pub fn taken(&self, n: usize) {
+        saturating_sub(&self.incoming, n);
     }
 
     /// The pool's last load, with its node and labels; `None` before it published.
@@ -275,17 +295,19 @@ mod tests {
         board.publish(&f);
         assert_eq!(board.figures(), Some(f));
         assert_eq!(&*board.labels(), ["heavy".to_owned()]);
-        board.add_incoming(3);
-        board.remove_incoming(2);
-        assert_eq!(board.incoming(), 1);
-        board.remove_incoming(5);
+        board.admit(3);
+        board.release(1);
+        board.send(2, 2);
+        assert_eq!((board.admitting(), board.incoming()), (0, 2));
+        board.taken(5);
         assert_eq!(board.incoming(), 0);
-        board.add_incoming(4);
+        board.send(4, 0);
+        board.admit(1);
         board.started(&[]);
         assert_eq!(
-            board.incoming(),
-            0,
-            "a restarted pool has nothing on its way"
+            (board.admitting(), board.incoming()),
+            (1, 0),
+            "a restarted pool has nothing sent on its way; admissions go on"
         );
         let load = board.load("n1").expect("published");
         assert_eq!((load.node.as_str(), load.busy), ("n1", 2));

@@ -29,6 +29,7 @@ pub mod executor;
 pub mod queue;
 mod recent;
 pub mod retry;
+mod settle;
 mod state;
 pub mod worker;
 
@@ -195,7 +196,7 @@ impl Actor for WorkerPool {
                 state.dispatch();
                 // Published before they leave `incoming`: never counted nowhere.
                 state.publish();
-                state.ctx.local_load.remove_incoming(n);
+                state.ctx.local_load.taken(n);
             }
             PoolMessage::Offer(jobs, reply) => {
                 let verdict = state.room_for(jobs.len());

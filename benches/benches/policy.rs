@@ -30,6 +30,7 @@ fn pools(n: usize) -> Vec<PoolView> {
             },
             capacity: 100_000,
             queued: (i * 37) % 100,
+            admitting: 0,
             running: i % 4,
             workers: 4,
             available: true,

@@ -93,6 +93,11 @@ pub struct LoadReport {
     pub labels: Vec<String>,
     /// Whether it takes no new work.
     pub draining: bool,
+    /// Tasks on their way to the pool: admitted on the sender and not yet stored, or
+    /// handed to the pool and not taken yet. Every node counts them against the pool's
+    /// capacity, as the sender does (absent from older peers: 0).
+    #[serde(default)]
+    pub admitting: u64,
 }
 
 /// One task handed to a peer's pool. The task's record is already durable.

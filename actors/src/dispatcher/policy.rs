@@ -1,9 +1,27 @@
 //! Placement: which pool runs each task. Pure; the actor feeds it a view of every pool.
 //!
-//! The score of a pool is its expected wait in task lengths, `(queued + running) /
-//! workers`; the lowest score wins, the local pool wins ties, and a pool only takes a
-//! task while its queue has room and, when the task names a resource `class`, the pool's
-//! labels contain it.
+//! A pool takes a task while its queue has room — counting the tasks admitted for it and
+//! not yet stored, so concurrent admissions never overcommit it — and, when the task
+//! names a resource `class`, its labels contain it. Among those pools the task goes
+//! where it would wait least, with a hysteresis that keeps it local:
+//!
+//! - The expected wait of a pool, in thousandths of a task length, is the work ahead of
+//!   the new task beyond its workers: `max(0, queued + running + 1 - workers) / workers`.
+//!   A pool with a free worker has no wait. Admissions in flight (admitted, not yet
+//!   stored) are left out on every pool alike: they come and go within a store write,
+//!   and each node sees its own exactly but a peer's only as last reported, so counting
+//!   them made every node look busier to itself than to its peers.
+//! - The local pool keeps the task unless another pool's wait is shorter by more than
+//!   [`HOP_COST`], half a task length: a hop costs a network round trip, a handover and
+//!   a view up to a report old, so it must buy a real saving. Under an even load every
+//!   pool waits alike and tasks stay where they arrive; a node whose workers are all
+//!   busy hands the next task to a peer with a free one (a saving of a whole task).
+//! - Each placement updates the view, so a batch spreads across pools as their load
+//!   evens out.
+
+/// The saving, in thousandths of a task length, that a task must gain from leaving the
+/// local pool.
+pub const HOP_COST: u64 = 500;
 
 /// What the dispatcher knows of one pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,14 +34,30 @@ pub struct PoolView {
     pub labels: Vec<String>,
     /// Queue capacity: tasks waiting beyond this are refused.
     pub capacity: usize,
-    /// Tasks waiting, including those on their way to it.
+    /// Tasks waiting, including those sent to it and not taken yet.
     pub queued: usize,
+    /// Tasks admitted for it and not yet stored or sent (by any node, as far as known):
+    /// they count against its capacity, not in its wait.
+    pub admitting: usize,
     /// Tasks running.
     pub running: usize,
     /// Live workers.
     pub workers: usize,
     /// False when the pool must get no new tasks (circuit open, draining).
     pub available: bool,
+}
+
+impl PoolView {
+    /// The expected wait of one more task, in thousandths of a task length.
+    pub fn wait(&self) -> u64 {
+        let workers = self.workers.max(1);
+        let ahead = (self.queued + self.running + 1).saturating_sub(workers);
+        ahead as u64 * 1000 / workers as u64
+    }
+
+    fn has_room(&self) -> bool {
+        self.queued + self.admitting < self.capacity
+    }
 }
 
 /// Why a set of tasks could not be placed.
@@ -37,14 +71,30 @@ pub enum PlaceError {
     Saturated,
 }
 
-fn score(p: &PoolView) -> (u64, bool) {
-    // Expected wait in thousandths of a task length; local first on ties.
-    let load = (p.queued + p.running) as u64 * 1000 / p.workers.max(1) as u64;
-    (load, !p.local)
-}
-
 fn eligible(p: &PoolView, class: Option<&str>) -> bool {
     class.is_none_or(|c| p.labels.iter().any(|l| l == c))
+}
+
+/// The pool for one task: the least wait, unless the local pool is within [`HOP_COST`].
+fn place_one(view: &[PoolView], class: Option<&str>) -> Option<usize> {
+    let mut open = view
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| eligible(p, class) && p.available && p.has_room());
+    let (mut best, mut local) = (None::<(usize, u64)>, None::<(usize, u64)>);
+    for (i, p) in open.by_ref() {
+        let wait = p.wait();
+        if p.local {
+            local = Some((i, wait));
+        }
+        if best.is_none_or(|(_, w)| wait < w) {
+            best = Some((i, wait));
+        }
+    }
+    match (local, best) {
+        (Some((i, here)), Some((_, there))) if here <= there + HOP_COST => Some(i),
+        (_, best) => best.map(|(i, _)| i),
+    }
 }
 
 /// Places every task (given by its optional class) on a pool, all or nothing: the
@@ -54,14 +104,7 @@ pub fn place_all(pools: &[PoolView], classes: &[Option<&str>]) -> Result<Vec<usi
     let mut view: Vec<PoolView> = pools.to_vec();
     let mut placed = Vec::with_capacity(classes.len());
     for class in classes {
-        let best = view
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| eligible(p, *class))
-            .filter(|(_, p)| p.available && p.queued < p.capacity)
-            .min_by_key(|(_, p)| score(p))
-            .map(|(i, _)| i);
-        match best {
+        match place_one(&view, *class) {
             Some(i) => {
                 view[i].queued += 1;
                 placed.push(i);
@@ -78,69 +121,4 @@ pub fn place_all(pools: &[PoolView], classes: &[Option<&str>]) -> Result<Vec<usi
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pool(node: &str, local: bool, queued: usize, running: usize, workers: usize) -> PoolView {
-        PoolView {
-            node: node.into(),
-            local,
-            labels: vec![],
-            capacity: 10,
-            queued,
-            running,
-            workers,
-            available: true,
-        }
-    }
-
-    #[test]
-    fn picks_the_least_loaded_pool() {
-        let pools = [pool("a", true, 5, 4, 4), pool("b", false, 0, 1, 4)];
-        assert_eq!(place_all(&pools, &[None]), Ok(vec![1]));
-    }
-
-    #[test]
-    fn prefers_the_local_pool_on_ties() {
-        let pools = [pool("remote", false, 1, 1, 2), pool("me", true, 1, 1, 2)];
-        assert_eq!(place_all(&pools, &[None]), Ok(vec![1]));
-    }
-
-    #[test]
-    fn a_batch_spreads_as_load_evens_out() {
-        let pools = [pool("a", true, 0, 0, 1), pool("b", false, 0, 0, 1)];
-        let placed = place_all(&pools, &[None; 4]).expect("room");
-        assert_eq!(placed.iter().filter(|&&i| i == 0).count(), 2);
-    }
-
-    #[test]
-    fn full_or_unavailable_pools_get_nothing() {
-        let mut full = pool("a", true, 10, 0, 1);
-        assert_eq!(
-            place_all(&[full.clone()], &[None]),
-            Err(PlaceError::Saturated)
-        );
-        full.queued = 0;
-        full.available = false;
-        assert_eq!(place_all(&[full], &[None]), Err(PlaceError::Saturated));
-    }
-
-    #[test]
-    fn batches_are_all_or_nothing() {
-        let pools = [pool("a", true, 8, 0, 1)];
-        assert_eq!(place_all(&pools, &[None; 3]), Err(PlaceError::Saturated));
-        assert_eq!(place_all(&pools, &[None; 2]), Ok(vec![0, 0]));
-    }
-
-    #[test]
-    fn classes_match_labels() {
-        let mut heavy = pool("h", false, 5, 5, 1);
-        heavy.labels = vec!["heavy".into()];
-        let pools = [pool("l", true, 0, 0, 4), heavy];
-        assert_eq!(place_all(&pools, &[Some("heavy")]), Ok(vec![1]));
-        assert_eq!(
-            place_all(&pools, &[Some("gpu")]),
-            Err(PlaceError::NoSuchClass("gpu".into()))
-        );
-    }
-}
+mod tests;

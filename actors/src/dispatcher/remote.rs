@@ -9,6 +9,8 @@ use taskmesh_cluster::wire::{
     CancelFound, DispatchedTask, Hello, Notice, PeerMessage, Reply, Request,
 };
 
+use crate::handoff::Job;
+
 /// Why a call to a peer failed, as a metric label and a log message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallFailure {
@@ -84,3 +86,29 @@ pub fn notify(cell: &ActorCell, notice: Notice) {
     let endpoint: ActorRef<PeerMessage> = cell.clone().into();
     let _ = endpoint.cast(PeerMessage::Notice(notice));
 }
+
+/// The most task payload one dispatch message carries. ractor_cluster tears down a
+/// whole session on a frame over 16 MiB, so larger dispatches are split well below it.
+const MAX_FRAME_PAYLOAD: usize = 4 << 20;
+
+/// Splits jobs into dispatch messages of at most [`MAX_FRAME_PAYLOAD`] bytes of payload
+/// (a single task is bounded by the HTTP params limit).
+pub(super) fn frames(jobs: Vec<Job>) -> Vec<Vec<Job>> {
+    let mut out: Vec<Vec<Job>> = Vec::new();
+    let mut size = 0;
+    for job in jobs {
+        let len = job.spec.params.len() + job.spec.kind.len() + 256;
+        match out.last_mut() {
+            Some(chunk) if size + len <= MAX_FRAME_PAYLOAD => chunk.push(job),
+            _ => {
+                out.push(vec![job]);
+                size = 0;
+            }
+        }
+        size += len;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

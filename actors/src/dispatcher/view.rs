@@ -1,9 +1,14 @@
 //! The cluster as `GET /v1/cluster` shows it.
 
+use std::time::Instant;
+
 use serde::Serialize;
+use taskmesh_cluster::breaker::CircuitState;
 
 use super::peers::PeerState;
+use super::state::DispatcherState;
 use crate::handoff::PoolLoad;
+use crate::task::now_ms;
 
 /// A pool's load, as shown to users.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -57,4 +62,44 @@ pub struct ClusterView {
     pub node: NodeView,
     /// Every known peer, sorted by id.
     pub peers: Vec<NodeView>,
+}
+
+impl DispatcherState {
+    pub(super) fn cluster_view(&self, now: Instant) -> ClusterView {
+        self.refresh_gauges();
+        let info = self.ctx.cluster.as_deref();
+        let local = self.ctx.local_load.load(&self.ctx.node_id);
+        let local = local.as_ref();
+        let node = NodeView {
+            id: self.ctx.node_id.to_string(),
+            address: info.map(|i| i.cluster_address.clone()),
+            http_address: info.map(|i| i.http_address.clone()),
+            state: PeerState::Up,
+            circuit: CircuitState::Closed.as_str(),
+            labels: local.map(|l| l.labels.clone()).unwrap_or_default(),
+            load: local.map(LoadView::from),
+            last_heard_ms: now_ms(),
+        };
+        let mut peers: Vec<NodeView> = self
+            .peers
+            .peers
+            .iter()
+            .map(|(id, p)| NodeView {
+                id: id.clone(),
+                address: p.info.as_ref().map(|i| i.cluster_address.clone()),
+                http_address: p.info.as_ref().map(|i| i.http_address.clone()),
+                state: p.state(),
+                circuit: p.breaker.state(now).as_str(),
+                load: self.pools.get(id).map(|e| LoadView::from(&e.last)),
+                labels: p
+                    .info
+                    .as_ref()
+                    .map(|i| i.labels.clone())
+                    .unwrap_or_default(),
+                last_heard_ms: p.last_heard_ms,
+            })
+            .collect();
+        peers.sort_by(|a, b| a.id.cmp(&b.id));
+        ClusterView { node, peers }
+    }
 }

@@ -16,12 +16,11 @@ use tracing::Instrument;
 use super::IngressState;
 use super::dto::SubmitTask;
 use super::error::ApiError;
-use crate::dispatcher::DispatcherMessage;
 use crate::dispatcher::policy::PlaceError;
+use crate::dispatcher::{self, DispatcherMessage};
 use crate::handoff::{CancelOutcome, Job};
 use crate::store::{Created, StoreError, Transition};
 use crate::task::{Finish, NewTask, TaskRecord, now_ms};
-use crate::worker_pool::PoolMessage;
 
 #[cfg(test)]
 mod tests;
@@ -159,7 +158,7 @@ impl IngressState {
                     .with_label_values(&["store"])
                     .inc();
                 let jobs = (0..reservation.len()).map(|_| None).collect();
-                let _ = dispatcher.cast(DispatcherMessage::Place { reservation, jobs });
+                dispatcher::place(&self.ctx, &dispatcher, reservation, jobs);
                 return Err(e);
             }
         };
@@ -178,14 +177,7 @@ impl IngressState {
                 Created::Existing(_) => None,
             })
             .collect();
-        if let Err(e) = dispatcher.cast(DispatcherMessage::Place { reservation, jobs }) {
-            // The dispatcher died after admitting: give the tasks to the pool directly.
-            if let ractor::MessagingErr::SendErr(DispatcherMessage::Place { jobs, .. }) = e
-                && let Some(pool) = ActorRef::<PoolMessage>::where_is(names.pool.clone())
-            {
-                let _ = pool.cast(PoolMessage::Enqueue(jobs.into_iter().flatten().collect()));
-            }
-        }
+        dispatcher::place(&self.ctx, &dispatcher, reservation, jobs);
         Ok(created)
     }
 

@@ -1,11 +1,11 @@
 //! The pool's state and the effects of each message.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
-use taskmesh_kernels::CancelToken;
 use taskmesh_kernels::task::{Priority, TaskId, TaskStatus};
+use taskmesh_kernels::CancelToken;
 use tokio_util::task::TaskTracker;
 
 use super::executor::AttemptOutcome;
@@ -16,18 +16,17 @@ use super::worker::{AttemptReport, Worker, WorkerArgs, WorkerMessage};
 use super::{PoolMessage, WorkerPoolConfig};
 use crate::context::NodeContext;
 use crate::handoff::{CancelOutcome, Job, LoadFigures, PoolLoad};
-use crate::store::Transition;
-use crate::task::{Fence, Finish, TaskRecord, now_ms};
+use crate::task::{TaskRecord, now_ms};
 
-struct Slot {
-    actor: ActorRef<WorkerMessage>,
+pub(super) struct Slot {
+    pub(super) actor: ActorRef<WorkerMessage>,
     running: Option<Running>,
 }
 
-struct Running {
-    job: Job,
-    cancel: CancelToken,
-    started_at_ms: u64,
+pub(super) struct Running {
+    pub(super) job: Job,
+    pub(super) cancel: CancelToken,
+    pub(super) started_at_ms: u64,
 }
 
 /// Everything the pool tracks.
@@ -35,24 +34,24 @@ pub struct PoolState {
     pub(super) ctx: NodeContext,
     pub(super) config: WorkerPoolConfig,
     pub(super) received_total: u64,
-    myself: ActorRef<PoolMessage>,
+    pub(super) myself: ActorRef<PoolMessage>,
     /// Identifies this pool in load reports; new with every start.
-    incarnation: u64,
-    queue: PriorityQueues<Job>,
+    pub(super) incarnation: u64,
+    pub(super) queue: PriorityQueues<Job>,
     /// The queued tasks, with the lease token of their queued copy.
-    queued_ids: HashMap<TaskId, u64>,
-    delayed: HashMap<TaskId, Job>,
-    workers: HashMap<ActorId, Slot>,
-    idle: Vec<ActorId>,
-    target_workers: usize,
-    writes: TaskTracker,
-    drain_reply: Option<RpcReplyPort<()>>,
-    draining: bool,
+    pub(super) queued_ids: HashMap<TaskId, u64>,
+    pub(super) delayed: HashMap<TaskId, Job>,
+    pub(super) workers: HashMap<ActorId, Slot>,
+    pub(super) idle: Vec<ActorId>,
+    pub(super) target_workers: usize,
+    pub(super) writes: TaskTracker,
+    pub(super) drain_reply: Option<RpcReplyPort<()>>,
+    pub(super) draining: bool,
     /// Running attempts (task and lease token) whose task moved since they were given
     /// it: their outcome is dropped.
-    lost: HashSet<(TaskId, u64)>,
+    pub(super) lost: HashSet<(TaskId, u64)>,
     /// Tasks whose terminal write this pool issued lately: a late copy is dropped.
-    finished: RecentlyFinished,
+    pub(super) finished: RecentlyFinished,
 }
 
 impl PoolState {
@@ -246,140 +245,6 @@ impl PoolState {
         self.settle(report);
         self.maybe_finish_drain();
         Ok(())
-    }
-
-    /// Decides a task's fate after an attempt.
-    fn settle(&mut self, report: AttemptReport) {
-        let AttemptReport {
-            mut job,
-            outcome,
-            started_at_ms,
-            ..
-        } = report;
-        if self.lost.remove(&(job.id, job.lease)) {
-            let _span = job.span().entered();
-            tracing::info!("attempt ended after the task moved; not recorded");
-            return;
-        }
-        job.attempts += 1;
-        let started = Some(started_at_ms);
-        match outcome {
-            AttemptOutcome::Succeeded(result) => {
-                self.finish(&job, TaskStatus::Succeeded, Some(result), None, started)
-            }
-            AttemptOutcome::Cancelled => {
-                let msg = "cancelled by client".to_owned();
-                self.finish(&job, TaskStatus::Cancelled, None, Some(msg), started)
-            }
-            AttemptOutcome::Invalid(msg) => {
-                self.finish(&job, TaskStatus::Failed, None, Some(msg), started)
-            }
-            AttemptOutcome::Failed(msg) => self.retry_or_fail(job, msg, started),
-            AttemptOutcome::TimedOut(limit) => {
-                let msg = format!("timed out after {} ms", limit.as_millis());
-                self.retry_or_fail(job, msg, started)
-            }
-        }
-    }
-
-    fn retry_or_fail(&mut self, job: Job, error: String, started: Option<u64>) {
-        // `job.attempts` already counts the attempt that failed; the span names the next.
-        let _span = job.span().entered();
-        if !may_retry(job.attempts, job.spec.max_retries) {
-            tracing::warn!(attempts = job.attempts, %error, "task failed");
-            self.finish(&job, TaskStatus::Failed, None, Some(error), started);
-            return;
-        }
-        let delay = self
-            .config
-            .backoff
-            .delay(job.attempts, rand::random::<f64>());
-        tracing::info!(attempts = job.attempts, %error, ?delay, "retrying");
-        self.ctx
-            .metrics
-            .retries
-            .with_label_values(&[job.spec.kind.as_str()])
-            .inc();
-        let (store, id, attempts) = (self.ctx.store.clone(), job.id, job.attempts);
-        let (node, pool, lease) = (self.ctx.node_id.clone(), self.myself.clone(), job.lease);
-        self.writes.spawn(async move {
-            let fence = Fence::new(&node, lease);
-            match store.requeue(&id, fence, attempts, Some(error)).await {
-                Ok(Transition::NotHolder(holder)) => {
-                    let _ = pool.cast(PoolMessage::Lost { id, lease, holder });
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(task_id = %id, error = %e, "recording retry failed"),
-            }
-        });
-        let id = job.id;
-        self.delayed.insert(job.id, job);
-        self.myself
-            .send_after(delay, move || PoolMessage::RetryDue(id));
-    }
-
-    /// Issues the terminal write; long-pollers are woken once it is durable.
-    fn finish(
-        &mut self,
-        job: &Job,
-        status: TaskStatus,
-        result: Option<String>,
-        error: Option<String>,
-        started_at_ms: Option<u64>,
-    ) {
-        self.finished.record(&job.id, job.lease);
-        let finish = Finish {
-            status,
-            result,
-            error,
-            node: started_at_ms.map(|_| self.ctx.node_id.to_string()),
-            lease: job.lease,
-            attempts: job.attempts,
-            started_at_ms,
-            finished_at_ms: now_ms(),
-        };
-        let (ctx, id, kind) = (self.ctx.clone(), job.id, job.spec.kind.clone());
-        let lease = job.lease;
-        self.writes.spawn(async move {
-            let mut delay = Duration::from_millis(50);
-            loop {
-                match ctx.store.finish(&id, finish.clone()).await {
-                    Ok(Transition::Applied) => {
-                        ctx.metrics
-                            .completed
-                            .with_label_values(&[kind.as_str(), status.as_str()])
-                            .inc();
-                        break;
-                    }
-                    Ok(Transition::Rejected(_)) => {
-                        ctx.metrics.duplicate_completions.inc();
-                        break;
-                    }
-                    Ok(Transition::NotHolder(holder)) => {
-                        // Claimed or reassigned since this attempt was given the task
-                        // (another node holds it, or this one under a newer lease token):
-                        // the holder runs it; this result is a duplicate and is dropped.
-                        ctx.metrics.duplicate_completions.inc();
-                        tracing::info!(task_id = %id, ?holder, lease, "another node holds the task; result dropped");
-                        break;
-                    }
-                    Ok(Transition::NotFound) => break,
-                    Err(e) => {
-                        ctx.metrics.store_errors.with_label_values(&["finish"]).inc();
-                        tracing::warn!(task_id = %id, error = %e, "terminal write failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
-                    }
-                }
-            }
-            ctx.notifier.notify(&id);
-        });
-    }
-
-    pub(super) fn retry_due(&mut self, id: &TaskId) {
-        if let Some(job) = self.delayed.remove(id) {
-            self.enqueue(job);
-        }
     }
 
     /// A write under `lease` was refused because the task moved ([`PoolMessage::Lost`]):

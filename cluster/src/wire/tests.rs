@@ -46,6 +46,7 @@ fn notices() -> Vec<Notice> {
             received_total: 99,
             labels: vec!["gpu".into()],
             draining: false,
+            admitting: 3,
         }),
         Notice::Leaving {
             node_id: "node-a".into(),

@@ -1,0 +1,276 @@
+//! Admission: how much room each pool has, which pools a submission goes to, and the
+//! load reports that keep that view fresh. The decision is [`super::policy::place_all`];
+//! this module keeps the figures it is fed and the room reserved for submissions.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use ractor::ActorRef;
+use taskmesh_cluster::wire::{LoadReport, Notice};
+
+use super::DispatcherMessage;
+use super::handover::to_local_pool;
+use super::policy::{self, PlaceError, PoolView};
+use super::remote;
+use super::state::DispatcherState;
+use crate::context::NodeContext;
+use crate::handoff::{Job, LocalLoad, PoolLoad};
+
+/// Room reserved for a submission: one target node per task, in order.
+#[derive(Debug)]
+pub struct Reservation {
+    targets: Vec<String>,
+}
+
+impl Reservation {
+    /// How many tasks the reservation covers.
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Whether it covers no task.
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// The node chosen for each task, in order.
+    pub fn targets(&self) -> &[String] {
+        &self.targets
+    }
+}
+
+/// A peer's pool, as this node knows it.
+pub(super) struct PoolEntry {
+    pub(super) last: PoolLoad,
+    /// Tasks on their way to it as it last reported (admitted there, or sent to it).
+    pub(super) admitting: usize,
+    /// Tasks this node sent to the pool's current incarnation.
+    pub(super) sent_total: u64,
+    /// Tasks this node admitted for the pool and has not yet placed or released.
+    pub(super) reserved: usize,
+}
+
+impl PoolEntry {
+    /// A pool first heard of (or restarted: it has seen nothing sent before).
+    pub(super) fn new(last: PoolLoad, admitting: usize) -> Self {
+        Self {
+            sent_total: last.received_total,
+            reserved: 0,
+            admitting,
+            last,
+        }
+    }
+
+    /// Its view for placement: what it reported, plus what this node sent it that the
+    /// report does not count yet (waiting), plus the admissions on their way to it, its
+    /// own as reported and this node's (room only) — as this node counts its own pool.
+    pub(super) fn view(&self, available: bool) -> PoolView {
+        let unseen = self.sent_total.saturating_sub(self.last.received_total) as usize;
+        PoolView {
+            node: self.last.node.clone(),
+            local: false,
+            labels: self.last.labels.clone(),
+            capacity: self.last.capacity,
+            queued: self.last.queued.iter().sum::<usize>() + unseen,
+            admitting: self.admitting + self.reserved,
+            running: self.last.busy,
+            workers: self.last.workers,
+            available: available && !self.last.draining && self.last.workers > 0,
+        }
+    }
+}
+
+/// The local pool's view, from its live figures; `None` before the pool published.
+pub(super) fn local_view(node: &str, board: &LocalLoad) -> Option<PoolView> {
+    let f = board.figures()?;
+    Some(PoolView {
+        node: node.to_owned(),
+        local: true,
+        labels: board.labels().to_vec(),
+        capacity: f.capacity,
+        queued: f.queued.iter().sum::<usize>() + board.incoming(),
+        admitting: board.admitting(),
+        running: f.busy,
+        workers: f.workers,
+        available: !f.draining && f.workers > 0,
+    })
+}
+
+/// The local pool's load report, with what is on its way to it.
+pub(super) fn local_report(node: &str, board: &LocalLoad) -> Option<LoadReport> {
+    let load = board.load(node)?;
+    Some(to_report(&load, board.admitting() + board.incoming()))
+}
+
+pub(super) fn to_report(load: &PoolLoad, admitting: usize) -> LoadReport {
+    LoadReport {
+        node_id: load.node.clone(),
+        incarnation: load.incarnation,
+        queued: load.queued.map(|q| q as u64),
+        delayed: load.delayed as u64,
+        busy: load.busy as u64,
+        workers: load.workers as u64,
+        capacity: load.capacity as u64,
+        received_total: load.received_total,
+        labels: load.labels.clone(),
+        draining: load.draining,
+        admitting: admitting as u64,
+    }
+}
+
+pub(super) fn from_report(r: LoadReport) -> (PoolLoad, usize) {
+    let admitting = r.admitting as usize;
+    let load = PoolLoad {
+        node: r.node_id,
+        incarnation: r.incarnation,
+        queued: r.queued.map(|q| q as usize),
+        delayed: r.delayed as usize,
+        busy: r.busy as usize,
+        workers: r.workers as usize,
+        capacity: r.capacity as usize,
+        received_total: r.received_total,
+        labels: r.labels,
+        draining: r.draining,
+    };
+    (load, admitting)
+}
+
+/// Hands stored tasks over under their reservation (`None` releases a task's room),
+/// from the caller's own task: tasks for the local pool go straight to its mailbox,
+/// without a dispatcher message; only tasks for peers go through the dispatcher
+/// ([`DispatcherMessage::Place`]).
+pub fn place(
+    ctx: &NodeContext,
+    dispatcher: &ActorRef<DispatcherMessage>,
+    reservation: Reservation,
+    jobs: Vec<Option<Job>>,
+) {
+    let (mut local, mut released) = (Vec::new(), 0);
+    let (mut targets, mut remote) = (Vec::new(), Vec::new());
+    for (target, job) in reservation.targets.into_iter().zip(jobs) {
+        if target == *ctx.node_id {
+            match job {
+                Some(job) => local.push(job),
+                None => released += 1,
+            }
+        } else {
+            targets.push(target);
+            remote.push(job);
+        }
+    }
+    ctx.local_load.release(released);
+    if !local.is_empty() {
+        let n = local.len();
+        to_local_pool(ctx, local, n);
+    }
+    if targets.is_empty() {
+        return;
+    }
+    let reservation = Reservation { targets };
+    let placed = dispatcher.cast(DispatcherMessage::Place {
+        reservation,
+        jobs: remote,
+    });
+    // The dispatcher died after admitting: this node's pool runs the tasks.
+    if let Err(ractor::MessagingErr::SendErr(DispatcherMessage::Place { jobs, .. })) = placed {
+        to_local_pool(ctx, jobs.into_iter().flatten().collect(), 0);
+    }
+}
+
+impl DispatcherState {
+    /// Every pool's view at `now`, sorted by node, with the node ids.
+    pub(super) fn views(&self, now: Instant) -> (Vec<String>, Vec<PoolView>) {
+        let mut views: Vec<PoolView> = self
+            .pools
+            .iter()
+            .filter(|(n, _)| !self.is_local(n))
+            .map(|(n, entry)| entry.view(self.peers.takes_work(n, now)))
+            .chain(local_view(&self.ctx.node_id, &self.ctx.local_load))
+            .collect();
+        views.sort_by(|a, b| a.node.cmp(&b.node));
+        (views.iter().map(|v| v.node.clone()).collect(), views)
+    }
+
+    pub(super) fn admit(&mut self, classes: &[Option<String>]) -> Result<Reservation, PlaceError> {
+        let (nodes, views) = self.views(Instant::now());
+        let classes: Vec<Option<&str>> = classes.iter().map(Option::as_deref).collect();
+        let placed = policy::place_all(&views, &classes)?;
+        let targets: Vec<String> = placed.into_iter().map(|i| nodes[i].clone()).collect();
+        for node in &targets {
+            if self.is_local(node) {
+                self.ctx.local_load.admit(1);
+            } else if let Some(entry) = self.pools.get_mut(node) {
+                entry.reserved += 1;
+            }
+        }
+        Ok(Reservation { targets })
+    }
+
+    pub(super) fn place(&mut self, reservation: Reservation, jobs: Vec<Option<Job>>) {
+        let mut batches: HashMap<String, Vec<Job>> = HashMap::new();
+        let mut local = Vec::new();
+        for (node, job) in reservation.targets.into_iter().zip(jobs) {
+            if self.is_local(&node) {
+                match job {
+                    Some(job) => local.push(job),
+                    None => self.ctx.local_load.release(1),
+                }
+                continue;
+            }
+            if let Some(entry) = self.pools.get_mut(&node) {
+                entry.reserved = entry.reserved.saturating_sub(1);
+            }
+            if let Some(job) = job {
+                batches.entry(node).or_default().push(job);
+            }
+        }
+        if !local.is_empty() {
+            let n = local.len();
+            to_local_pool(&self.ctx, local, n);
+        }
+        for (node, jobs) in batches {
+            self.send(&node, jobs);
+        }
+    }
+
+    pub(super) fn peer_load(&mut self, report: LoadReport) {
+        if self.is_local(&report.node_id) {
+            return;
+        }
+        let (load, admitting) = from_report(report);
+        match self.pools.get_mut(&load.node) {
+            Some(entry) if entry.last.incarnation == load.incarnation => {
+                entry.last = load;
+                entry.admitting = admitting;
+            }
+            _ => {
+                let entry = PoolEntry::new(load, admitting);
+                self.pools.insert(entry.last.node.clone(), entry);
+            }
+        }
+    }
+
+    /// Reports the local pool's load to every introduced peer.
+    pub(super) fn broadcast(&mut self) {
+        let Some(report) = local_report(&self.ctx.node_id, &self.ctx.local_load) else {
+            return;
+        };
+        for peer in self.peers.peers.values() {
+            if let Some(cell) = &peer.endpoint
+                && peer.introduced
+            {
+                remote::notify(cell, Notice::Load(report.clone()));
+            }
+        }
+    }
+
+    /// Sends the local pool's last load to one peer, so a peer that just joined can
+    /// place work here without waiting for the next broadcast.
+    pub(super) fn send_load_to(&self, node: &str) {
+        let local = local_report(&self.ctx.node_id, &self.ctx.local_load);
+        let endpoint = self.peers.peers.get(node).and_then(|p| p.endpoint.as_ref());
+        if let (Some(report), Some(cell)) = (local, endpoint) {
+            remote::notify(cell, Notice::Load(report));
+        }
+    }
+}

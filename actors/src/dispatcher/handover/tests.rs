@@ -1,0 +1,89 @@
+//! The pure parts of moving tasks: which claimed tasks run again, and where moved
+//! tasks go.
+
+use taskmesh_kernels::task::{TaskId, TaskStatus};
+
+use super::*;
+use crate::store::conformance::fixtures::spec;
+
+fn record(error: Option<String>, attempts: u32, max_retries: u32) -> TaskRecord {
+    let mut spec = spec("noop", None);
+    spec.max_retries = max_retries;
+    TaskRecord {
+        id: TaskId::generate(),
+        spec,
+        status: TaskStatus::Queued,
+        attempts,
+        result: None,
+        error,
+        node: Some("here".into()),
+        created_at_ms: 1,
+        started_at_ms: None,
+        finished_at_ms: None,
+        lease: 1,
+    }
+}
+
+#[test]
+fn a_claimed_task_whose_last_attempt_died_with_its_node_is_not_run_again() {
+    let died = Some(crate::store::claimed_error("b"));
+    let records = vec![
+        record(died.clone(), 1, 0),         // its only attempt died: failed
+        record(died.clone(), 1, 2),         // retries left: runs again
+        record(None, 0, 0),                 // never started: runs
+        record(Some("other".into()), 1, 0), // failed otherwise: runs (not ours to judge)
+    ];
+    let ids: Vec<TaskId> = records.iter().map(|r| r.id).collect();
+    let (exhausted, alive) = lost_attempts("b", records);
+    assert_eq!(
+        exhausted.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [ids[0].clone()]
+    );
+    assert_eq!(alive.len(), 3);
+}
+
+fn view(node: &str, local: bool, queued: usize, workers: usize) -> PoolView {
+    PoolView {
+        node: node.into(),
+        local,
+        labels: vec![],
+        capacity: 4,
+        queued,
+        admitting: 0,
+        running: 0,
+        workers,
+        available: true,
+    }
+}
+
+#[test]
+fn moved_tasks_avoid_their_old_holder_and_land_here_when_nothing_has_room() {
+    let jobs = |n: usize| -> Vec<Job> {
+        (0..n)
+            .map(|_| Job::new(TaskId::generate(), spec("noop", None)))
+            .collect()
+    };
+    // b refused them: they spread over a and c, never b.
+    let views = vec![
+        view("a", true, 0, 1),
+        view("b", false, 0, 8),
+        view("c", false, 0, 1),
+    ];
+    let moved = rehome(views.clone(), "b", "a", jobs(6));
+    assert!(!moved.contains_key("b"), "{:?}", moved.keys());
+    assert_eq!(moved.values().map(Vec::len).sum::<usize>(), 6);
+    assert!(
+        moved.get("c").is_some_and(|j| j.len() >= 2),
+        "{:?}",
+        moved.keys()
+    );
+    // No room anywhere but on b: accepted tasks still run, here.
+    let full = vec![
+        view("a", true, 4, 1),
+        view("b", false, 0, 1),
+        view("c", false, 4, 1),
+    ];
+    let moved = rehome(full, "b", "a", jobs(3));
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved.get("a").map(Vec::len), Some(3));
+}
