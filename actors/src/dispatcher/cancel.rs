@@ -1,8 +1,8 @@
 //! Cancel: a task is looked for in the local pool first, then asked of every live peer.
 
 use ractor::{ActorCell, ActorRef, RpcReplyPort};
-use taskmesh_kernels::task::TaskId;
 use taskmesh_cluster::wire::CancelFound;
+use taskmesh_kernels::task::TaskId;
 
 use super::remote;
 use super::state::DispatcherState;

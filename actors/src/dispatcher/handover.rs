@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::ActorRef;
-use taskmesh_kernels::task::{TaskId, TaskStatus};
 use taskmesh_cluster::wire::DispatchedTask;
+use taskmesh_kernels::task::{TaskId, TaskStatus};
 
 use super::DispatcherMessage;
 use super::policy::{self, PoolView};

@@ -96,10 +96,7 @@ async fn a_local_submission_costs_the_dispatcher_one_message() -> anyhow::Result
     let name = Some(ctx.names.dispatcher.clone());
     let (proxy, _) = Actor::spawn(name, Counting, (real.clone(), seen.clone())).await?;
 
-    let ingress = IngressState {
-        ctx: ctx.clone(),
-        limits: Arc::new(IngressLimits::default()),
-    };
+    let ingress = IngressState::new(ctx.clone(), Arc::new(IngressLimits::default()));
     let mut ids = Vec::new();
     for _ in 0..10 {
         let one = ingress.submit(vec![spec("noop", None)]).await;

@@ -4,8 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
-use taskmesh_kernels::task::{Priority, TaskId, TaskStatus};
 use taskmesh_kernels::CancelToken;
+use taskmesh_kernels::task::{Priority, TaskId, TaskStatus};
 use tokio_util::task::TaskTracker;
 
 use super::executor::AttemptOutcome;

@@ -11,7 +11,7 @@ fn record(error: Option<String>, attempts: u32, max_retries: u32) -> TaskRecord 
     spec.max_retries = max_retries;
     TaskRecord {
         id: TaskId::generate(),
-        spec,
+        spec: spec.into(),
         status: TaskStatus::Queued,
         attempts,
         result: None,
@@ -37,7 +37,7 @@ fn a_claimed_task_whose_last_attempt_died_with_its_node_is_not_run_again() {
     let (exhausted, alive) = lost_attempts("b", records);
     assert_eq!(
         exhausted.iter().map(|r| r.id).collect::<Vec<_>>(),
-        [ids[0].clone()]
+        [ids[0]]
     );
     assert_eq!(alive.len(), 3);
 }
