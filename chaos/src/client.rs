@@ -16,6 +16,9 @@ pub enum Submitted {
     Accepted(Vec<String>),
     /// A documented refusal (503 with a code, e.g. `saturated`, `store_unavailable`).
     Refused(String),
+    /// 503 `outcome_unknown`: the store failed during the write and the node could not
+    /// tell whether the tasks were stored; the ids they were given.
+    Unknown(Vec<String>),
     /// A 5xx that is not a documented 503: a bug.
     ServerError(u16, String),
     /// Any other answer (a 4xx): the workload itself is wrong.
@@ -152,21 +155,26 @@ impl Api {
         };
         let code = body["error"]["code"].as_str().unwrap_or("").to_owned();
         match status {
-            StatusCode::ACCEPTED => {
-                let ids = match (&body["id"], &body["ids"]) {
-                    (Value::String(id), _) => vec![id.clone()],
-                    (_, Value::Array(ids)) => ids
-                        .iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                Submitted::Accepted(ids)
+            StatusCode::ACCEPTED => Submitted::Accepted(ids(&body)),
+            StatusCode::SERVICE_UNAVAILABLE if code == "outcome_unknown" => {
+                Submitted::Unknown(ids(&body["error"]))
             }
             StatusCode::SERVICE_UNAVAILABLE if !code.is_empty() => Submitted::Refused(code),
             s if s.is_server_error() => Submitted::ServerError(s.as_u16(), code),
             s => Submitted::Rejected(s.as_u16(), code),
         }
+    }
+}
+
+/// The ids in an answer: `id` (one task) or `ids` (a batch).
+fn ids(body: &Value) -> Vec<String> {
+    match (&body["id"], &body["ids"]) {
+        (Value::String(id), _) => vec![id.clone()],
+        (_, Value::Array(ids)) => ids
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -180,6 +188,17 @@ fn exposes(text: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn ids_come_from_a_single_answer_a_batch_answer_or_an_outcome_unknown_error() {
+        assert_eq!(super::ids(&json!({"id": "a"})), ["a"]);
+        assert_eq!(super::ids(&json!({"ids": ["a", "b"]})), ["a", "b"]);
+        let unknown = json!({"error": {"code": "outcome_unknown", "ids": ["c"]}});
+        assert_eq!(super::ids(&unknown["error"]), ["c"]);
+        assert!(super::ids(&json!({"error": {"code": "saturated"}})).is_empty());
+    }
+
     #[test]
     fn a_page_exposes_a_metric_only_with_a_sample_of_that_exact_name() {
         let text =

@@ -127,6 +127,9 @@ pub struct Settled {
     pub max_attempts: u64,
     /// Tasks whose store record disagrees with the API, or is absent.
     pub store_mismatches: Vec<String>,
+    /// Tasks answered `503 outcome_unknown` that were found stored, and so checked
+    /// here like accepted ones.
+    pub unknown_stored: usize,
     /// Whether the store itself was read.
     pub store_checked: bool,
     /// Checks that could not be made (the store unreadable, a node's metrics not
@@ -212,6 +215,35 @@ pub async fn settle(
     }
     settled.records = records;
     settled
+}
+
+/// Which of `ids` (tasks of submissions answered `503 outcome_unknown`) were stored: each
+/// is read until a node answers 200 or 404. An id no node answered for within `within`
+/// is kept, so that [`settle`] checks it rather than the run passing without knowing.
+pub async fn stored(api: &Api, targets: &Targets, ids: &[String], within: Duration) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pending: Vec<String> = ids.to_vec();
+    let mut found = Vec::new();
+    while !pending.is_empty() && tokio::time::Instant::now() < deadline {
+        let urls: Vec<String> = read(targets).iter().map(|(_, u)| u.clone()).collect();
+        if urls.is_empty() {
+            break;
+        }
+        let mut unanswered = Vec::new();
+        for (n, id) in pending.into_iter().enumerate() {
+            match api.task(&urls[n % urls.len()], &id).await {
+                Ok(Some(_)) => found.push(id),
+                Ok(None) => {} // never stored: the 503 was a refusal after all
+                Err(_) => unanswered.push(id),
+            }
+        }
+        pending = unanswered;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    found.extend(pending);
+    found
 }
 
 /// Compares every settled record with the store's own (Redis) record.

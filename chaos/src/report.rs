@@ -63,6 +63,9 @@ pub struct Submissions {
     pub accepted: usize,
     /// Documented 503 refusals, by code.
     pub refused: BTreeMap<String, u64>,
+    /// Tasks answered `503 outcome_unknown` (perhaps stored; those found stored are in
+    /// the tasks' `unknown_stored` and checked like accepted ones).
+    pub outcome_unknown: usize,
     /// Undocumented 5xx answers.
     pub server_errors: Vec<String>,
     /// 4xx answers.
@@ -173,6 +176,7 @@ impl Report {
         self.submissions = Submissions {
             accepted: ledger.accepted.len(),
             refused: ledger.refused.clone(),
+            outcome_unknown: ledger.unknown.len(),
             server_errors: ledger.server_errors.clone(),
             rejected: ledger.rejected.clone(),
             unanswered: ledger.unanswered,
@@ -208,7 +212,8 @@ impl Report {
                 name: "every accepted task reached a terminal state (none lost)".into(),
                 held: open.is_empty(),
                 detail: if open.is_empty() {
-                    format!("{accepted} of {accepted} terminal")
+                    let checked = accepted + tasks.unknown_stored;
+                    format!("{checked} of {checked} terminal")
                 } else {
                     format!(
                         "{} not terminal, {} unknown: {}",
@@ -337,7 +342,7 @@ impl Report {
         let refused: Vec<String> = s.refused.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(
             md,
-            "\n## Tasks\n\n- accepted (202): {}\n- final status: {}\n- ran more than once (attempts > 1): {}, most attempts: {}\n- late completions refused by fencing (duplicate executions): {}\n- refused with a documented 503: {}\n- unanswered submissions (not accepted, not checked): {}\n- store checked directly: {}",
+            "\n## Tasks\n\n- accepted (202): {}\n- final status: {}\n- ran more than once (attempts > 1): {}, most attempts: {}\n- late completions refused by fencing (duplicate executions): {}\n- refused with a documented 503: {}\n- answered 503 outcome_unknown: {} tasks, {} of them found stored (checked like accepted ones)\n- unanswered submissions (not accepted, not checked): {}\n- store checked directly: {}",
             s.accepted,
             if statuses.is_empty() {
                 "none".into()
@@ -352,6 +357,8 @@ impl Report {
             } else {
                 refused.join(", ")
             },
+            s.outcome_unknown,
+            t.unknown_stored,
             s.unanswered,
             if t.store_checked {
                 "yes"

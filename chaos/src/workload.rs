@@ -36,8 +36,11 @@ pub struct Accepted {
 pub struct Ledger {
     /// Accepted tasks, in the order their 202s arrived.
     pub accepted: Vec<Accepted>,
-    /// Documented 503 refusals, by error code.
+    /// Documented 503 refusals, by error code: nothing was stored.
     pub refused: BTreeMap<String, u64>,
+    /// Tasks of submissions answered `503 outcome_unknown`: perhaps stored. They are read
+    /// back at the end, and those stored are checked like accepted ones.
+    pub unknown: Vec<Accepted>,
     /// 5xx answers that are not documented 503s: `status code` lines.
     pub server_errors: Vec<String>,
     /// 4xx answers (the workload's own fault): `status code` lines.
@@ -123,6 +126,12 @@ impl Submitter {
                     let at_ms = self.clock.elapsed_ms();
                     ledger
                         .accepted
+                        .extend(ids.into_iter().map(|id| Accepted { id, at_ms, node }));
+                }
+                Submitted::Unknown(ids) => {
+                    let at_ms = self.clock.elapsed_ms();
+                    ledger
+                        .unknown
                         .extend(ids.into_iter().map(|id| Accepted { id, at_ms, node }));
                 }
                 Submitted::Refused(code) => *ledger.refused.entry(code).or_default() += 1,

@@ -39,8 +39,23 @@ impl Runner {
     }
 
     pub(super) async fn conclude(&mut self, options: &RunOptions, history: &Mutex<History>) {
-        let ids = self.accepted_ids();
+        let mut ids = self.accepted_ids();
         let within = Duration::from_secs_f64(options.settle_secs);
+        // Tasks answered `503 outcome_unknown` that were stored after all must run like
+        // accepted ones; those never stored are no one's loss.
+        let unknown: Vec<String> = lock(&self.submitter.ledger())
+            .unknown
+            .iter()
+            .map(|a| a.id.clone())
+            .collect();
+        let stored = invariants::stored(&self.api, &self.targets, &unknown, within).await;
+        self.event(
+            "outcome unknown",
+            format!("{} of {} stored", stored.len(), unknown.len()),
+            None,
+        );
+        let stored_count = stored.len();
+        ids.extend(stored);
         let mut settled = invariants::settle(&self.api, &self.targets, &ids, within, history).await;
         // A check that could not be made fails the run: it proves nothing either way.
         let mut unchecked = Vec::new();
@@ -66,6 +81,7 @@ impl Runner {
             }
         }
         settled.unchecked = unchecked;
+        settled.unknown_stored = stored_count;
         self.report.recovery(&settled, &self.clock);
         let ledger = self.submitter.ledger();
         let regressions = lock(history).regressions.clone();
