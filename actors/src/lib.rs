@@ -30,6 +30,7 @@ pub mod handoff;
 pub mod health;
 pub mod heartbeat;
 pub mod ingress;
+pub mod log_limit;
 pub mod metrics;
 pub mod notify;
 pub mod store;

@@ -13,8 +13,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::store::StoreError;
-
 tokio::task_local! {
     /// The request id of the request being answered; set by the router's middleware
     /// around each request, read when an error body is built.
@@ -54,11 +52,10 @@ pub enum ApiError {
 const STORE_UNAVAILABLE: &str = "the task store is unavailable; retry later";
 
 impl ApiError {
-    /// `503 store_unavailable` for a failed store call: the detail (which may name
-    /// Redis, a path, an OS error) is logged here, with the request's span, and the
-    /// client gets only the plain message.
-    pub fn store(operation: &'static str, error: &StoreError) -> Self {
-        tracing::warn!(operation, %error, "task store call failed");
+    /// `503 store_unavailable` for a failed store call. The client gets only the plain
+    /// message; the detail (which may name Redis, a path, an OS error) is logged by the
+    /// caller, with the request's span.
+    pub fn store_unavailable() -> Self {
         ApiError::Unavailable("store_unavailable", STORE_UNAVAILABLE.into(), 1)
     }
 

@@ -33,6 +33,7 @@ use tokio::task::JoinSet;
 
 use super::IngressLimits;
 use super::error::ApiError;
+use crate::log_limit::LogWindow;
 
 /// Paths never refused for load: liveness, readiness and metrics must answer while the
 /// node is busy.
@@ -45,29 +46,20 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 /// writes a bounded number of log lines.
 struct Refusals {
     what: &'static str,
-    since: Option<Instant>,
-    count: u64,
+    window: LogWindow,
 }
 
 impl Refusals {
     fn new(what: &'static str) -> Self {
         Self {
             what,
-            since: None,
-            count: 0,
+            window: LogWindow::new(WARN_EVERY, 1),
         }
     }
 
     /// Counts one refusal at `now`; returns the count to log when a summary is due.
     fn record(&mut self, now: Instant) -> Option<u64> {
-        self.count += 1;
-        match self.since {
-            Some(since) if now.duration_since(since) < WARN_EVERY => None,
-            _ => {
-                self.since = Some(now);
-                Some(std::mem::take(&mut self.count))
-            }
-        }
+        self.window.admit(now).then(|| self.window.take_held() + 1)
     }
 
     fn note(&mut self, limit: usize) {

@@ -198,9 +198,9 @@ impl IngressState {
             Ok(created) => return Ok(created),
             Err(e) => e,
         };
-        let failed = self.store_failed("create", &first);
+        self.count_store_error("create", &first);
         if first.nothing_written() {
-            return Err(failed);
+            return Err(ApiError::store_unavailable());
         }
         let deadline = tokio::time::Instant::now() + RESOLVE_WITHIN;
         let mut pause = Duration::from_millis(50);
@@ -215,7 +215,7 @@ impl IngressState {
                     );
                     return Ok(resolved(tasks, created));
                 }
-                Ok(Err(e)) => self.store_failed("create", &e),
+                Ok(Err(e)) => self.count_store_error("create", &e),
                 Err(_) => break,
             };
             pause = (pause * 2).min(Duration::from_millis(500));
@@ -233,12 +233,18 @@ impl IngressState {
 
     /// Counts a failed store call and logs its detail; the client gets a plain 503.
     pub fn store_failed(&self, operation: &'static str, error: &StoreError) -> ApiError {
+        self.count_store_error(operation, error);
+        ApiError::store_unavailable()
+    }
+
+    /// Counts a failed store call and logs its detail (never shown to a client).
+    fn count_store_error(&self, operation: &'static str, error: &StoreError) {
         self.ctx
             .metrics
             .store_errors
             .with_label_values(&[operation])
             .inc();
-        ApiError::store(operation, error)
+        tracing::warn!(operation, %error, "task store call failed");
     }
 
     /// The task's record, or `None`.

@@ -3,10 +3,10 @@
 //! to the cluster port would otherwise flood the log. At most [`BURST`] of their events
 //! pass per [`WINDOW`]; the rest are counted and summed up in one line per window.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use taskmesh_actors::log_limit::LogWindow;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 
@@ -24,55 +24,27 @@ fn limited(target: &str) -> bool {
         || target.starts_with("ractor_cluster::")
 }
 
-/// A fixed-window counter: the decision, with the clock passed in.
-#[derive(Debug, Default)]
-struct Window {
-    start: Option<Instant>,
-    passed: u32,
-}
-
-impl Window {
-    /// Whether one more event may pass at `now`.
-    fn admit(&mut self, now: Instant) -> bool {
-        match self.start {
-            Some(start) if now.duration_since(start) < WINDOW => {}
-            _ => {
-                self.start = Some(now);
-                self.passed = 0;
-            }
-        }
-        if self.passed < BURST {
-            self.passed += 1;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// The layer: drops events of the limited targets past the limit, for every layer
 /// (global filtering through `event_enabled`).
 #[derive(Debug, Clone)]
 pub struct LogLimit {
-    window: Arc<Mutex<Window>>,
-    dropped: Arc<AtomicU64>,
+    window: Arc<Mutex<LogWindow>>,
 }
 
 impl LogLimit {
     /// A limit, and a thread that logs how many lines it dropped, once per window.
     pub fn start() -> Self {
         let limit = Self {
-            window: Arc::new(Mutex::new(Window::default())),
-            dropped: Arc::new(AtomicU64::new(0)),
+            window: Arc::new(Mutex::new(LogWindow::new(WINDOW, BURST))),
         };
-        let dropped = Arc::clone(&limit.dropped);
+        let window = Arc::clone(&limit.window);
         // A thread rather than a task: it works before and after the runtime.
         let summary = std::thread::Builder::new()
             .name("taskmesh-log-limit".into())
             .spawn(move || {
                 loop {
                     std::thread::sleep(WINDOW);
-                    let n = dropped.swap(0, Ordering::Relaxed);
+                    let n = lock(&window).take_held();
                     if n > 0 {
                         tracing::warn!(
                             dropped = n,
@@ -94,16 +66,12 @@ impl<S: Subscriber> Layer<S> for LogLimit {
         if !limited(event.metadata().target()) {
             return true;
         }
-        let admitted = self
-            .window
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .admit(Instant::now());
-        if !admitted {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        admitted
+        lock(&self.window).admit(Instant::now())
     }
+}
+
+fn lock(window: &Mutex<LogWindow>) -> std::sync::MutexGuard<'_, LogWindow> {
+    window.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -117,16 +85,5 @@ mod tests {
         assert!(limited("ractor_cluster"));
         assert!(!limited("taskmesh_cluster::bootstrap"));
         assert!(!limited("ractorx"));
-    }
-
-    #[test]
-    fn a_burst_passes_per_window_then_nothing_until_the_next() {
-        let mut w = Window::default();
-        let t0 = Instant::now();
-        let passed = (0..100)
-            .filter(|i| w.admit(t0 + Duration::from_millis(*i)))
-            .count();
-        assert_eq!(passed, BURST as usize);
-        assert!(w.admit(t0 + WINDOW + Duration::from_millis(1)));
     }
 }
