@@ -35,10 +35,7 @@ fn a_claimed_task_whose_last_attempt_died_with_its_node_is_not_run_again() {
     ];
     let ids: Vec<TaskId> = records.iter().map(|r| r.id).collect();
     let (exhausted, alive) = lost_attempts("b", records);
-    assert_eq!(
-        exhausted.iter().map(|r| r.id).collect::<Vec<_>>(),
-        [ids[0]]
-    );
+    assert_eq!(exhausted.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[0]]);
     assert_eq!(alive.len(), 3);
 }
 
