@@ -247,6 +247,14 @@ impl LocalLoad {
         self.admitting.load(Ordering::Relaxed)
     }
 
+    /// `n` tasks are admitted for the pool if its admissions are still `seen` (what the
+    /// caller decided on); `false` when another admission came first.
+    pub fn admit_if(&self, seen: usize, n: usize) -> bool {
+        self.admitting
+            .compare_exchange(seen, seen + n, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
     /// `n` tasks were admitted for the pool.
     pub fn admit(&self, n: usize) {
         self.admitting.fetch_add(n, Ordering::Relaxed);

@@ -135,6 +135,27 @@ pub(super) fn from_report(r: LoadReport) -> (PoolLoad, usize) {
     (load, admitting)
 }
 
+/// Admission on a node without a cluster: its own pool is the only one, so the decision
+/// ([`policy::place_all`] over that one view) needs no dispatcher message. The room is
+/// taken with a compare-and-swap on the pool's admissions, so concurrent submissions
+/// never overcommit it; one that loses the race decides again on the new figures.
+pub fn admit_alone(
+    ctx: &NodeContext,
+    classes: &[Option<String>],
+) -> Result<Reservation, PlaceError> {
+    let classes: Vec<Option<&str>> = classes.iter().map(Option::as_deref).collect();
+    let board = &ctx.local_load;
+    loop {
+        let view = local_view(&ctx.node_id, board);
+        let seen = view.as_ref().map_or(0, |v| v.admitting);
+        let placed = policy::place_all(view.as_slice(), &classes)?;
+        if board.admit_if(seen, placed.len()) {
+            let targets = vec![ctx.node_id.to_string(); placed.len()];
+            return Ok(Reservation { targets });
+        }
+    }
+}
+
 /// Hands stored tasks over under their reservation (`None` releases a task's room),
 /// from the caller's own task: tasks for the local pool go straight to its mailbox,
 /// without a dispatcher message; only tasks for peers go through the dispatcher

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use taskmesh_cluster::wire::NodeInfo;
 use taskmesh_kernels::task::TaskStatus;
 use taskmesh_kernels::{Registry, RegistryOptions};
 
@@ -63,19 +64,34 @@ impl Actor for Counting {
     }
 }
 
-#[tokio::test]
-async fn a_local_submission_costs_the_dispatcher_one_message() -> anyhow::Result<()> {
-    let node = format!("count-{}", taskmesh_kernels::task::TaskId::generate());
-    let ctx = NodeContext {
-        cluster: None,
-        node_id: node.as_str().into(),
+/// A node's handles on an in-memory store.
+fn context(node: &str, cluster: Option<Arc<NodeInfo>>) -> anyhow::Result<NodeContext> {
+    Ok(NodeContext {
+        cluster,
+        node_id: node.into(),
         store: Arc::new(MemoryStore::new()),
         kernels: Registry::new(RegistryOptions { test_kernels: true }),
         metrics: Arc::new(Metrics::new()?),
         notifier: Arc::new(Notifier::default()),
-        names: Arc::new(ActorNames::for_node(&node)),
+        names: Arc::new(ActorNames::for_node(node)),
         local_load: Default::default(),
-    };
+    })
+}
+
+/// Ten single submissions and a batch of five to a node with its own pool (clustered or
+/// not, with no peer): the messages its Dispatcher got, once every task succeeded.
+async fn messages_for_local_submissions(clustered: bool) -> anyhow::Result<Vec<&'static str>> {
+    let node = format!("count-{}", taskmesh_kernels::task::TaskId::generate());
+    let cluster = clustered.then(|| {
+        Arc::new(NodeInfo {
+            node_id: node.clone(),
+            generation: 1,
+            cluster_address: "127.0.0.1:1".into(),
+            http_address: "127.0.0.1:2".into(),
+            labels: vec![],
+        })
+    });
+    let ctx = context(&node, cluster)?;
     let pool_args = WorkerPoolArgs {
         ctx: ctx.clone(),
         config: WorkerPoolConfig {
@@ -118,13 +134,54 @@ async fn a_local_submission_costs_the_dispatcher_one_message() -> anyhow::Result
     })
     .await?;
     let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
-    // Eleven submissions (ten single tasks and a batch of five): one Admit each; the
-    // tasks went to the pool without a Place, and the pool sent no load reports.
-    assert_eq!(seen, vec!["Admit"; 11]);
     assert_eq!(ctx.local_load.admitting(), 0, "no room left reserved");
     assert_eq!(ctx.local_load.incoming(), 0, "every task taken by the pool");
     for actor in [proxy.get_cell(), real.get_cell(), pool.get_cell()] {
         actor.stop(None);
     }
+    Ok(seen)
+}
+
+#[tokio::test]
+async fn a_local_submission_costs_a_clustered_dispatcher_one_message() -> anyhow::Result<()> {
+    // One Admit per submission; the tasks went to the pool without a Place, and the pool
+    // sent no load reports.
+    assert_eq!(
+        messages_for_local_submissions(true).await?,
+        vec!["Admit"; 11]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_without_a_cluster_admits_without_its_dispatcher() -> anyhow::Result<()> {
+    assert_eq!(
+        messages_for_local_submissions(false).await?,
+        Vec::<&str>::new()
+    );
+    Ok(())
+}
+
+#[test]
+fn lone_admission_never_overcommits_the_pool() -> anyhow::Result<()> {
+    let ctx = context("alone", None)?;
+    ctx.local_load.publish(&crate::handoff::LoadFigures {
+        workers: 1,
+        capacity: 3,
+        ..Default::default()
+    });
+    let two = admit_alone(&ctx, &[None, None]).map_err(|e| e.to_string());
+    assert_eq!(two.map(|r| r.len()), Ok(2));
+    assert_eq!(
+        admit_alone(&ctx, &[None, None]).map(|r| r.len()),
+        Err(PlaceError::Saturated),
+        "all or nothing: one place is left, not two"
+    );
+    assert_eq!(admit_alone(&ctx, &[None]).map(|r| r.len()), Ok(1));
+    assert_eq!(ctx.local_load.admitting(), 3);
+    assert!(matches!(
+        admit_alone(&ctx, &[Some("gpu".into())]),
+        Err(PlaceError::NoSuchClass(_))
+    ));
     Ok(())
 }
