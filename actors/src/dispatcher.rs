@@ -7,8 +7,9 @@
 //! [`DispatcherMessage::Place`] hands them over (or releases the room of tasks that were
 //! not created). The decision is [`policy::place_all`], a pure function over a view of
 //! every pool: the local one and each peer's, refreshed by load reports a few times a
-//! second. A node without a cluster has only its own pool, so its ingress decides
-//! without a message ([`admit_alone`]).
+//! second. When the answer cannot depend on the peers — a node without a cluster, or a
+//! local pool that keeps the tasks whatever the peers' load — the ingress decides
+//! without a message ([`admit_here`]).
 //!
 //! A task placed on a peer goes to the peer's endpoint, which acknowledges once its pool
 //! holds it. A missing acknowledgement counts against the peer's circuit breaker
@@ -45,7 +46,7 @@ pub mod remote;
 mod state;
 pub mod view;
 
-pub use admission::{Reservation, admit_alone, place};
+pub use admission::{Reservation, admit_here, place};
 use peers::{PeerPulse, PeerSettings};
 use policy::PlaceError;
 use remote::CallFailure;

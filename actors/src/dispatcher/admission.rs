@@ -135,23 +135,37 @@ pub(super) fn from_report(r: LoadReport) -> (PoolLoad, usize) {
     (load, admitting)
 }
 
-/// Admission on a node without a cluster: its own pool is the only one, so the decision
-/// ([`policy::place_all`] over that one view) needs no dispatcher message. The room is
-/// taken with a compare-and-swap on the pool's admissions, so concurrent submissions
-/// never overcommit it; one that loses the race decides again on the new figures.
-pub fn admit_alone(
+/// Admission without a Dispatcher message, when the decision cannot depend on the peers:
+///
+/// - on a node without a cluster its own pool is the only one, so this is the answer,
+///   room or not ([`policy::place_all`] over that one view);
+/// - on a clustered node, when the local pool takes every task with a wait within a
+///   hop's cost ([`policy::keeps_all`]), placement keeps them here whatever the peers'
+///   load: the reservation. Otherwise `None`: the Dispatcher, which knows the peers'
+///   pools, decides ([`DispatcherMessage::Admit`]).
+///
+/// The room is taken with a compare-and-swap on the pool's admissions, so concurrent
+/// submissions never overcommit it; one that loses the race decides again.
+pub fn admit_here(
     ctx: &NodeContext,
     classes: &[Option<String>],
-) -> Result<Reservation, PlaceError> {
+) -> Option<Result<Reservation, PlaceError>> {
     let classes: Vec<Option<&str>> = classes.iter().map(Option::as_deref).collect();
     let board = &ctx.local_load;
+    let alone = ctx.cluster.is_none();
     loop {
         let view = local_view(&ctx.node_id, board);
         let seen = view.as_ref().map_or(0, |v| v.admitting);
-        let placed = policy::place_all(view.as_slice(), &classes)?;
-        if board.admit_if(seen, placed.len()) {
-            let targets = vec![ctx.node_id.to_string(); placed.len()];
-            return Ok(Reservation { targets });
+        if alone {
+            if let Err(e) = policy::place_all(view.as_slice(), &classes) {
+                return Some(Err(e));
+            }
+        } else if !view.is_some_and(|v| policy::keeps_all(&v, &classes)) {
+            return None;
+        }
+        if board.admit_if(seen, classes.len()) {
+            let targets = vec![ctx.node_id.to_string(); classes.len()];
+            return Some(Ok(Reservation { targets }));
         }
     }
 }

@@ -16,6 +16,9 @@
 //!   a view up to a report old, so it must buy a real saving. Under an even load every
 //!   pool waits alike and tasks stay where they arrive; a node whose workers are all
 //!   busy hands the next task to a peer with a free one (a saving of a whole task).
+//! - Among other pools, equal waits (every pool with a free worker waits 0) go to the
+//!   less busy one ([`PoolView::busy_share`]), so a burst to one node spreads over all
+//!   its peers instead of filling the first one listed.
 //! - Each placement updates the view, so a batch spreads across pools as their load
 //!   evens out.
 
@@ -55,6 +58,13 @@ impl PoolView {
         ahead as u64 * 1000 / workers as u64
     }
 
+    /// How busy the pool is, in thousandths of its workers: `(queued + running) / workers`.
+    /// It breaks ties between equal waits (every pool with a free worker waits 0), so
+    /// work goes to the idler pool rather than to the first one in the list.
+    pub fn busy_share(&self) -> u64 {
+        (self.queued + self.running) as u64 * 1000 / self.workers.max(1) as u64
+    }
+
     fn has_room(&self) -> bool {
         self.queued + self.admitting < self.capacity
     }
@@ -75,26 +85,47 @@ fn eligible(p: &PoolView, class: Option<&str>) -> bool {
     class.is_none_or(|c| p.labels.iter().any(|l| l == c))
 }
 
-/// The pool for one task: the least wait, unless the local pool is within [`HOP_COST`].
+/// The pool for one task: the least wait (then the least busy), unless the local pool is
+/// within [`HOP_COST`] of that wait.
 fn place_one(view: &[PoolView], class: Option<&str>) -> Option<usize> {
     let mut open = view
         .iter()
         .enumerate()
         .filter(|(_, p)| eligible(p, class) && p.available && p.has_room());
-    let (mut best, mut local) = (None::<(usize, u64)>, None::<(usize, u64)>);
+    // The best is the least wait, then the least busy share.
+    let (mut best, mut local) = (None::<(usize, (u64, u64))>, None::<(usize, u64)>);
     for (i, p) in open.by_ref() {
-        let wait = p.wait();
+        let rank = (p.wait(), p.busy_share());
         if p.local {
-            local = Some((i, wait));
+            local = Some((i, rank.0));
         }
-        if best.is_none_or(|(_, w)| wait < w) {
-            best = Some((i, wait));
+        if best.is_none_or(|(_, r)| rank < r) {
+            best = Some((i, rank));
         }
     }
     match (local, best) {
-        (Some((i, here)), Some((_, there))) if here <= there + HOP_COST => Some(i),
+        (Some((i, here)), Some((_, (there, _)))) if here <= there + HOP_COST => Some(i),
         (_, best) => best.map(|(i, _)| i),
     }
+}
+
+/// Whether [`place_all`] keeps every task on the local pool whatever the other pools'
+/// load: each one fits there and waits at most [`HOP_COST`], so no other pool can save
+/// more than a hop costs. Then the decision needs no view of the peers.
+pub fn keeps_all(local: &PoolView, classes: &[Option<&str>]) -> bool {
+    let mut view = local.clone();
+    for class in classes {
+        let stays = view.local
+            && eligible(&view, *class)
+            && view.available
+            && view.has_room()
+            && view.wait() <= HOP_COST;
+        if !stays {
+            return false;
+        }
+        view.queued += 1;
+    }
+    true
 }
 
 /// Places every task (given by its optional class) on a pool, all or nothing: the

@@ -113,17 +113,16 @@ impl IngressState {
         let dispatcher = ActorRef::<DispatcherMessage>::where_is(names.dispatcher.clone())
             .ok_or_else(|| unavailable("not_ready", "the dispatcher is restarting"))?;
         let classes: Vec<Option<String>> = specs.iter().map(|s| s.class.clone()).collect();
-        // A node without a cluster admits on its own pool's live figures, without a
-        // message; a clustered one asks the dispatcher, which knows the peers' pools.
-        let admitted = if self.ctx.cluster.is_none() {
-            dispatcher::admit_alone(&self.ctx, &classes)
-        } else {
-            ractor::call_t!(
+        // Admitted here when the peers cannot change the answer; else the dispatcher,
+        // which knows their pools, decides.
+        let admitted = match dispatcher::admit_here(&self.ctx, &classes) {
+            Some(admitted) => admitted,
+            None => ractor::call_t!(
                 dispatcher,
                 |reply| DispatcherMessage::Admit { classes, reply },
                 2000
             )
-            .map_err(|_| unavailable("not_ready", "the dispatcher is not answering"))?
+            .map_err(|_| unavailable("not_ready", "the dispatcher is not answering"))?,
         };
         let reservation = match admitted {
             Ok(r) => r,

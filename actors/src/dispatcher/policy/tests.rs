@@ -105,6 +105,27 @@ fn an_idle_peer_next_to_a_full_node_gets_work() {
 }
 
 #[test]
+fn equal_waits_go_to_the_idler_peer() {
+    // The local pool is busy; both peers have free workers (no wait), one is idle.
+    let pools = [
+        pool("a", true, 2, 4, 4),
+        pool("b", false, 0, 6, 8),
+        pool("c", false, 0, 0, 8),
+    ];
+    assert_eq!(place_all(&pools, &[None]), Ok(vec![2]));
+    // A burst the local pool cannot take splits evenly over two equal peers, not all
+    // to the first one listed.
+    let mut view = [
+        pool("a", true, 0, 4, 4),
+        pool("b", false, 0, 0, 16),
+        pool("c", false, 0, 0, 16),
+    ];
+    view[0].capacity = 0;
+    let placed = place_all(&view, &[None; 10]).expect("room");
+    assert_eq!((count(&placed, 1), count(&placed, 2)), (5, 5));
+}
+
+#[test]
 fn a_batch_spreads_as_load_evens_out() {
     let pools = [pool("a", true, 0, 0, 1), pool("b", false, 0, 0, 1)];
     let placed = place_all(&pools, &[None; 4]).expect("room");
@@ -149,4 +170,59 @@ fn classes_match_labels() {
         place_all(&pools, &[Some("gpu")]),
         Err(PlaceError::NoSuchClass("gpu".into()))
     );
+}
+
+#[test]
+fn keeps_all_agrees_with_place_all_whatever_the_peers() {
+    // Every small local pool state against peers from idle to full: when `keeps_all`
+    // says the tasks stay, `place_all` over every view keeps them all local.
+    let mut kept = 0;
+    for (queued, running, workers, batch) in grid(4, 5, 4, 4) {
+        let mut local = pool("a", true, queued, running, workers + 1);
+        local.capacity = 6;
+        let classes = vec![None; batch + 1];
+        for peer_running in 0..3 {
+            let peers = [
+                pool("b", false, 0, peer_running, 2),
+                pool("c", false, 0, 0, 8),
+            ];
+            let views = [local.clone(), peers[0].clone(), peers[1].clone()];
+            if keeps_all(&local, &classes) {
+                kept += 1;
+                assert_eq!(
+                    place_all(&views, &classes),
+                    Ok(vec![0; batch + 1]),
+                    "local {local:?}, batch {}",
+                    batch + 1
+                );
+            }
+        }
+    }
+    assert!(kept > 20, "the grid exercises the shortcut ({kept} cases)");
+    // A task the local pool cannot run (class, draining, full) is never kept.
+    let local = pool("a", true, 0, 0, 4);
+    assert!(!keeps_all(&local, &[Some("gpu")]));
+    let mut draining = local.clone();
+    draining.available = false;
+    assert!(!keeps_all(&draining, &[None]));
+    let mut full = local.clone();
+    full.capacity = 1;
+    assert!(!keeps_all(&full, &[None, None]));
+    // A long wait here is for the dispatcher to weigh against the peers.
+    assert!(!keeps_all(&pool("a", true, 4, 4, 4), &[None]));
+}
+
+/// Every (queued, running, workers, batch) below the bounds.
+fn grid(q: usize, r: usize, w: usize, b: usize) -> Vec<(usize, usize, usize, usize)> {
+    let mut all = Vec::new();
+    for queued in 0..q {
+        for running in 0..r {
+            for workers in 0..w {
+                for batch in 0..b {
+                    all.push((queued, running, workers, batch));
+                }
+            }
+        }
+    }
+    all
 }
