@@ -16,6 +16,9 @@ use super::state::DispatcherState;
 use crate::context::NodeContext;
 use crate::handoff::{Job, LocalLoad, PoolLoad};
 
+#[cfg(test)]
+mod tests;
+
 /// Room reserved for a submission: one target node per task, in order.
 #[derive(Debug)]
 pub struct Reservation {
@@ -44,28 +47,52 @@ pub(super) struct PoolEntry {
     pub(super) last: PoolLoad,
     /// Tasks on their way to it as it last reported (admitted there, or sent to it).
     pub(super) admitting: usize,
-    /// Tasks this node sent to the pool's current incarnation.
-    pub(super) sent_total: u64,
+    /// Tasks this node sent to the pool that it has not acknowledged yet.
+    pub(super) unacked: usize,
+    /// Tasks it acknowledged (or may hold: no answer) since its last report, which may
+    /// not count them yet.
+    pub(super) unreported: usize,
     /// Tasks this node admitted for the pool and has not yet placed or released.
     pub(super) reserved: usize,
 }
 
 impl PoolEntry {
-    /// A pool first heard of (or restarted: it has seen nothing sent before).
+    /// A pool first heard of.
     pub(super) fn new(last: PoolLoad, admitting: usize) -> Self {
         Self {
-            sent_total: last.received_total,
+            unacked: 0,
+            unreported: 0,
             reserved: 0,
             admitting,
             last,
         }
     }
 
+    /// A new report: it counts every task the pool acknowledged before it was made.
+    /// (One made between the pool's taking a dispatch and its figures' update can miss
+    /// them until the next report, a few hundred milliseconds; never for longer.)
+    pub(super) fn reported(&mut self, last: PoolLoad, admitting: usize) {
+        self.last = last;
+        self.admitting = admitting;
+        self.unreported = 0;
+    }
+
+    /// The pool answered a dispatch of `n` tasks: it holds them (`held`; also when it
+    /// did not answer at all, since it may), or it refused them.
+    pub(super) fn answered(&mut self, n: usize, held: bool) {
+        self.unacked = self.unacked.saturating_sub(n);
+        if held {
+            self.unreported += n;
+        }
+    }
+
     /// Its view for placement: what it reported, plus what this node sent it that the
     /// report does not count yet (waiting), plus the admissions on their way to it, its
     /// own as reported and this node's (room only) — as this node counts its own pool.
+    /// (Comparing what this node sent with what the pool says it received cannot work:
+    /// the pool receives from every node, its own ingress included.)
     pub(super) fn view(&self, available: bool) -> PoolView {
-        let unseen = self.sent_total.saturating_sub(self.last.received_total) as usize;
+        let unseen = self.unacked + self.unreported;
         PoolView {
             node: self.last.node.clone(),
             local: false,
@@ -274,11 +301,8 @@ impl DispatcherState {
         }
         let (load, admitting) = from_report(report);
         match self.pools.get_mut(&load.node) {
-            Some(entry) if entry.last.incarnation == load.incarnation => {
-                entry.last = load;
-                entry.admitting = admitting;
-            }
-            _ => {
+            Some(entry) => entry.reported(load, admitting),
+            None => {
                 let entry = PoolEntry::new(load, admitting);
                 self.pools.insert(entry.last.node.clone(), entry);
             }

@@ -95,9 +95,6 @@ impl DispatcherState {
             to_local_pool(&self.ctx, jobs, 0);
             return;
         }
-        if let Some(entry) = self.pools.get_mut(node) {
-            entry.sent_total += jobs.len() as u64;
-        }
         self.send_remote(node, jobs);
     }
 
@@ -113,6 +110,9 @@ impl DispatcherState {
         };
         if let Some(to) = change {
             self.circuit_changed(node, to);
+        }
+        if let Some(entry) = self.pools.get_mut(node) {
+            entry.unacked += jobs.len();
         }
         for chunk in frames(jobs) {
             let tasks = chunk
@@ -187,15 +187,14 @@ impl DispatcherState {
         if let Some(to) = change {
             self.circuit_changed(node, to);
         }
+        if let Some(entry) = self.pools.get_mut(node) {
+            let refused = matches!(&outcome, Err(f) if f.reason == "refused");
+            entry.answered(jobs.len(), !refused);
+        }
         match outcome {
             Ok(()) => {}
             // The peer answered that it did not take them: place them elsewhere.
-            Err(failure) if failure.reason == "refused" => {
-                if let Some(entry) = self.pools.get_mut(node) {
-                    entry.sent_total = entry.sent_total.saturating_sub(jobs.len() as u64);
-                }
-                self.place_again(node, jobs);
-            }
+            Err(failure) if failure.reason == "refused" => self.place_again(node, jobs),
             // No answer: the peer may hold and run them (the acknowledgement was lost in
             // a cut). They stay with it, as the store says: its sweep adopts them if the
             // dispatch never arrived, and failover claims them if it is gone
