@@ -1,11 +1,22 @@
-//! Range checks shared by the params types; each names the field it rejects.
+//! Range checks for [`Params::check`](crate::Params::check); each names the field it
+//! rejects in a [`KernelError::InvalidParams`].
+//!
+//! ```
+//! use taskmesh_kernels::{KernelError, check};
+//!
+//! assert_eq!(
+//!     check::at_most("n", 4096, 1024),
+//!     Err(KernelError::invalid("n", "must be at most 1024"))
+//! );
+//! assert!(check::between("n", 64, 1, 1024).is_ok());
+//! ```
 
 use std::fmt::Display;
 
 use crate::KernelError;
 
 /// `value` must be finite and strictly positive.
-pub(crate) fn positive(field: &str, value: f64) -> Result<(), KernelError> {
+pub fn positive(field: &str, value: f64) -> Result<(), KernelError> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
@@ -17,7 +28,7 @@ pub(crate) fn positive(field: &str, value: f64) -> Result<(), KernelError> {
 }
 
 /// `value` must be finite.
-pub(crate) fn finite(field: &str, value: f64) -> Result<(), KernelError> {
+pub fn finite(field: &str, value: f64) -> Result<(), KernelError> {
     if value.is_finite() {
         Ok(())
     } else {
@@ -29,11 +40,7 @@ pub(crate) fn finite(field: &str, value: f64) -> Result<(), KernelError> {
 }
 
 /// `value` must be at most `max`.
-pub(crate) fn at_most<T: PartialOrd + Display>(
-    field: &str,
-    value: T,
-    max: T,
-) -> Result<(), KernelError> {
+pub fn at_most<T: PartialOrd + Display>(field: &str, value: T, max: T) -> Result<(), KernelError> {
     if value <= max {
         Ok(())
     } else {
@@ -45,7 +52,7 @@ pub(crate) fn at_most<T: PartialOrd + Display>(
 }
 
 /// `value` must lie in `min..=max`.
-pub(crate) fn between<T: PartialOrd + Display>(
+pub fn between<T: PartialOrd + Display>(
     field: &str,
     value: T,
     min: T,
@@ -62,12 +69,7 @@ pub(crate) fn between<T: PartialOrd + Display>(
 }
 
 /// `value` must lie strictly between `low` and `high`.
-pub(crate) fn strictly_between(
-    field: &str,
-    value: f64,
-    low: f64,
-    high: f64,
-) -> Result<(), KernelError> {
+pub fn strictly_between(field: &str, value: f64, low: f64, high: f64) -> Result<(), KernelError> {
     if value > low && value < high {
         Ok(())
     } else {

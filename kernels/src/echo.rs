@@ -3,8 +3,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::kernel::{Params, TypedKernel};
 use crate::{Context, KernelError};
+use crate::{Kernel, Params};
 
 /// The `echo` kernel.
 pub(crate) struct Echo;
@@ -32,7 +32,7 @@ impl Params for EchoParams {
     }
 }
 
-impl TypedKernel for Echo {
+impl Kernel for Echo {
     const NAME: &'static str = "echo";
     const TRIVIAL: bool = true;
     type Params = EchoParams;
@@ -48,7 +48,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::kernel::Kernel;
+    use crate::kernel::ErasedKernel;
 
     fn echo(params: &str) -> Result<Value, KernelError> {
         let text = Echo.run(params, &Context::default())?;

@@ -1,10 +1,11 @@
-//! The `Kernel` trait the registry stores, and the typed layer every kernel is written in.
+//! The public contract of a task kind ([`Kernel`], [`Params`]), and the object-safe
+//! form the registry stores.
 //!
-//! A kernel implements [`TypedKernel`]: it names a [`Params`] type (serde,
+//! A kind implements [`Kernel`]: it names a [`Params`] type (serde, usually
 //! `deny_unknown_fields`, with a `check` for ranges) and an output type. The
-//! blanket impl turns it into an object-safe [`Kernel`] that takes and returns
-//! JSON text, so parse errors, range checks and result encoding are written
-//! once, here.
+//! blanket impl turns it into the crate-internal object-safe `ErasedKernel` that
+//! takes and returns JSON text, so parse errors, range checks and result encoding
+//! are written once, here, for the built-in kinds and for users' kinds alike.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -13,7 +14,7 @@ use serde_path_to_error::Segment;
 use crate::{Context, KernelError};
 
 /// A kernel as the registry sees it: JSON text in, JSON text out.
-pub(crate) trait Kernel: Send + Sync {
+pub(crate) trait ErasedKernel: Send + Sync {
     /// The kind this kernel is registered under.
     fn name(&self) -> &'static str;
     /// Whether the kernel is cheap enough to run inline on an async thread.
@@ -24,9 +25,17 @@ pub(crate) trait Kernel: Send + Sync {
     fn run(&self, params: &str, ctx: &Context) -> Result<String, KernelError>;
 }
 
-/// The parameters of one kernel kind.
-pub(crate) trait Params: DeserializeOwned {
+/// The parameters of one task kind: JSON in the task, parsed with serde.
+///
+/// Parsing errors name the offending field as a JSON path (`paths`, `legs[2].k`);
+/// [`Params::check`] adds what the type system cannot say, with the helpers in
+/// [`check`](crate::check), which name the field too. Both reach the client as a
+/// `422 invalid_params` before the task is stored.
+pub trait Params: DeserializeOwned {
     /// Checks what the type system cannot: ranges, finiteness, combined limits.
+    ///
+    /// Return [`KernelError::invalid`] naming the field. The default accepts anything
+    /// that parsed.
     fn check(&self) -> Result<(), KernelError> {
         Ok(())
     }
@@ -39,22 +48,80 @@ impl<P: Params> Params for Option<P> {
     }
 }
 
-/// A kernel with typed params and output; implements [`Kernel`] through the blanket impl.
-pub(crate) trait TypedKernel: Send + Sync {
-    /// The kind this kernel is registered under.
+/// A task kind: typed params in, typed output out. What users implement.
+///
+/// The node validates the params (parse + [`Params::check`]) when the task is
+/// submitted, and again before each attempt; [`Kernel::execute`] only ever sees
+/// params that passed. `execute` runs on a blocking thread, never on the async
+/// runtime (unless the kind is [`Kernel::TRIVIAL`]), and may fan out onto the rayon
+/// pool it is called from. It should look at [`Context::is_cancelled`] every few
+/// milliseconds of work and stop with [`KernelError::Cancelled`].
+///
+/// Its error says what the node does next: [`KernelError::retryable`] retries the
+/// task (under its `max_retries`), [`KernelError::permanent`] and
+/// [`KernelError::invalid`] fail it at once.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use taskmesh_kernels::{Context, Kernel, KernelError, Params, Registry, RegistryOptions, check};
+///
+/// /// `word_count`: `{"text": "a b"}` → `{"words": 2}`.
+/// struct WordCount;
+///
+/// #[derive(Deserialize)]
+/// #[serde(deny_unknown_fields)]
+/// struct Text {
+///     text: String,
+/// }
+///
+/// impl Params for Text {
+///     fn check(&self) -> Result<(), KernelError> {
+///         check::at_most("text", self.text.len(), 1 << 20)
+///     }
+/// }
+///
+/// #[derive(Serialize)]
+/// struct Words {
+///     words: usize,
+/// }
+///
+/// impl Kernel for WordCount {
+///     const NAME: &'static str = "word_count";
+///     type Params = Text;
+///     type Output = Words;
+///
+///     fn execute(&self, params: Text, ctx: &Context) -> Result<Words, KernelError> {
+///         ctx.check_cancelled()?;
+///         ctx.progress(1.0, "counted");
+///         Ok(Words { words: params.text.split_whitespace().count() })
+///     }
+/// }
+///
+/// let registry = Registry::builder().kind(WordCount).build(RegistryOptions::default())?;
+/// let out = registry.run("word_count", r#"{"text": "to be or not"}"#, &Context::default())?;
+/// assert_eq!(out, r#"{"words":4}"#);
+///
+/// let err = registry.validate("word_count", "{}").unwrap_err();
+/// assert_eq!(err.to_string(), "invalid params: field `text`: missing field `text`");
+/// # Ok::<(), KernelError>(())
+/// ```
+pub trait Kernel: Send + Sync + 'static {
+    /// The kind this kernel is registered under: what a task's `kind` names.
     const NAME: &'static str;
-    /// Whether the kernel is cheap enough to run inline on an async thread.
+    /// Whether the kernel is so cheap (microseconds, no blocking) that the node may run
+    /// it inline on an async thread instead of a blocking one. Leave it `false` unless
+    /// you measured.
     const TRIVIAL: bool = false;
-    /// The params, parsed from JSON and checked before [`TypedKernel::execute`].
+    /// The params, parsed from JSON and checked before [`Kernel::execute`].
     type Params: Params;
-    /// The result, encoded as JSON.
+    /// The result, encoded as JSON into the task's `result`.
     type Output: Serialize;
 
-    /// Runs the kernel on params that passed [`Params::check`].
+    /// Runs one attempt on params that passed [`Params::check`].
     fn execute(&self, params: Self::Params, ctx: &Context) -> Result<Self::Output, KernelError>;
 }
 
-impl<K: TypedKernel> Kernel for K {
+impl<K: Kernel> ErasedKernel for K {
     fn name(&self) -> &'static str {
         K::NAME
     }
@@ -71,7 +138,7 @@ impl<K: TypedKernel> Kernel for K {
         let params = parse::<K::Params>(params)?;
         let output = self.execute(params, ctx)?;
         serde_json::to_string(&output)
-            .map_err(|err| KernelError::Failed(format!("cannot encode the result: {err}")))
+            .map_err(|err| KernelError::permanent(format!("cannot encode the result: {err}")))
     }
 }
 

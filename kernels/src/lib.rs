@@ -9,6 +9,14 @@
 //! anything ([`Registry::validate`]) and runs a kernel synchronously on the
 //! calling thread ([`Registry::run`]), returning the result as JSON text.
 //!
+//! # Writing a kind of your own
+//! The public contract is the one the built-in kinds are written in: implement
+//! [`Kernel`] (typed [`Params`] with a [`Params::check`], a `Serialize` output), return
+//! a [`KernelError`] that says whether a retry can help, and use the [`Context`] for the
+//! attempt number, the cancel flag and progress. Register it with
+//! [`Registry::builder`] (or `taskmesh_node::Node::kind`, which runs the whole node
+//! with it). [`Kernel`] has a complete example; `docs/extending.md` walks through it.
+//!
 //! This crate has no async runtime. Callers move [`Registry::run`] off their
 //! async threads (only [`Registry::is_trivial`] kernels may run inline); the
 //! heavy kernels fan out over the rayon pool they are called from. Long
@@ -52,18 +60,19 @@
 //!
 //! # Layout
 //! - [`task`]: the task model (id, spec, status, priority) and its serialized forms.
-//! - `context`: [`CancelToken`] and [`Context`], what a run gets besides its params.
+//! - `context`: [`CancelToken`], [`Context`] and [`Progress`], what a run gets besides
+//!   its params.
 //! - `error`: [`KernelError`].
-//! - `registry`: [`Registry`] and [`RegistryOptions`].
-//! - `kernel`: the object-safe `Kernel` trait and the typed helper that parses
-//!   params with serde and checks their ranges.
-//! - `check`: range checks shared by the params types.
+//! - `registry`: [`Registry`], [`RegistryBuilder`] and [`RegistryOptions`].
+//! - `kernel`: the public [`Kernel`] and [`Params`] traits, and the object-safe form
+//!   the registry stores, which parses params with serde and checks their ranges.
+//! - [`check`]: range checks for [`Params::check`]; each names the field it rejects.
 //! - `chunked`: deterministic chunked parallelism with cancellation, and the
 //!   per-chunk RNG.
 //! - one module per kernel: `noop`, `echo`, `sleep`, `monte_carlo`, `matmul`,
 //!   `portfolio_var`, and `testing` for the test-only kinds.
 
-mod check;
+pub mod check;
 mod chunked;
 mod context;
 mod echo;
@@ -80,6 +89,7 @@ pub mod task;
 mod test_support;
 mod testing;
 
-pub use context::{CancelToken, Context};
+pub use context::{CancelToken, Context, Progress, ProgressSink};
 pub use error::KernelError;
-pub use registry::{Registry, RegistryOptions};
+pub use kernel::{Kernel, Params};
+pub use registry::{Registry, RegistryBuilder, RegistryOptions};

@@ -18,8 +18,8 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use crate::chunked::chunk_rng;
-use crate::kernel::{Params, TypedKernel};
 use crate::{CancelToken, Context, KernelError, check};
+use crate::{Kernel, Params};
 
 /// The largest matrix side accepted.
 const MAX_N: usize = 1024;
@@ -56,14 +56,14 @@ pub(crate) struct MatmulOutput {
     checksum: f64,
 }
 
-impl TypedKernel for Matmul {
+impl Kernel for Matmul {
     const NAME: &'static str = "matmul";
     type Params = MatmulParams;
     type Output = MatmulOutput;
 
     fn execute(&self, params: MatmulParams, ctx: &Context) -> Result<MatmulOutput, KernelError> {
         let (a, b) = random_matrices(params.n, params.seed);
-        let c = multiply(a.view(), b.view(), &ctx.cancel)?;
+        let c = multiply(a.view(), b.view(), ctx.cancel_token())?;
         Ok(summarize(&c))
     }
 }

@@ -23,8 +23,8 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::chunked::{Chunk, chunk_rng, map_chunks};
-use crate::kernel::{Params, TypedKernel};
 use crate::{Context, KernelError, check};
+use crate::{Kernel, Params};
 
 /// The most paths one task may simulate.
 const MAX_PATHS: usize = 50_000_000;
@@ -92,7 +92,7 @@ pub(crate) struct OptionPrice {
     pub(crate) paths: usize,
 }
 
-impl TypedKernel for MonteCarloOption {
+impl Kernel for MonteCarloOption {
     const NAME: &'static str = "monte_carlo_option";
     type Params = OptionParams;
     type Output = OptionPrice;
@@ -105,7 +105,7 @@ impl TypedKernel for MonteCarloOption {
         if price.price.is_finite() && price.std_error.is_finite() {
             Ok(price)
         } else {
-            Err(KernelError::Failed(format!(
+            Err(KernelError::Permanent(format!(
                 "the price is not a finite number ({}); the params overflow f64",
                 price.price
             )))
@@ -131,12 +131,17 @@ fn simulate(
     let forward = params.s0 * ((params.r - 0.5 * params.sigma * params.sigma) * params.t).exp();
     let shift = payoff(forward);
 
-    let chunks = map_chunks(params.paths, CHUNK_PATHS, &ctx.cancel, |chunk: Chunk| {
-        let mut rng = chunk_rng(params.seed, chunk.index);
-        chunk_sums(&mut rng, chunk.range.len(), |z| {
-            payoff(forward * (vol * z).exp()) - shift
-        })
-    })?;
+    let chunks = map_chunks(
+        params.paths,
+        CHUNK_PATHS,
+        ctx.cancel_token(),
+        |chunk: Chunk| {
+            let mut rng = chunk_rng(params.seed, chunk.index);
+            chunk_sums(&mut rng, chunk.range.len(), |z| {
+                payoff(forward * (vol * z).exp()) - shift
+            })
+        },
+    )?;
     let total = chunks.iter().fold(Sums::default(), |acc, c| Sums {
         sum: acc.sum + c.sum,
         sum_sq: acc.sum_sq + c.sum_sq,

@@ -2,8 +2,8 @@
 
 use serde::Deserialize;
 
-use crate::kernel::{Params, TypedKernel};
 use crate::{Context, KernelError};
+use crate::{Kernel, Params};
 
 /// The `noop` kernel.
 pub(crate) struct Noop;
@@ -15,7 +15,7 @@ pub(crate) struct Empty {}
 
 impl Params for Empty {}
 
-impl TypedKernel for Noop {
+impl Kernel for Noop {
     const NAME: &'static str = "noop";
     const TRIVIAL: bool = true;
     type Params = Option<Empty>;
@@ -29,7 +29,7 @@ impl TypedKernel for Noop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::Kernel;
+    use crate::kernel::ErasedKernel;
 
     #[test]
     fn accepts_empty_object_and_null() {

@@ -29,8 +29,8 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::chunked::{chunk_rng, for_each_chunk_mut};
-use crate::kernel::{Params, TypedKernel};
 use crate::{Context, KernelError, check};
+use crate::{Kernel, Params};
 
 /// The most assets accepted.
 const MAX_ASSETS: usize = 500;
@@ -94,7 +94,7 @@ pub(crate) struct VarOutput {
     pub(crate) mean_loss: f64,
 }
 
-impl TypedKernel for PortfolioVar {
+impl Kernel for PortfolioVar {
     const NAME: &'static str = "portfolio_var";
     type Params = VarParams;
     type Output = VarOutput;
@@ -103,7 +103,7 @@ impl TypedKernel for PortfolioVar {
         let mut losses = simulate_losses(&params, ctx)?;
         let mean_loss = losses.iter().sum::<f64>() / losses.len() as f64;
         let tail = tail_risk(&mut losses, params.confidence)
-            .ok_or_else(|| KernelError::Failed("no scenarios were simulated".into()))?;
+            .ok_or_else(|| KernelError::permanent("no scenarios were simulated"))?;
         Ok(VarOutput {
             var: tail.var,
             cvar: tail.cvar,
@@ -132,14 +132,19 @@ fn simulate_losses(params: &VarParams, ctx: &Context) -> Result<Vec<f64>, Kernel
     let idiosyncratic = (1.0 - RHO).sqrt();
 
     let mut losses = vec![0.0; params.scenarios];
-    for_each_chunk_mut(&mut losses, CHUNK_SCENARIOS, &ctx.cancel, |index, chunk| {
-        let mut rng = chunk_rng(params.seed, index);
-        for loss in chunk {
-            let z: f64 = StandardNormal.sample(&mut rng);
-            let specific = weighted_normals(&mut rng, &exposures);
-            *loss = -(factor_loading * z + idiosyncratic * specific);
-        }
-    })?;
+    for_each_chunk_mut(
+        &mut losses,
+        CHUNK_SCENARIOS,
+        ctx.cancel_token(),
+        |index, chunk| {
+            let mut rng = chunk_rng(params.seed, index);
+            for loss in chunk {
+                let z: f64 = StandardNormal.sample(&mut rng);
+                let specific = weighted_normals(&mut rng, &exposures);
+                *loss = -(factor_loading * z + idiosyncratic * specific);
+            }
+        },
+    )?;
     Ok(losses)
 }
 

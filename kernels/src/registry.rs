@@ -4,26 +4,47 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::kernel::Kernel;
-use crate::{Context, KernelError, echo, matmul, monte_carlo, noop, portfolio_var, sleep, testing};
+use crate::kernel::ErasedKernel;
+use crate::{
+    Context, Kernel, KernelError, echo, matmul, monte_carlo, noop, portfolio_var, sleep, testing,
+};
 
 /// Which kernels a [`Registry`] holds besides the standard ones.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RegistryOptions {
-    /// Also register the test-only kinds `panic`, `fail`, `flaky` and `spin`.
+    /// Also register the test-only kinds `panic`, `abort`, `fail`, `flaky` and `spin`.
     pub test_kernels: bool,
 }
 
 /// The kernels a node can run, by kind. Cheap to clone: clones share the table.
 #[derive(Clone)]
 pub struct Registry {
-    kernels: Arc<BTreeMap<&'static str, Box<dyn Kernel>>>,
+    kernels: Arc<BTreeMap<&'static str, Box<dyn ErasedKernel>>>,
 }
 
-impl Registry {
-    /// Builds the registry of the standard kernels, plus the test kernels if asked.
-    pub fn new(options: RegistryOptions) -> Self {
-        let mut kernels: Vec<Box<dyn Kernel>> = vec![
+/// Extra kinds to register next to the built-in ones: [`Registry::builder`].
+#[derive(Default)]
+pub struct RegistryBuilder {
+    extra: Vec<Box<dyn ErasedKernel>>,
+}
+
+impl RegistryBuilder {
+    /// Adds `kernel` under [`Kernel::NAME`].
+    pub fn kind<K: Kernel>(mut self, kernel: K) -> Self {
+        self.extra.push(Box::new(kernel));
+        self
+    }
+
+    /// The kinds added so far, in the order they were added.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.extra.iter().map(|k| k.name()).collect()
+    }
+
+    /// The registry of the built-in kinds (and the test kinds if asked) plus the added
+    /// ones. [`KernelError::DuplicateKind`] names the first kind registered twice,
+    /// whether it clashes with a built-in kind or with another added one.
+    pub fn build(self, options: RegistryOptions) -> Result<Registry, KernelError> {
+        let mut kernels: Vec<Box<dyn ErasedKernel>> = vec![
             Box::new(noop::Noop),
             Box::new(echo::Echo),
             Box::new(sleep::Sleep),
@@ -34,10 +55,41 @@ impl Registry {
         if options.test_kernels {
             kernels.extend(testing::kernels());
         }
-        let kernels = kernels.into_iter().map(|k| (k.name(), k)).collect();
-        Self {
-            kernels: Arc::new(kernels),
+        kernels.extend(self.extra);
+        let mut table = BTreeMap::new();
+        for kernel in kernels {
+            let kind = kernel.name();
+            if table.insert(kind, kernel).is_some() {
+                return Err(KernelError::DuplicateKind { kind });
+            }
         }
+        Ok(Registry {
+            kernels: Arc::new(table),
+        })
+    }
+}
+
+impl fmt::Debug for RegistryBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryBuilder")
+            .field("kinds", &self.kinds())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// The registry of the built-in kernels, plus the test kernels if asked.
+    pub fn new(options: RegistryOptions) -> Self {
+        match RegistryBuilder::default().build(options) {
+            Ok(registry) => registry,
+            // The built-in kinds have distinct names (a unit test checks it).
+            Err(e) => unreachable!("built-in kinds clash: {e}"),
+        }
+    }
+
+    /// A builder for a registry with kinds of one's own besides the built-in ones.
+    pub fn builder() -> RegistryBuilder {
+        RegistryBuilder::default()
     }
 
     /// The registered kinds, sorted.
@@ -70,7 +122,7 @@ impl Registry {
         self.kernels.get(kind).is_some_and(|k| k.is_trivial())
     }
 
-    fn kernel(&self, kind: &str) -> Result<&dyn Kernel, KernelError> {
+    fn kernel(&self, kind: &str) -> Result<&dyn ErasedKernel, KernelError> {
         self.kernels
             .get(kind)
             .map(Box::as_ref)

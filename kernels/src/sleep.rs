@@ -1,14 +1,15 @@
 //! `sleep`: holds the thread for `ms` milliseconds without burning CPU.
 //!
 //! Params `{"ms": u64 ≤ 600000}`; result `{"slept_ms": ms}`. Sleeps in slices
-//! of at most 10 ms and checks the cancel flag between slices.
+//! of at most 10 ms, checks the cancel flag between slices and reports its progress
+//! (`slept N ms of M`) after each.
 
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::{Params, TypedKernel};
-use crate::{CancelToken, Context, KernelError, check};
+use crate::{Context, KernelError, check};
+use crate::{Kernel, Params};
 
 /// The longest sleep accepted, in milliseconds (10 minutes).
 const MAX_MS: u64 = 600_000;
@@ -38,13 +39,13 @@ pub(crate) struct Slept {
     slept_ms: u64,
 }
 
-impl TypedKernel for Sleep {
+impl Kernel for Sleep {
     const NAME: &'static str = "sleep";
     type Params = SleepParams;
     type Output = Slept;
 
     fn execute(&self, params: SleepParams, ctx: &Context) -> Result<Slept, KernelError> {
-        sleep_cancellable(Duration::from_millis(params.ms), &ctx.cancel)?;
+        sleep_cancellable(Duration::from_millis(params.ms), ctx)?;
         Ok(Slept {
             slept_ms: params.ms,
         })
@@ -52,17 +53,23 @@ impl TypedKernel for Sleep {
 }
 
 /// Sleeps for `duration` in slices of at most [`SLICE`], stopping early if `cancel` is set.
-fn sleep_cancellable(duration: Duration, cancel: &CancelToken) -> Result<(), KernelError> {
-    let deadline = Instant::now() + duration;
+/// Reports progress after each slice.
+fn sleep_cancellable(duration: Duration, ctx: &Context) -> Result<(), KernelError> {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let total_ms = duration.as_millis();
     loop {
-        if cancel.is_cancelled() {
-            return Err(KernelError::Cancelled);
-        }
+        ctx.check_cancelled()?;
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Ok(());
         }
         std::thread::sleep(left.min(SLICE));
+        let slept = start.elapsed().as_millis().min(total_ms);
+        ctx.progress(
+            slept as f64 / total_ms.max(1) as f64,
+            &format!("slept {slept} ms of {total_ms}"),
+        );
     }
 }
 
@@ -71,7 +78,7 @@ mod tests {
     use std::thread;
 
     use super::*;
-    use crate::kernel::Kernel;
+    use crate::kernel::ErasedKernel;
 
     #[test]
     fn sleeps_at_least_the_duration() {
@@ -84,7 +91,7 @@ mod tests {
     #[test]
     fn stops_promptly_when_cancelled() {
         let ctx = Context::default();
-        let cancel = ctx.cancel.clone();
+        let cancel = ctx.cancel_token().clone();
         let start = Instant::now();
         let canceller = thread::spawn(move || {
             thread::sleep(Duration::from_millis(20));

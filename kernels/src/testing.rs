@@ -3,8 +3,9 @@
 //!
 //! - `panic {}` panics.
 //! - `abort {}` aborts the whole process, like a segfault or an OOM kill would.
-//! - `fail {"message": str}` fails with [`KernelError::Failed`]`(message)`.
-//! - `flaky {"fail_attempts": u32}` fails with `Failed("flaky attempt N")` while
+//! - `fail {"message": str, "permanent"?: bool}` fails with
+//!   [`KernelError::Retryable`]`(message)`, or [`KernelError::Permanent`] if `permanent`.
+//! - `flaky {"fail_attempts": u32}` fails with `Retryable("flaky attempt N")` while
 //!   the attempt `N` is at most `fail_attempts`, then returns `{"attempt": N}`.
 //! - `spin {"ms": u64 ≤ 60000}` burns CPU for `ms` milliseconds, checking the
 //!   cancel flag as it goes, and returns `{"spun_ms": ms}`.
@@ -13,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::{Kernel, Params, TypedKernel};
+use crate::kernel::ErasedKernel;
 use crate::noop::Empty;
 use crate::{Context, KernelError, check};
+use crate::{Kernel, Params};
 
 /// The test-only kernels.
-pub(crate) fn kernels() -> Vec<Box<dyn Kernel>> {
+pub(crate) fn kernels() -> Vec<Box<dyn ErasedKernel>> {
     vec![
         Box::new(Panic),
         Box::new(Abort),
@@ -31,7 +33,7 @@ pub(crate) fn kernels() -> Vec<Box<dyn Kernel>> {
 /// The `panic` kernel.
 pub(crate) struct Panic;
 
-impl TypedKernel for Panic {
+impl Kernel for Panic {
     const NAME: &'static str = "panic";
     type Params = Empty;
     type Output = ();
@@ -44,7 +46,7 @@ impl TypedKernel for Panic {
 /// The `abort` kernel: takes the node down with it.
 pub(crate) struct Abort;
 
-impl TypedKernel for Abort {
+impl Kernel for Abort {
     const NAME: &'static str = "abort";
     type Params = Empty;
     type Output = ();
@@ -62,17 +64,23 @@ pub(crate) struct Fail;
 #[serde(deny_unknown_fields)]
 pub(crate) struct FailParams {
     message: String,
+    #[serde(default)]
+    permanent: bool,
 }
 
 impl Params for FailParams {}
 
-impl TypedKernel for Fail {
+impl Kernel for Fail {
     const NAME: &'static str = "fail";
     type Params = FailParams;
     type Output = ();
 
     fn execute(&self, params: FailParams, _ctx: &Context) -> Result<(), KernelError> {
-        Err(KernelError::Failed(params.message))
+        if params.permanent {
+            Err(KernelError::Permanent(params.message))
+        } else {
+            Err(KernelError::Retryable(params.message))
+        }
     }
 }
 
@@ -94,20 +102,20 @@ pub(crate) struct Attempt {
     attempt: u32,
 }
 
-impl TypedKernel for Flaky {
+impl Kernel for Flaky {
     const NAME: &'static str = "flaky";
     type Params = FlakyParams;
     type Output = Attempt;
 
     fn execute(&self, params: FlakyParams, ctx: &Context) -> Result<Attempt, KernelError> {
-        if ctx.attempt <= params.fail_attempts {
-            return Err(KernelError::Failed(format!(
+        if ctx.attempt() <= params.fail_attempts {
+            return Err(KernelError::Retryable(format!(
                 "flaky attempt {}",
-                ctx.attempt
+                ctx.attempt()
             )));
         }
         Ok(Attempt {
-            attempt: ctx.attempt,
+            attempt: ctx.attempt(),
         })
     }
 }
@@ -137,7 +145,7 @@ pub(crate) struct Spun {
     spun_ms: u64,
 }
 
-impl TypedKernel for Spin {
+impl Kernel for Spin {
     const NAME: &'static str = "spin";
     type Params = SpinParams;
     type Output = Spun;
@@ -145,7 +153,7 @@ impl TypedKernel for Spin {
     fn execute(&self, params: SpinParams, ctx: &Context) -> Result<Spun, KernelError> {
         let deadline = Instant::now() + Duration::from_millis(params.ms);
         while Instant::now() < deadline {
-            if ctx.cancel.is_cancelled() {
+            if ctx.is_cancelled() {
                 return Err(KernelError::Cancelled);
             }
             std::hint::spin_loop();
@@ -162,10 +170,7 @@ mod tests {
     use super::*;
 
     fn attempt(n: u32) -> Context {
-        Context {
-            attempt: n,
-            ..Context::default()
-        }
+        Context::new(n, crate::CancelToken::new())
     }
 
     #[test]
@@ -180,7 +185,14 @@ mod tests {
     fn fail_returns_the_message() {
         assert_eq!(
             Fail.run(r#"{"message": "boom"}"#, &Context::default()),
-            Err(KernelError::Failed("boom".into()))
+            Err(KernelError::Retryable("boom".into()))
+        );
+        assert_eq!(
+            Fail.run(
+                r#"{"message": "no", "permanent": true}"#,
+                &Context::default()
+            ),
+            Err(KernelError::Permanent("no".into()))
         );
     }
 
@@ -189,11 +201,11 @@ mod tests {
         let params = r#"{"fail_attempts": 2}"#;
         assert_eq!(
             Flaky.run(params, &attempt(1)),
-            Err(KernelError::Failed("flaky attempt 1".into()))
+            Err(KernelError::Retryable("flaky attempt 1".into()))
         );
         assert_eq!(
             Flaky.run(params, &attempt(2)),
-            Err(KernelError::Failed("flaky attempt 2".into()))
+            Err(KernelError::Retryable("flaky attempt 2".into()))
         );
         assert_eq!(
             Flaky.run(params, &attempt(3)),
@@ -215,7 +227,7 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_millis(20));
 
         let ctx = Context::default();
-        let cancel = ctx.cancel.clone();
+        let cancel = ctx.cancel_token().clone();
         let canceller = thread::spawn(move || {
             thread::sleep(Duration::from_millis(20));
             cancel.cancel();

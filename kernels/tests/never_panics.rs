@@ -153,7 +153,7 @@ proptest! {
                 prop_assert!(out["price"].as_f64().is_some_and(f64::is_finite), "{out}");
                 prop_assert!(out["std_error"].as_f64().is_some_and(f64::is_finite), "{out}");
             }
-            Err(KernelError::InvalidParams { .. } | KernelError::Failed(_)) => {}
+            Err(KernelError::InvalidParams { .. } | KernelError::Permanent(_)) => {}
             Err(other) => prop_assert!(false, "{params}: unexpected {other:?}"),
         }
     }

@@ -41,10 +41,7 @@ pub async fn execute(
     cancel: CancelToken,
     timeout: Option<Duration>,
 ) -> Result<AttemptOutcome, Panic> {
-    let ctx = Context {
-        attempt,
-        cancel: cancel.clone(),
-    };
+    let ctx = Context::new(attempt, cancel.clone());
     if kernels.is_trivial(&spec.kind) {
         // Kernels are stateless, so a panic cannot leave the registry half-updated.
         return std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -78,7 +75,10 @@ fn classify(result: Result<String, KernelError>) -> AttemptOutcome {
         Err(e @ (KernelError::InvalidParams { .. } | KernelError::UnknownKind { .. })) => {
             AttemptOutcome::Invalid(e.to_string())
         }
-        Err(KernelError::Failed(msg)) => AttemptOutcome::Failed(msg),
+        Err(e @ KernelError::DuplicateKind { .. }) => AttemptOutcome::Invalid(e.to_string()),
+        Err(KernelError::Retryable(msg) | KernelError::Permanent(msg)) => {
+            AttemptOutcome::Failed(msg)
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 use ndarray::array;
 
 use super::*;
-use crate::kernel::Kernel;
+use crate::kernel::ErasedKernel;
 use crate::test_support::in_pool;
 
 /// The textbook triple loop.
@@ -109,7 +109,7 @@ fn one_by_one_and_cancellation() {
     assert_eq!(value["trace"], value["checksum"]);
 
     let ctx = Context::default();
-    ctx.cancel.cancel();
+    ctx.cancel_token().cancel();
     assert_eq!(
         Matmul.run(r#"{"n": 100}"#, &ctx),
         Err(KernelError::Cancelled)

@@ -2,7 +2,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::kernel::Kernel;
+use crate::kernel::ErasedKernel;
 use crate::test_support::{in_pool, normal_cdf};
 
 /// Black–Scholes price of a European option.
@@ -202,21 +202,21 @@ fn overflow_is_a_failure_not_a_panic() {
     p.r = 700.0;
     assert!(matches!(
         MonteCarloOption.execute(p, &Context::default()),
-        Err(KernelError::Failed(_))
+        Err(KernelError::Permanent(_))
     ));
 }
 
 #[test]
 fn cancellation_stops_a_long_run() {
     let ctx = Context::default();
-    ctx.cancel.cancel();
+    ctx.cancel_token().cancel();
     assert_eq!(
         MonteCarloOption.execute(params(1000, 0, OptionKind::Call), &ctx),
         Err(KernelError::Cancelled)
     );
 
     let ctx = Context::default();
-    let cancel = ctx.cancel.clone();
+    let cancel = ctx.cancel_token().clone();
     let canceller = thread::spawn(move || {
         thread::sleep(Duration::from_millis(30));
         cancel.cancel();

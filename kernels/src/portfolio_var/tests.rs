@@ -2,7 +2,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::kernel::Kernel;
+use crate::kernel::ErasedKernel;
 use crate::test_support::{in_pool, normal_cdf, normal_pdf};
 
 fn params(assets: usize, scenarios: usize, confidence: f64, seed: u64) -> VarParams {
@@ -209,7 +209,7 @@ fn validation_names_the_field() {
 #[test]
 fn cancellation_stops_a_long_run() {
     let ctx = Context::default();
-    let cancel = ctx.cancel.clone();
+    let cancel = ctx.cancel_token().clone();
     let canceller = thread::spawn(move || {
         thread::sleep(Duration::from_millis(30));
         cancel.cancel();

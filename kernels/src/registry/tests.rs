@@ -134,7 +134,7 @@ fn clones_share_the_table_and_run_on_other_threads() {
 fn cancel_reaches_a_running_kernel() {
     let registry = standard();
     let ctx = Context::default();
-    let cancel = ctx.cancel.clone();
+    let cancel = ctx.cancel_token().clone();
     let start = Instant::now();
     let canceller = thread::spawn(move || {
         thread::sleep(Duration::from_millis(20));
@@ -146,4 +146,85 @@ fn cancel_reaches_a_running_kernel() {
     );
     canceller.join().unwrap();
     assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+struct Twice;
+
+impl crate::Kernel for Twice {
+    const NAME: &'static str = "twice";
+    type Params = TwiceParams;
+    type Output = u64;
+
+    fn execute(&self, params: TwiceParams, _ctx: &Context) -> Result<u64, KernelError> {
+        Ok(params.x * 2)
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TwiceParams {
+    x: u64,
+}
+
+impl crate::Params for TwiceParams {
+    fn check(&self) -> Result<(), KernelError> {
+        crate::check::at_most("x", self.x, 1000)
+    }
+}
+
+/// A kind like `echo` under another kernel: registering it clashes with the built-in.
+struct FakeEcho;
+
+impl crate::Kernel for FakeEcho {
+    const NAME: &'static str = "echo";
+    type Params = TwiceParams;
+    type Output = ();
+
+    fn execute(&self, _params: TwiceParams, _ctx: &Context) -> Result<(), KernelError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn added_kinds_run_next_to_the_built_in_ones() {
+    let registry = Registry::builder()
+        .kind(Twice)
+        .build(RegistryOptions::default())
+        .unwrap();
+    assert!(registry.contains("twice") && registry.contains("matmul"));
+    assert_eq!(
+        registry.run("twice", r#"{"x": 21}"#, &Context::default()),
+        Ok("42".into())
+    );
+    assert_eq!(
+        registry.validate("twice", r#"{"x": 1001}"#),
+        Err(KernelError::invalid("x", "must be at most 1000"))
+    );
+    assert!(!registry.is_trivial("twice"));
+}
+
+#[test]
+fn a_kind_registered_twice_is_named() {
+    let twice = Registry::builder()
+        .kind(Twice)
+        .kind(Twice)
+        .build(RegistryOptions::default());
+    assert_eq!(
+        twice.map(|r| r.kinds()),
+        Err(KernelError::DuplicateKind { kind: "twice" })
+    );
+    let clash = Registry::builder()
+        .kind(FakeEcho)
+        .build(RegistryOptions::default());
+    let err = clash.map(|r| r.kinds()).unwrap_err();
+    assert_eq!(err.to_string(), "kind `echo` is registered twice");
+}
+
+#[test]
+fn built_in_and_test_kinds_do_not_clash() {
+    assert!(
+        Registry::builder()
+            .build(RegistryOptions { test_kernels: true })
+            .is_ok()
+    );
 }
