@@ -19,8 +19,11 @@ use taskmesh_kernels::{CancelToken, Context, KernelError, Registry};
 pub enum AttemptOutcome {
     /// The kernel returned a result (JSON text).
     Succeeded(String),
-    /// The kernel returned an error; retrying may help.
+    /// The kernel returned a retryable error: the task is retried while it has retries
+    /// left.
     Failed(String),
+    /// The kernel returned a permanent error: the task fails at once, without a retry.
+    FailedPermanently(String),
     /// The params were rejected by the kernel; retrying cannot help.
     Invalid(String),
     /// The cancel flag was raised by a client.
@@ -76,9 +79,8 @@ fn classify(result: Result<String, KernelError>) -> AttemptOutcome {
             AttemptOutcome::Invalid(e.to_string())
         }
         Err(e @ KernelError::DuplicateKind { .. }) => AttemptOutcome::Invalid(e.to_string()),
-        Err(KernelError::Retryable(msg) | KernelError::Permanent(msg)) => {
-            AttemptOutcome::Failed(msg)
-        }
+        Err(KernelError::Retryable(msg)) => AttemptOutcome::Failed(msg),
+        Err(KernelError::Permanent(msg)) => AttemptOutcome::FailedPermanently(msg),
     }
 }
 

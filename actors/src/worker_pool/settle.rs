@@ -38,7 +38,9 @@ impl PoolState {
                 let msg = "cancelled by client".to_owned();
                 self.finish(&job, TaskStatus::Cancelled, None, Some(msg), started)
             }
-            AttemptOutcome::Invalid(msg) => {
+            AttemptOutcome::Invalid(msg) | AttemptOutcome::FailedPermanently(msg) => {
+                let _span = job.span().entered();
+                tracing::warn!(attempts = job.attempts, error = %msg, "task failed; no retry can help");
                 self.finish(&job, TaskStatus::Failed, None, Some(msg), started)
             }
             AttemptOutcome::Failed(msg) => self.retry_or_fail(job, msg, started),

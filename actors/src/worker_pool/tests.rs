@@ -137,6 +137,34 @@ async fn a_panicking_worker_is_replaced_and_its_task_retried_then_failed() {
 }
 
 #[tokio::test]
+async fn a_permanent_error_fails_the_task_at_once() {
+    let h = start_pool(2).await;
+    let id = h
+        .submit(spec(
+            "fail",
+            r#"{"message": "bad input", "permanent": true}"#,
+            3,
+        ))
+        .await;
+    let r = h.terminal(&id).await;
+    assert_eq!(r.status, TaskStatus::Failed);
+    assert_eq!(r.attempts, 1, "no retry for a permanent error");
+    assert_eq!(r.error.as_deref(), Some("bad input"));
+    assert_eq!(h.ctx.metrics.retries.with_label_values(&["fail"]).get(), 0);
+}
+
+#[tokio::test]
+async fn a_retryable_error_is_retried_up_to_max_retries() {
+    let h = start_pool(2).await;
+    let id = h.submit(spec("fail", r#"{"message": "busy"}"#, 2)).await;
+    let r = h.terminal(&id).await;
+    assert_eq!(r.status, TaskStatus::Failed);
+    assert_eq!(r.attempts, 3, "one attempt plus two retries");
+    assert_eq!(r.error.as_deref(), Some("busy"));
+    assert_eq!(h.ctx.metrics.retries.with_label_values(&["fail"]).get(), 2);
+}
+
+#[tokio::test]
 async fn a_flaky_task_succeeds_after_retries() {
     let h = start_pool(1).await;
     let id = h.submit(spec("flaky", r#"{"fail_attempts":2}"#, 3)).await;
