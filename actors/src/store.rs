@@ -43,7 +43,7 @@
 //!   carries the token of the record the caller read, so a claim between that read and
 //!   the write refuses it. The terminal check comes first: a terminal task answers
 //!   [`Transition::Rejected`] to everyone. `start`, `requeue` and `finish` never change
-//!   the token. So a task may run twice (at least once), but only the attempt holding
+//!   the token. [`TaskStore::progress`] is fenced the same way. So a task may run twice (at least once), but only the attempt holding
 //!   the current token can record its terminal state.
 //! - Leases: a live node calls [`TaskStore::renew_lease`] periodically;
 //!   [`TaskStore::expired_holders`] names the nodes that hold live tasks without a live
@@ -55,6 +55,7 @@
 //!   memory for the life of the process.
 
 use async_trait::async_trait;
+use taskmesh_kernels::Progress;
 use taskmesh_kernels::task::{TaskId, TaskStatus};
 
 use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
@@ -194,6 +195,18 @@ pub trait TaskStore: Send + Sync + 'static {
         fence: Fence<'_>,
         attempts: u32,
         error: Option<String>,
+    ) -> Result<Transition, StoreError>;
+
+    /// Records `progress` as the task's latest ([`TaskRecord::progress`]) without
+    /// changing its status, fenced like [`TaskStore::start`]: rejected when the task is
+    /// terminal, [`Transition::NotHolder`] when a node other than `fence.node` holds it
+    /// or `fence.lease` is not the record's token. A `requeue`, `claim` or `reassign`
+    /// clears it; a `finish` keeps the last one.
+    async fn progress(
+        &self,
+        id: &TaskId,
+        fence: Fence<'_>,
+        progress: Progress,
     ) -> Result<Transition, StoreError>;
 
     /// Any non-terminal status → the terminal `finish.status`. The first terminal write

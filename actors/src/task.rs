@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use taskmesh_kernels::Progress;
 use taskmesh_kernels::task::{TaskId, TaskSpec, TaskStatus};
 
 /// Milliseconds since the Unix epoch. Every timestamp in the store uses it.
@@ -62,6 +63,12 @@ pub struct TaskRecord {
     /// field existed read as 0.
     #[serde(default)]
     pub lease: u64,
+    /// The latest progress the task's current (or last) attempt reported, through
+    /// [`crate::store::TaskStore::progress`]; cleared when the task is queued again for a
+    /// retry or moved to another node. Records written before the field existed read as
+    /// `None`.
+    #[serde(default)]
+    pub progress: Option<Progress>,
 }
 
 impl TaskRecord {
@@ -79,6 +86,7 @@ impl TaskRecord {
             started_at_ms: None,
             finished_at_ms: None,
             lease: 0,
+            progress: None,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The conformance suite: one set of cases that every [`TaskStore`] must pass.
 //!
 //! Each case is a `pub async fn` taking a fresh, empty store, grouped by topic in
-//! [`create`], [`transitions`], [`ownership`] and [`queries`]. An implementation in another crate runs
+//! [`create`], [`transitions`], [`progress`], [`ownership`] and [`queries`]. An implementation in another crate runs
 //! them all with [`run_all`] (or one by one through [`CASES`]):
 //!
 //! ```ignore
@@ -17,6 +17,7 @@
 pub mod create;
 pub(crate) mod fixtures;
 pub mod ownership;
+pub mod progress;
 pub mod queries;
 pub mod transitions;
 
@@ -52,6 +53,8 @@ cases!(
     transitions::finish_cancels_a_queued_task,
     transitions::finish_with_a_live_status_is_rejected,
     transitions::changes_to_unknown_ids_are_not_found,
+    progress::progress_is_recorded_replaced_cleared_by_a_retry_and_kept_by_a_finish,
+    progress::progress_is_fenced_by_holder_and_token_and_cleared_by_a_move,
     ownership::start_by_a_non_holder_is_refused,
     ownership::requeue_by_a_non_holder_is_refused,
     ownership::finish_by_a_non_holder_is_refused_and_terminal_comes_first,

@@ -40,6 +40,7 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase};
+use taskmesh_kernels::Progress;
 use taskmesh_kernels::task::TaskId;
 use tokio::sync::oneshot;
 
@@ -201,6 +202,15 @@ impl TaskStore for EmbeddedStore {
     ) -> Result<Transition, StoreError> {
         self.change(id, Change::requeue(fence, attempts, error))
             .await
+    }
+
+    async fn progress(
+        &self,
+        id: &TaskId,
+        fence: Fence<'_>,
+        progress: Progress,
+    ) -> Result<Transition, StoreError> {
+        self.change(id, Change::progress(fence, progress)).await
     }
 
     async fn finish(&self, id: &TaskId, finish: Finish) -> Result<Transition, StoreError> {

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use taskmesh_kernels::Progress;
 use taskmesh_kernels::task::TaskId;
 
 use crate::store::leases::LocalLeases;
@@ -143,6 +144,15 @@ impl TaskStore for MemoryStore {
         error: Option<String>,
     ) -> Result<Transition, StoreError> {
         self.change(id, Change::requeue(fence, attempts, error))
+    }
+
+    async fn progress(
+        &self,
+        id: &TaskId,
+        fence: Fence<'_>,
+        progress: Progress,
+    ) -> Result<Transition, StoreError> {
+        self.change(id, Change::progress(fence, progress))
     }
 
     async fn finish(&self, id: &TaskId, finish: Finish) -> Result<Transition, StoreError> {

@@ -57,6 +57,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Pipeline, Value};
+use taskmesh_kernels::Progress;
 use taskmesh_kernels::task::{TaskId, TaskStatus};
 use tokio::sync::{mpsc, oneshot};
 
@@ -314,6 +315,15 @@ impl TaskStore for RedisStore {
     ) -> Result<Transition, StoreError> {
         self.change(id, Change::requeue(fence, attempts, error))
             .await
+    }
+
+    async fn progress(
+        &self,
+        id: &TaskId,
+        fence: Fence<'_>,
+        progress: Progress,
+    ) -> Result<Transition, StoreError> {
+        self.change(id, Change::progress(fence, progress)).await
     }
 
     async fn finish(&self, id: &TaskId, finish: Finish) -> Result<Transition, StoreError> {

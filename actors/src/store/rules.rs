@@ -1,6 +1,7 @@
 //! The store rules as pure functions, shared by every implementation so they cannot drift:
 //! which status changes are allowed, what each writes, and which records a listing keeps.
 
+use taskmesh_kernels::Progress;
 use taskmesh_kernels::task::TaskStatus;
 
 use crate::store::{ListFilter, Transition};
@@ -33,6 +34,15 @@ pub(crate) enum Change {
     },
     /// Any non-terminal status → a terminal one.
     Finish(Finish),
+    /// The latest progress of the running attempt; the status does not change.
+    Progress {
+        /// The node running the attempt (it must hold the task).
+        node: String,
+        /// The attempt's lease token.
+        lease: u64,
+        /// What the attempt reported.
+        progress: Progress,
+    },
 }
 
 impl Change {
@@ -58,11 +68,23 @@ impl Change {
         }
     }
 
+    /// The change `progress` asks for: `fence.node`'s attempt under `fence.lease` reports
+    /// `progress`.
+    pub(crate) fn progress(fence: Fence<'_>, progress: Progress) -> Self {
+        Change::Progress {
+            node: fence.node.to_owned(),
+            lease: fence.lease,
+            progress,
+        }
+    }
+
     /// The node the change is made on behalf of, which must hold the task: the starting
     /// or requeueing node, or a finish's node (`None`: a finish that is not fenced).
     pub(crate) fn fence(&self) -> Option<&str> {
         match self {
-            Change::Start { node, .. } | Change::Requeue { node, .. } => Some(node),
+            Change::Start { node, .. }
+            | Change::Requeue { node, .. }
+            | Change::Progress { node, .. } => Some(node),
             Change::Finish(finish) => finish.node.as_deref(),
         }
     }
@@ -70,7 +92,9 @@ impl Change {
     /// The lease token the change carries, which must equal the record's.
     pub(crate) fn lease(&self) -> u64 {
         match self {
-            Change::Start { lease, .. } | Change::Requeue { lease, .. } => *lease,
+            Change::Start { lease, .. }
+            | Change::Requeue { lease, .. }
+            | Change::Progress { lease, .. } => *lease,
             Change::Finish(finish) => finish.lease,
         }
     }
@@ -124,7 +148,9 @@ pub(crate) fn apply(record: &mut TaskRecord, change: Change) -> Transition {
             record.status = TaskStatus::Queued;
             record.attempts = attempts.max(record.attempts);
             record.error = error;
+            record.progress = None;
         }
+        Change::Progress { progress, .. } => record.progress = Some(progress),
         Change::Finish(finish) => {
             if !finish.status.is_terminal() {
                 return Transition::Rejected(current);
@@ -158,7 +184,8 @@ pub(crate) fn reassigned_error(from: &str) -> String {
 /// Moves `record` from `from` to `to` if it is live and held by `from` (and `from != to`);
 /// answers whether it moved. A running task goes back to `queued` with `attempts` kept
 /// and `error` set to `error`; a queued one only changes holder. Every move bumps the
-/// lease token by one, so writes carrying the old token are refused from now on.
+/// lease token by one, so writes carrying the old token are refused from now on, and
+/// clears the old attempt's progress.
 pub(crate) fn transfer(record: &mut TaskRecord, from: &str, to: &str, error: &str) -> bool {
     if from == to || record.status.is_terminal() || record.node.as_deref() != Some(from) {
         return false;
@@ -169,6 +196,7 @@ pub(crate) fn transfer(record: &mut TaskRecord, from: &str, to: &str, error: &st
     }
     record.node = Some(to.to_owned());
     record.lease += 1;
+    record.progress = None;
     true
 }
 

@@ -21,6 +21,7 @@ fn record(error: Option<String>, attempts: u32, max_retries: u32) -> TaskRecord 
         started_at_ms: None,
         finished_at_ms: None,
         lease: 1,
+        progress: None,
     }
 }
 

@@ -111,6 +111,14 @@ impl TaskStore for Faulty {
     ) -> Result<Transition, StoreError> {
         self.inner.requeue(id, fence, attempts, error).await
     }
+    async fn progress(
+        &self,
+        id: &TaskId,
+        fence: Fence<'_>,
+        progress: taskmesh_kernels::Progress,
+    ) -> Result<Transition, StoreError> {
+        self.inner.progress(id, fence, progress).await
+    }
     async fn finish(&self, id: &TaskId, finish: Finish) -> Result<Transition, StoreError> {
         self.inner.finish(id, finish).await
     }

@@ -16,6 +16,7 @@
 //! | `started_at`  | decimal milliseconds                   | `None`       |
 //! | `finished_at` | decimal milliseconds                   | `None`       |
 //! | `lease`       | decimal lease token                    | written before the token existed (reads as 0) |
+//! | `progress`    | JSON `{"fraction", "message"}`         | `None`       |
 //! | `idem`        | the `{p}idem:{key}` key naming the task | no key       |
 //!
 //! The spec never changes after creation, so it is one MessagePack blob, like the whole
@@ -24,6 +25,7 @@
 //!
 //! [`TaskSpec`]: taskmesh_kernels::task::TaskSpec
 
+use taskmesh_kernels::Progress;
 use taskmesh_kernels::task::{TaskId, TaskStatus};
 
 use crate::store::StoreError;
@@ -31,7 +33,7 @@ use crate::store::rules::Change;
 use crate::task::{Millis, TaskRecord};
 
 /// The hash fields [`decode`] reads, in the order it expects them (an `HMGET`).
-pub(super) const FIELDS: [&str; 10] = [
+pub(super) const FIELDS: [&str; 11] = [
     "status",
     "attempts",
     "spec",
@@ -42,6 +44,7 @@ pub(super) const FIELDS: [&str; 10] = [
     "started_at",
     "finished_at",
     "lease",
+    "progress",
 ];
 
 /// One hash field and its value.
@@ -64,6 +67,7 @@ pub(super) fn encode(record: &TaskRecord) -> Result<Vec<Field>, StoreError> {
         ("node", record.node.clone().map(String::into_bytes)),
         ("started_at", record.started_at_ms.map(millis)),
         ("finished_at", record.finished_at_ms.map(millis)),
+        ("progress", record.progress.as_ref().map(progress_json)),
     ];
     fields.extend(optional.into_iter().filter_map(|(f, v)| Some((f, v?))));
     Ok(fields)
@@ -92,8 +96,9 @@ pub(super) fn decode(
         started,
         finished,
         lease,
-    ] = <[Option<Vec<u8>>; 10]>::try_from(values)
-        .map_err(|v| corrupt(format!("expected 10 fields, got {}", v.len())))?;
+        progress,
+    ] = <[Option<Vec<u8>>; 11]>::try_from(values)
+        .map_err(|v| corrupt(format!("expected 11 fields, got {}", v.len())))?;
     let required = |name: &str, value: Option<Vec<u8>>| {
         value.ok_or_else(|| corrupt(format!("field `{name}` is missing")))
     };
@@ -118,7 +123,18 @@ pub(super) fn decode(
             .map(|v| parse(&corrupt, "lease", v))
             .transpose()?
             .unwrap_or(0),
+        progress: progress
+            .map(|v| {
+                serde_json::from_slice(&v).map_err(|e| corrupt(format!("field `progress`: {e}")))
+            })
+            .transpose()?,
     }))
+}
+
+/// The `progress` field: JSON, so `redis-cli HGET` shows it as the API does.
+fn progress_json(progress: &Progress) -> Vec<u8> {
+    // A struct of a float and a string always serializes.
+    serde_json::to_vec(progress).unwrap_or_default()
 }
 
 fn millis(ms: Millis) -> Vec<u8> {
@@ -147,8 +163,11 @@ fn parse<T: std::str::FromStr>(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Patch {
     /// The new status; `None` for a `finish` with a live status, which only reads the
-    /// current status so it can be refused (as `rules::apply` refuses it).
+    /// current status so it can be refused (as `rules::apply` refuses it), and for a
+    /// `progress`, which keeps it ([`Patch::keep_status`]).
     pub(super) status: Option<TaskStatus>,
+    /// A `progress`: writes the fields and keeps the current status.
+    pub(super) keep_status: bool,
     /// For a start: the node, whose owner set gains the task.
     pub(super) owner: Option<String>,
     /// The node the change is made for, which must hold the task (`Change::fence`).
@@ -168,6 +187,7 @@ impl Patch {
     pub(super) fn of(change: Change) -> Self {
         let mut patch = Self {
             status: None,
+            keep_status: false,
             owner: None,
             fence: change.fence().map(str::to_owned),
             lease: change.lease(),
@@ -194,6 +214,11 @@ impl Patch {
                 patch.status = Some(TaskStatus::Queued);
                 patch.put("attempts", Some(attempts.to_string().into_bytes()));
                 patch.put("error", error.map(String::into_bytes));
+                patch.put("progress", None);
+            }
+            Change::Progress { progress, .. } => {
+                patch.keep_status = true;
+                patch.put("progress", Some(progress_json(&progress)));
             }
             Change::Finish(finish) if finish.status.is_terminal() => {
                 patch.status = Some(finish.status);
@@ -256,6 +281,7 @@ mod tests {
             error: Some("earlier".into()),
             node: Some("a".into()),
             started_at_ms: Some(5),
+            progress: Some(Progress::new(0.25, "a quarter").expect("finite")),
             ..queued()
         }
     }
@@ -276,6 +302,7 @@ mod tests {
         }
         match patch.status {
             Some(_) => Transition::Applied,
+            None if patch.keep_status => Transition::Applied,
             None => Transition::Rejected(record.status),
         }
     }
@@ -301,6 +328,10 @@ mod tests {
         }
         let values = FIELDS.iter().map(|f| hash.get(f).cloned()).collect();
         decode(&record.id, values).expect("decode").expect("exists")
+    }
+
+    fn half() -> Progress {
+        Progress::new(0.5, "half way").expect("finite")
     }
 
     fn changes() -> Vec<Change> {
@@ -329,6 +360,9 @@ mod tests {
             finish(TaskStatus::Cancelled, None, None),
             finish(TaskStatus::Running, None, None),
             finish(TaskStatus::Running, None, Some("b")),
+            Change::progress(Fence::new("a", 0), half()),
+            Change::progress(Fence::new("a", 3), half()),
+            Change::progress(Fence::new("b", 3), half()),
         ]
     }
 
@@ -384,7 +418,7 @@ mod tests {
     #[test]
     fn a_missing_hash_is_none_and_a_broken_one_is_corrupt() {
         let id = TaskId::generate();
-        assert_eq!(decode(&id, vec![None; 10]).expect("decode"), None);
+        assert_eq!(decode(&id, vec![None; 11]).expect("decode"), None);
         let mut values: Vec<_> = FIELDS.iter().map(|_| None).collect();
         values[0] = Some(b"running".to_vec());
         assert!(matches!(

@@ -113,7 +113,11 @@ impl Scripts {
             .arg(keys.holders());
         call.arg(id)
             .arg(keys.owner_prefix())
-            .arg(patch.status.map_or("", |s| s.as_str()))
+            .arg(match patch.status {
+                Some(status) => status.as_str(),
+                None if patch.keep_status => "=",
+                None => "",
+            })
             .arg(patch.owner.as_deref().unwrap_or(""))
             .arg(patch.finished_at.map(|t| t.to_string()).unwrap_or_default())
             .arg(patch.fence.as_deref().unwrap_or(""))

@@ -1,5 +1,5 @@
 #!lua
--- Applies start, requeue or finish to one task if its current status, holder and lease
+-- Applies start, requeue, finish or progress to one task if its current status, holder and lease
 -- token allow it: the first terminal write wins, and only the holder, with the record's
 -- current token, may act on a held task.
 -- Keeps the unfinished, finished and owner indexes (and the holders set) in step.
@@ -10,7 +10,8 @@
 -- KEYS[5]  the holders set
 -- ARGV[1]  task id
 -- ARGV[2]  owner-set key prefix, completed with the record's previous node
--- ARGV[3]  new status; '' only reads the status (a finish with a live status)
+-- ARGV[3]  new status; '' only reads the status (a finish with a live status); '=' keeps
+--          the current status and writes only the fields (a progress report)
 -- ARGV[4]  the starting node, or '' when not a start
 -- ARGV[5]  finished_at_ms, or '' when the new status is not terminal
 -- ARGV[6]  the node that must hold the task (fencing), or '' for none
@@ -46,13 +47,17 @@ if ARGV[3] == '' then
   return {2, current}
 end
 local id = ARGV[1]
+local status = ARGV[3]
+if status == '=' then
+  status = current
+end
 local n = tonumber(ARGV[8])
 -- Attempts never go down (rules::apply): a start counts at least one more than recorded.
 local floor = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') or 0
 if ARGV[4] ~= '' then
   floor = floor + 1
 end
-redis.call('HSET', KEYS[1], 'status', ARGV[3], unpack(ARGV, 9, 8 + 2 * n))
+redis.call('HSET', KEYS[1], 'status', status, unpack(ARGV, 9, 8 + 2 * n))
 if #ARGV > 8 + 2 * n then
   redis.call('HDEL', KEYS[1], unpack(ARGV, 9 + 2 * n))
 end
@@ -73,4 +78,4 @@ if ARGV[5] ~= '' then
     redis.call('SREM', ARGV[2] .. previous, id)
   end
 end
-return {1, ARGV[3]}
+return {1, status}

@@ -5,8 +5,8 @@
 -- goes back to queued with its attempts kept and the given error. Every move bumps the
 -- record's lease token (`lease`, absent: 0) by one, so the old holder's writes, which
 -- carry the old token, are refused by change.lua from now on, even if the task comes
--- back to it. Because the whole check-and-move runs in one script, each task moves
--- once, whoever else claims it.
+-- back to it; the old attempt's `progress` field is deleted. Because the whole
+-- check-and-move runs in one script, each task moves once, whoever else claims it.
 --
 -- KEYS[1]  the old holder's owner set    KEYS[2]  the new holder's owner set
 -- KEYS[3]  the holders set
@@ -50,6 +50,7 @@ for _, id in ipairs(ids) do
       end
       redis.call('HSET', task, 'node', to)
       redis.call('HINCRBY', task, 'lease', 1)
+      redis.call('HDEL', task, 'progress')
       redis.call('SREM', KEYS[1], id)
       redis.call('SADD', KEYS[2], id)
       out[#out + 1] = id
