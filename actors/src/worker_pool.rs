@@ -26,6 +26,7 @@ use crate::handoff::{CancelOutcome, Job, PoolLoad};
 use crate::task::{TaskRecord, now_ms};
 
 pub mod executor;
+pub mod progress;
 pub mod queue;
 mod recent;
 pub mod retry;

@@ -4,6 +4,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use taskmesh_kernels::Progress;
 use taskmesh_kernels::task::{Priority, TaskStatus};
 
 use crate::task::{Millis, TaskRecord};
@@ -109,6 +110,9 @@ pub struct TaskView {
     /// RFC 3339.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// The latest progress the running (or last) attempt reported; absent before any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
 }
 
 fn rfc3339(ms: Millis) -> String {
@@ -139,6 +143,7 @@ impl From<TaskRecord> for TaskView {
             created_at: rfc3339(r.created_at_ms),
             started_at: r.started_at_ms.map(rfc3339),
             finished_at: r.finished_at_ms.map(rfc3339),
+            progress: r.progress,
         }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use taskmesh_kernels::task::TaskSpec;
-use taskmesh_kernels::{CancelToken, Context, KernelError, Registry};
+use taskmesh_kernels::{CancelToken, Context, KernelError, ProgressSink, Registry};
 
 /// How one attempt ended.
 #[derive(Debug)]
@@ -37,12 +37,15 @@ pub type Panic = Box<dyn Any + Send>;
 
 /// Runs the task's kernel with its params for attempt number `attempt`; `Err` when the
 /// kernel panicked. The blocking pool gets the shared spec, not a copy of the params.
+/// The kernel's progress reports go to `progress` (not for trivial kernels, which run
+/// inline and finish at once).
 pub async fn execute(
     kernels: &Registry,
     spec: &Arc<TaskSpec>,
     attempt: u32,
     cancel: CancelToken,
     timeout: Option<Duration>,
+    progress: Option<Arc<dyn ProgressSink>>,
 ) -> Result<AttemptOutcome, Panic> {
     let ctx = Context::new(attempt, cancel.clone());
     if kernels.is_trivial(&spec.kind) {
@@ -52,6 +55,10 @@ pub async fn execute(
         }))
         .map(classify);
     }
+    let ctx = match progress {
+        Some(sink) => ctx.with_progress(sink),
+        None => ctx,
+    };
     let (kernels, spec) = (kernels.clone(), Arc::clone(spec));
     let handle = tokio::task::spawn_blocking(move || kernels.run(&spec.kind, &spec.params, &ctx));
     let joined = match timeout {

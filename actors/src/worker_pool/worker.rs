@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use super::PoolMessage;
 use super::executor::{self, AttemptOutcome, Panic};
+use super::progress;
 use crate::context::NodeContext;
 use crate::handoff::Job;
 use crate::store::Transition;
@@ -135,7 +136,14 @@ async fn run_attempt(
     let timeout = job.spec.timeout_ms.map(Duration::from_millis);
     // A second handle on the spec, so the pinned attempt does not borrow `job`.
     let spec = Arc::clone(&job.spec);
-    let execution = executor::execute(&ctx.kernels, &spec, attempt, cancel, timeout);
+    let (sink, progress_writer) = if ctx.kernels.is_trivial(&spec.kind) {
+        (None, None)
+    } else {
+        let (sink, writer) =
+            progress::spawn(ctx.store.clone(), job.id, ctx.node_id.clone(), job.lease);
+        (Some(sink), Some(writer))
+    };
+    let execution = executor::execute(&ctx.kernels, &spec, attempt, cancel, timeout, sink);
     tokio::pin!(execution);
     // Short attempts go from queued straight to their terminal write, which carries every
     // field; only an attempt still running after RECORD_RUNNING_AFTER is recorded as
@@ -149,6 +157,9 @@ async fn run_attempt(
         }
     };
     let elapsed = timer.elapsed();
+    // Before the pool settles the attempt, so no report of it lands after a retry's
+    // requeue (which clears the progress).
+    drop(progress_writer);
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(payload) => {
