@@ -18,7 +18,7 @@ pub enum KernelError {
         known: Vec<&'static str>,
     },
     /// Two kernels were registered under one kind.
-    #[error("kind `{kind}` is registered twice")]
+    #[error("kind `{kind}` is registered twice (kind names are unique, built-in ones included)")]
     DuplicateKind {
         /// The kind.
         kind: &'static str,

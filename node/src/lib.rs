@@ -1,13 +1,19 @@
-//! A taskmesh node: configuration, wiring and lifecycle.
+//! A taskmesh node: configuration, wiring and lifecycle; and the node as a library.
+//!
+//! [`Node`] is how a program of one's own runs a node with extra task kinds and the
+//! whole `taskmesh` command line: `Node::new().kind(MyKind).run_cli()` (the
+//! `taskmesh` binary is `Node::new().run_cli()`). [`kernels`] re-exports the task-kind
+//! contract ([`kernels::Kernel`] and friends), so one dependency is enough.
 //!
 //! # Layout
+//! - [`Node`] (`app`): the node as a library: extra kinds, the CLI, start and run.
 //! - [`config`]: CLI flags and environment → [`config::NodeConfig`].
 //! - [`supervisor`]: the root actor and the supervision tree (drawn there).
 //! - [`telemetry`]: log setup.
 //! - [`shutdown`]: the stop signal.
 //!
-//! [`start`] brings a node up and returns a [`NodeHandle`]; [`run`] is what `main`
-//! calls: start, wait for the shutdown signal, stop gracefully.
+//! [`start`] brings a node with the built-in kinds up and returns a [`NodeHandle`];
+//! [`run`] starts one, waits for the shutdown signal and stops it gracefully.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,16 +40,21 @@ use taskmesh_actors::worker_pool::WorkerPoolConfig;
 use taskmesh_actors::worker_pool::retry::Backoff;
 use taskmesh_cluster::bootstrap::{Cluster, ClusterConfig};
 use taskmesh_cluster::wire::NodeInfo;
-use taskmesh_kernels::{Registry, RegistryOptions};
+use taskmesh_kernels::Registry;
 use tokio::task::JoinHandle;
 
+mod app;
 pub mod config;
 pub mod shutdown;
 pub mod supervisor;
 pub mod telemetry;
 
+pub use app::Node;
 use config::{NodeConfig, StoreKind};
 use supervisor::{NodeSupervisor, SupervisorArgs, SupervisorMessage};
+/// The task-kind contract: [`kernels::Kernel`], [`kernels::Params`],
+/// [`kernels::KernelError`], [`kernels::Context`] and the [`kernels::check`] helpers.
+pub use taskmesh_kernels as kernels;
 
 /// A running node.
 pub struct NodeHandle {
@@ -111,8 +122,14 @@ fn raise_open_files_limit(max_connections: usize) {
     }
 }
 
-/// Opens the store, binds the HTTP port and starts the supervision tree.
+/// Opens the store, binds the HTTP port and starts the supervision tree, with the
+/// built-in kinds ([`Node::start`] adds one's own).
 pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
+    Node::new().start(config).await
+}
+
+/// [`start`] with the kinds in `kernels`.
+async fn start_with(config: NodeConfig, kernels: Registry) -> anyhow::Result<NodeHandle> {
     raise_open_files_limit(config.server.max_connections);
     let store = open_store(&config).await?;
     ensure_id_free(&*store, &config.node_id, config.lease_renew).await?;
@@ -132,9 +149,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         cluster: info.clone(),
         node_id: config.node_id.as_str().into(),
         store,
-        kernels: Registry::new(RegistryOptions {
-            test_kernels: config.test_kernels,
-        }),
+        kernels,
         metrics: Arc::new(Metrics::new().context("registering metrics")?),
         notifier: Arc::new(Notifier::default()),
         names: Arc::new(ActorNames::for_node(&config.node_id)),
@@ -271,11 +286,8 @@ async fn open_store(config: &NodeConfig) -> anyhow::Result<Arc<dyn TaskStore>> {
     }
 }
 
-/// Runs a node until `shutdown` resolves, then stops it gracefully.
+/// Runs a node with the built-in kinds until `shutdown` resolves, then stops it
+/// gracefully.
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let node = start(config).await?;
-    shutdown.await;
-    node.shutdown().await?;
-    tracing::info!("node stopped");
-    Ok(())
+    Node::new().run(config, shutdown).await
 }

@@ -1,8 +1,6 @@
-//! The `taskmesh` binary: parse flags, set up logs, run a node until SIGINT/SIGTERM.
-
-use anyhow::Context;
-use clap::Parser;
-use taskmesh_node::config::{Cli, Command, NodeArgs, NodeConfig};
+//! The `taskmesh` binary: the node with the built-in task kinds, run from the command
+//! line until SIGINT/SIGTERM. A program of one's own with extra kinds is the same line
+//! with `.kind(…)` calls (`node/examples/custom_kernel.rs`).
 
 // Profiling showed glibc malloc's arena locks contended between the runtime threads and
 // the store's committer thread; mimalloc's thread-local heaps avoid that (+31 % no-op
@@ -11,14 +9,6 @@ use taskmesh_node::config::{Cli, Command, NodeArgs, NodeConfig};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Node(args)) => args,
-        None => NodeArgs::parse_from(["taskmesh node"]),
-    };
-    taskmesh_node::telemetry::init(args.log_format, &args.log)?;
-    let config = NodeConfig::try_from(args).context("invalid configuration")?;
-    taskmesh_node::run(config, taskmesh_node::shutdown::signal()).await
+fn main() -> anyhow::Result<()> {
+    taskmesh_node::Node::new().run_cli()
 }

@@ -75,6 +75,23 @@ pub fn taskmesh_bin() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// Path of the workspace example `name` (built by `cargo build --workspace
+/// --all-targets`, or `cargo build -p taskmesh-node --examples`).
+pub fn example_bin(name: &str) -> anyhow::Result<PathBuf> {
+    let bin = taskmesh_bin()?
+        .parent()
+        .context("the taskmesh binary has no directory")?
+        .join("examples")
+        .join(name);
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it with `cargo build -p taskmesh-node --examples`",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
 /// A free loopback port (bound then released; the node binds it right after, and
 /// [`TestNode::restart`] retries with another port if someone else was faster).
 pub fn free_port() -> anyhow::Result<u16> {
@@ -125,6 +142,8 @@ pub struct TestNode {
     args: Vec<String>,
     /// A command the binary is run under (e.g. `unshare ...`), empty for none.
     wrapper: Vec<String>,
+    /// The binary, when not `taskmesh` (an example built on the node library).
+    binary: Option<PathBuf>,
     /// An HTTP client with keep-alive, for requests the helpers do not cover.
     pub http: reqwest::Client,
     log: LogTail,
@@ -155,6 +174,16 @@ impl TestNode {
         Ok(node)
     }
 
+    /// Like [`TestNode::start_temp`], running the workspace example `example` (a node
+    /// built with `taskmesh_node::Node`, which takes the same flags) instead of `taskmesh`.
+    pub async fn start_example(example: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        let temp = tempfile::tempdir()?;
+        let mut node = Self::unstarted(temp.path().to_path_buf(), Some(temp), extra)?;
+        node.binary = Some(example_bin(example)?);
+        node.restart().await?;
+        Ok(node)
+    }
+
     async fn start_in(
         data_dir: PathBuf,
         temp: Option<TempDir>,
@@ -172,6 +201,7 @@ impl TestNode {
             data_dir,
             args: extra.iter().map(|s| (*s).to_owned()).collect(),
             wrapper: Vec::new(),
+            binary: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
@@ -202,13 +232,17 @@ impl TestNode {
     fn spawn(&mut self) -> anyhow::Result<()> {
         let port = free_port()?;
         self.addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let binary = match &self.binary {
+            Some(binary) => binary.clone(),
+            None => taskmesh_bin()?,
+        };
         let mut command = match self.wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(taskmesh_bin()?);
+                c.args(args).arg(binary);
                 c
             }
-            None => Command::new(taskmesh_bin()?),
+            None => Command::new(binary),
         };
         let mut child = command
             .arg("node")

@@ -1,9 +1,10 @@
 //! The task SDK seen from outside: progress reported by a running kernel, and a node
 //! built as a library with a kind of its own (`node/examples/custom_kernel.rs`).
 
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use integration_tests::{ONE_WORKER, TestNode, eventually};
+use integration_tests::{ONE_WORKER, TestNode, eventually, example_bin};
 use serde_json::{Value, json};
 
 /// Deadline of any single wait in these tests (generous: CI machines are slow).
@@ -51,5 +52,85 @@ async fn a_running_task_shows_its_latest_progress() -> anyhow::Result<()> {
     assert_eq!(answer.status, 202, "{:?}", answer.body);
     let view = node.wait_terminal(&sleeper, WITHIN).await?;
     assert_eq!(view["status"], "cancelled");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_built_as_a_library_runs_its_own_kind_next_to_the_built_in_ones()
+-> anyhow::Result<()> {
+    let node = TestNode::start_example("custom_kernel", &[]).await?;
+    let id = node
+        .submit(&json!({ "kind": "word_count", "params": { "text": "to be\nor not  to be" } }))
+        .await?;
+    let view = node.wait_terminal(&id, WITHIN).await?;
+    assert_eq!(view["status"], "succeeded", "{view}");
+    assert_eq!(view["result"], json!({ "words": 6 }));
+
+    // The built-in kinds are still there, and the whole CLI (here `--test-kernels`).
+    let echo = node
+        .submit(&json!({ "kind": "echo", "params": { "value": 1 } }))
+        .await?;
+    assert_eq!(
+        node.wait_terminal(&echo, WITHIN).await?["status"],
+        "succeeded"
+    );
+    let flaky = node
+        .submit(&json!({ "kind": "flaky", "params": { "fail_attempts": 0 } }))
+        .await?;
+    assert_eq!(
+        node.wait_terminal(&flaky, WITHIN).await?["status"],
+        "succeeded"
+    );
+
+    // Bad params are refused before anything is stored, naming the field.
+    for (params, field) in [
+        (json!({}), "text"),
+        (json!({ "text": 3 }), "text"),
+        (json!({ "text": "a", "txet": "b" }), "txet"),
+    ] {
+        let answer = node
+            .post(
+                "/v1/tasks",
+                &json!({ "kind": "word_count", "params": params }),
+            )
+            .await?;
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (422, "invalid_params"),
+            "{params}: {:?}",
+            answer.body
+        );
+        let message = answer.error_message();
+        assert!(
+            message.contains(&format!("field `{field}`")),
+            "{params}: {message}"
+        );
+    }
+    assert!(
+        node.list("kind=word_count").await?.len() == 1,
+        "only the valid task was stored"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_kind_registered_twice_stops_the_node_at_start_naming_the_kind() -> anyhow::Result<()> {
+    let data = tempfile::tempdir()?;
+    let out = Command::new(example_bin("clashing_kind")?)
+        .args(["node", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path().join("store"))
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("kind `echo` is registered twice"),
+        "{stderr}"
+    );
+    assert!(
+        !data.path().join("store").exists(),
+        "nothing was opened before the check"
+    );
     Ok(())
 }

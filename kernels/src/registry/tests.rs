@@ -217,7 +217,10 @@ fn a_kind_registered_twice_is_named() {
         .kind(FakeEcho)
         .build(RegistryOptions::default());
     let err = clash.map(|r| r.kinds()).unwrap_err();
-    assert_eq!(err.to_string(), "kind `echo` is registered twice");
+    assert_eq!(
+        err.to_string(),
+        "kind `echo` is registered twice (kind names are unique, built-in ones included)"
+    );
 }
 
 #[test]
