@@ -33,6 +33,7 @@ const DOCS: &[(&str, &str)] = &[
         include_str!("../../docs/architecture.md"),
     ),
     ("docs/store.md", include_str!("../../docs/store.md")),
+    ("docs/extending.md", include_str!("../../docs/extending.md")),
 ];
 
 /// How long a command that must fail at start may take.
