@@ -1,8 +1,9 @@
 //! `sleep`: holds the thread for `ms` milliseconds without burning CPU.
 //!
 //! Params `{"ms": u64 ≤ 600000}`; result `{"slept_ms": ms}`. Sleeps in slices
-//! of at most 10 ms, checks the cancel flag between slices and reports its progress
-//! (`slept N ms of M`) after each.
+//! of at most 10 ms and checks the cancel flag between slices. It reports no progress:
+//! benchmarks and chaos scenarios use it as a stand-in for work, and progress writes
+//! would add store load they do not measure (the test kind `spin` reports).
 
 use std::time::{Duration, Instant};
 
@@ -53,11 +54,8 @@ impl Kernel for Sleep {
 }
 
 /// Sleeps for `duration` in slices of at most [`SLICE`], stopping early if `cancel` is set.
-/// Reports progress after each slice.
 fn sleep_cancellable(duration: Duration, ctx: &Context) -> Result<(), KernelError> {
-    let start = Instant::now();
-    let deadline = start + duration;
-    let total_ms = duration.as_millis();
+    let deadline = Instant::now() + duration;
     loop {
         ctx.check_cancelled()?;
         let left = deadline.saturating_duration_since(Instant::now());
@@ -65,11 +63,6 @@ fn sleep_cancellable(duration: Duration, ctx: &Context) -> Result<(), KernelErro
             return Ok(());
         }
         std::thread::sleep(left.min(SLICE));
-        let slept = start.elapsed().as_millis().min(total_ms);
-        ctx.progress(
-            slept as f64 / total_ms.max(1) as f64,
-            &format!("slept {slept} ms of {total_ms}"),
-        );
     }
 }
 

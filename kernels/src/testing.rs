@@ -8,7 +8,8 @@
 //! - `flaky {"fail_attempts": u32}` fails with `Retryable("flaky attempt N")` while
 //!   the attempt `N` is at most `fail_attempts`, then returns `{"attempt": N}`.
 //! - `spin {"ms": u64 ≤ 60000}` burns CPU for `ms` milliseconds, checking the
-//!   cancel flag as it goes, and returns `{"spun_ms": ms}`.
+//!   cancel flag as it goes and reporting its progress (`spun N ms of M`) every
+//!   10 ms, and returns `{"spun_ms": ms}`.
 
 use std::time::{Duration, Instant};
 
@@ -120,6 +121,9 @@ impl Kernel for Flaky {
     }
 }
 
+/// How often `spin` reports its progress.
+const PROGRESS_EVERY: Duration = Duration::from_millis(10);
+
 /// The longest spin accepted, in milliseconds.
 const MAX_SPIN_MS: u64 = 60_000;
 
@@ -151,10 +155,18 @@ impl Kernel for Spin {
     type Output = Spun;
 
     fn execute(&self, params: SpinParams, ctx: &Context) -> Result<Spun, KernelError> {
-        let deadline = Instant::now() + Duration::from_millis(params.ms);
-        while Instant::now() < deadline {
-            if ctx.is_cancelled() {
-                return Err(KernelError::Cancelled);
+        let start = Instant::now();
+        let total = Duration::from_millis(params.ms);
+        let mut next_report = start;
+        while start.elapsed() < total {
+            ctx.check_cancelled()?;
+            if Instant::now() >= next_report {
+                let spun = start.elapsed().min(total);
+                ctx.progress(
+                    spun.as_secs_f64() / total.as_secs_f64(),
+                    &format!("spun {} ms of {}", spun.as_millis(), params.ms),
+                );
+                next_report += PROGRESS_EVERY;
             }
             std::hint::spin_loop();
         }
@@ -239,6 +251,32 @@ mod tests {
         );
         canceller.join().unwrap();
         assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[derive(Default)]
+    struct Reports(std::sync::Mutex<Vec<crate::Progress>>);
+
+    impl crate::ProgressSink for Reports {
+        fn report(&self, progress: crate::Progress) {
+            self.0.lock().unwrap().push(progress);
+        }
+    }
+
+    #[test]
+    fn spin_reports_rising_progress() {
+        let reports = std::sync::Arc::new(Reports::default());
+        let ctx = Context::default().with_progress(reports.clone());
+        assert!(Spin.run(r#"{"ms": 50}"#, &ctx).is_ok());
+        let seen = reports.0.lock().unwrap();
+        assert!(seen.len() >= 2, "{seen:?}");
+        assert!(
+            seen.windows(2).all(|w| w[0].fraction <= w[1].fraction),
+            "{seen:?}"
+        );
+        assert!(
+            seen.iter().all(|p| p.message.ends_with(" ms of 50")),
+            "{seen:?}"
+        );
     }
 
     #[test]

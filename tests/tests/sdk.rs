@@ -36,12 +36,12 @@ async fn a_running_task_shows_its_latest_progress() -> anyhow::Result<()> {
     assert_eq!(view.get("progress"), None, "absent until reported: {view}");
 
     let sleeper = node
-        .submit(&json!({ "kind": "sleep", "params": { "ms": 600_000 } }))
+        .submit(&json!({ "kind": "spin", "params": { "ms": 60_000 } }))
         .await?;
     let first = progress_above(&node, &sleeper, 0.0).await?;
     let message = first["message"].as_str().unwrap_or_default();
     assert!(
-        message.starts_with("slept ") && message.ends_with(" ms of 600000"),
+        message.starts_with("spun ") && message.ends_with(" ms of 60000"),
         "{first}"
     );
     let fraction = first["fraction"].as_f64().unwrap_or_default();
