@@ -4,6 +4,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use taskmesh_kernels::task::TaskStatus;
 use uuid::Uuid;
 
 /// The submissions of a run: one task spec, sent alone or in batches.
@@ -116,9 +117,11 @@ pub struct TaskState<'a> {
 }
 
 impl TaskState<'_> {
-    /// Whether the status is final.
+    /// Whether the status is final ([`TaskStatus::is_terminal`]'s rule).
     pub fn is_terminal(&self) -> bool {
-        matches!(self.status, "succeeded" | "failed" | "cancelled")
+        self.status
+            .parse::<TaskStatus>()
+            .is_ok_and(TaskStatus::is_terminal)
     }
 
     /// `finished_at` in milliseconds since the Unix epoch.
