@@ -46,7 +46,7 @@ pub mod remote;
 mod state;
 pub mod view;
 
-pub use admission::{Reservation, admit_here, place};
+pub use admission::{Demand, Reservation, admit_here, place};
 use peers::{PeerPulse, PeerSettings};
 use policy::PlaceError;
 use remote::CallFailure;
@@ -91,10 +91,10 @@ pub struct DispatcherArgs {
 
 /// Messages of the Dispatcher.
 pub enum DispatcherMessage {
-    /// Reserve room for tasks with these resource classes (all or nothing).
+    /// Reserve room for tasks of these kinds and resource classes (all or nothing).
     Admit {
-        /// One entry per task: its optional resource class.
-        classes: Vec<Option<String>>,
+        /// One entry per task: its kind and optional resource class.
+        demands: Vec<Demand>,
         /// Where they will go, or why they cannot be taken.
         reply: RpcReplyPort<Result<Reservation, PlaceError>>,
     },
@@ -260,8 +260,8 @@ impl Actor for Dispatcher {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            DispatcherMessage::Admit { classes, reply } => {
-                let admitted = state.admit(&classes);
+            DispatcherMessage::Admit { demands, reply } => {
+                let admitted = state.admit(&demands);
                 if let Err(ractor::MessagingErr::SendErr(Ok(reservation))) = reply.send(admitted) {
                     // The caller gave up waiting: give the room back.
                     let jobs = (0..reservation.len()).map(|_| None).collect();

@@ -182,15 +182,19 @@ pub struct LocalLoad {
     admitting: AtomicUsize,
     incoming: AtomicUsize,
     labels: RwLock<Arc<[String]>>,
+    kinds: RwLock<Arc<[String]>>,
 }
 
 impl LocalLoad {
-    /// A pool (re)started with these labels: what was sent to the old pool is not on
-    /// its way any more (it lives in the store, and the new pool's rescan takes it back);
-    /// admissions in flight still are.
-    pub fn started(&self, labels: &[String]) {
+    /// A pool (re)started with these labels, running these kinds: what was sent to the
+    /// old pool is not on its way any more (it lives in the store, and the new pool's
+    /// rescan takes it back); admissions in flight still are.
+    pub fn started(&self, labels: &[String], kinds: &[&str]) {
         if let Ok(mut l) = self.labels.write() {
             *l = labels.into();
+        }
+        if let Ok(mut k) = self.kinds.write() {
+            *k = kinds.iter().map(|k| (*k).to_owned()).collect();
         }
         self.incoming.store(0, Ordering::Relaxed);
     }
@@ -234,6 +238,14 @@ impl LocalLoad {
         self.labels
             .read()
             .map(|l| Arc::clone(&l))
+            .unwrap_or_else(|_| Arc::from([]))
+    }
+
+    /// The kinds the pool runs (shared, not copied).
+    pub fn kinds(&self) -> Arc<[String]> {
+        self.kinds
+            .read()
+            .map(|k| Arc::clone(&k))
             .unwrap_or_else(|_| Arc::from([]))
     }
 
@@ -291,7 +303,7 @@ mod tests {
     fn figures_appear_once_published_and_incoming_never_goes_below_zero() {
         let board = LocalLoad::default();
         assert_eq!(board.figures(), None);
-        board.started(&["heavy".to_owned()]);
+        board.started(&["heavy".to_owned()], &["noop"]);
         let f = LoadFigures {
             incarnation: 7,
             queued: [1, 2, 3],
@@ -303,6 +315,7 @@ mod tests {
         board.publish(&f);
         assert_eq!(board.figures(), Some(f));
         assert_eq!(&*board.labels(), ["heavy".to_owned()]);
+        assert_eq!(&*board.kinds(), ["noop".to_owned()]);
         board.admit(3);
         board.release(1);
         board.send(2, 2);
@@ -311,7 +324,7 @@ mod tests {
         assert_eq!(board.incoming(), 0);
         board.send(4, 0);
         board.admit(1);
-        board.started(&[]);
+        board.started(&[], &[]);
         assert_eq!(
             (board.admitting(), board.incoming()),
             (1, 0),

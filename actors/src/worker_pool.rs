@@ -154,7 +154,8 @@ impl Actor for WorkerPool {
         args: WorkerPoolArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = PoolState::new(args.ctx, args.config, myself.clone(), TaskTracker::new());
-        state.ctx.local_load.started(&state.config.labels);
+        let kinds = state.ctx.kernels.kinds();
+        state.ctx.local_load.started(&state.config.labels, &kinds);
         state.resize(state.config.initial_workers).await?;
         state.publish();
         myself.send_interval(state.config.report_interval, || PoolMessage::ReportLoad);

@@ -8,14 +8,21 @@
 //! `cargo bench -p taskmesh-benches --bench policy`
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use taskmesh_actors::autoscaler::policy::{AutoscaleMemory, AutoscalePolicy, PoolSample, decide};
-use taskmesh_actors::dispatcher::policy::{PoolView, place_all};
+use taskmesh_actors::dispatcher::policy::{Need, PoolView, place_all};
 use taskmesh_actors::worker_pool::queue::PriorityQueues;
 use taskmesh_actors::worker_pool::retry::Backoff;
 use taskmesh_kernels::task::Priority;
+
+/// A task of the kind every pool runs, without a class.
+const NOOP: Need<'static> = Need {
+    kind: "noop",
+    class: None,
+};
 
 /// `n` pools with uneven loads; the first is local.
 fn pools(n: usize) -> Vec<PoolView> {
@@ -28,6 +35,7 @@ fn pools(n: usize) -> Vec<PoolView> {
             } else {
                 vec![]
             },
+            kinds: Arc::from(["noop".to_owned()]),
             capacity: 100_000,
             queued: (i * 37) % 100,
             admitting: 0,
@@ -43,14 +51,20 @@ fn placement(c: &mut Criterion) {
     for n in [1, 3, 16] {
         let pools = pools(n);
         for batch in [1usize, 1000] {
-            let classes = vec![None; batch];
+            let classes = vec![NOOP; batch];
             g.throughput(Throughput::Elements(batch as u64));
             let id = BenchmarkId::new(format!("{n}_pools"), format!("batch_{batch}"));
             g.bench_with_input(id, &classes, |b, classes| {
                 b.iter(|| place_all(black_box(&pools), black_box(classes)))
             });
         }
-        let heavy = vec![Some("heavy"); 1000];
+        let heavy = vec![
+            Need {
+                class: Some("heavy"),
+                ..NOOP
+            };
+            1000
+        ];
         g.throughput(Throughput::Elements(1000));
         let id = BenchmarkId::new(format!("{n}_pools"), "batch_1000_class");
         g.bench_with_input(id, &heavy, |b, classes| {

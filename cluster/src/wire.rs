@@ -59,6 +59,12 @@ pub struct NodeInfo {
     pub http_address: String,
     /// Its resource labels (`--labels`).
     pub labels: Vec<String>,
+    /// The task kinds it can run, sorted: placement sends a task only to a node that
+    /// has its kind. They change only when the node starts, so they travel here and not
+    /// in every [`LoadReport`]. Absent from older peers: none, so they get no work from
+    /// newer nodes (a task never goes where it cannot run).
+    #[serde(default)]
+    pub kinds: Vec<String>,
 }
 
 /// A node's introduction: sent in [`Request::Hello`] and answered with [`Reply::Welcome`].

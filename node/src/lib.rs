@@ -143,6 +143,7 @@ async fn start_with(config: NodeConfig, kernels: Registry) -> anyhow::Result<Nod
             cluster_address: c.advertise.clone(),
             http_address: c.http_advertise.clone(),
             labels: config.labels.clone(),
+            kinds: kernels.kinds().into_iter().map(str::to_owned).collect(),
         })
     });
     let ctx = NodeContext {

@@ -3,6 +3,7 @@
 //! this module keeps the figures it is fed and the room reserved for submissions.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ractor::ActorRef;
@@ -10,7 +11,7 @@ use taskmesh_cluster::wire::{LoadReport, Notice};
 
 use super::DispatcherMessage;
 use super::handover::to_local_pool;
-use super::policy::{self, PlaceError, PoolView};
+use super::policy::{self, Need, PlaceError, PoolView};
 use super::remote;
 use super::state::DispatcherState;
 use crate::context::NodeContext;
@@ -18,6 +19,24 @@ use crate::handoff::{Job, LocalLoad, PoolLoad};
 
 #[cfg(test)]
 mod tests;
+
+/// What placement needs of one submitted task: its kind and its optional class.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Demand {
+    /// The task's kind.
+    pub kind: String,
+    /// The task's resource class.
+    pub class: Option<String>,
+}
+
+impl Demand {
+    fn need(&self) -> Need<'_> {
+        Need {
+            kind: &self.kind,
+            class: self.class.as_deref(),
+        }
+    }
+}
 
 /// Room reserved for a submission: one target node per task, in order.
 #[derive(Debug)]
@@ -91,12 +110,13 @@ impl PoolEntry {
     /// own as reported and this node's (room only) — as this node counts its own pool.
     /// (Comparing what this node sent with what the pool says it received cannot work:
     /// the pool receives from every node, its own ingress included.)
-    pub(super) fn view(&self, available: bool) -> PoolView {
+    pub(super) fn view(&self, available: bool, kinds: Arc<[String]>) -> PoolView {
         let unseen = self.unacked + self.unreported;
         PoolView {
             node: self.last.node.clone(),
             local: false,
             labels: self.last.labels.clone(),
+            kinds,
             capacity: self.last.capacity,
             queued: self.last.queued.iter().sum::<usize>() + unseen,
             admitting: self.admitting + self.reserved,
@@ -114,6 +134,7 @@ pub(super) fn local_view(node: &str, board: &LocalLoad) -> Option<PoolView> {
         node: node.to_owned(),
         local: true,
         labels: board.labels().to_vec(),
+        kinds: board.kinds(),
         capacity: f.capacity,
         queued: f.queued.iter().sum::<usize>() + board.incoming(),
         admitting: board.admitting(),
@@ -121,6 +142,22 @@ pub(super) fn local_view(node: &str, board: &LocalLoad) -> Option<PoolView> {
         workers: f.workers,
         available: !f.draining && f.workers > 0,
     })
+}
+
+/// A peer known from its introduction, with no load report yet: it takes no work.
+fn unreported_view(node: &str, kinds: &Arc<[String]>) -> PoolView {
+    PoolView {
+        node: node.to_owned(),
+        local: false,
+        labels: Vec::new(),
+        kinds: Arc::clone(kinds),
+        capacity: 0,
+        queued: 0,
+        admitting: 0,
+        running: 0,
+        workers: 0,
+        available: false,
+    }
 }
 
 /// The local pool's load report, with what is on its way to it.
@@ -175,23 +212,23 @@ pub(super) fn from_report(r: LoadReport) -> (PoolLoad, usize) {
 /// submissions never overcommit it; one that loses the race decides again.
 pub fn admit_here(
     ctx: &NodeContext,
-    classes: &[Option<String>],
+    demands: &[Demand],
 ) -> Option<Result<Reservation, PlaceError>> {
-    let classes: Vec<Option<&str>> = classes.iter().map(Option::as_deref).collect();
+    let needs: Vec<Need<'_>> = demands.iter().map(Demand::need).collect();
     let board = &ctx.local_load;
     let alone = ctx.cluster.is_none();
     loop {
         let view = local_view(&ctx.node_id, board);
         let seen = view.as_ref().map_or(0, |v| v.admitting);
         if alone {
-            if let Err(e) = policy::place_all(view.as_slice(), &classes) {
+            if let Err(e) = policy::place_all(view.as_slice(), &needs) {
                 return Some(Err(e));
             }
-        } else if !view.is_some_and(|v| policy::keeps_all(&v, &classes)) {
+        } else if !view.is_some_and(|v| policy::keeps_all(&v, &needs)) {
             return None;
         }
-        if board.admit_if(seen, classes.len()) {
-            let targets = vec![ctx.node_id.to_string(); classes.len()];
+        if board.admit_if(seen, needs.len()) {
+            let targets = vec![ctx.node_id.to_string(); needs.len()];
             return Some(Ok(Reservation { targets }));
         }
     }
@@ -240,23 +277,34 @@ pub fn place(
 }
 
 impl DispatcherState {
-    /// Every pool's view at `now`, sorted by node, with the node ids.
+    /// Every pool's view at `now`, sorted by node, with the node ids. A peer that
+    /// introduced itself but has not reported its load yet is in it as unavailable, so
+    /// its kinds count as known.
     pub(super) fn views(&self, now: Instant) -> (Vec<String>, Vec<PoolView>) {
+        let kinds = |n: &str| {
+            let peer = self.peers.peers.get(n);
+            peer.map_or_else(|| Arc::from([]), |p| Arc::clone(&p.kinds))
+        };
+        let unreported =
+            self.peers.peers.iter().filter(|(n, p)| {
+                p.info.is_some() && !self.pools.contains_key(*n) && !self.is_local(n)
+            });
         let mut views: Vec<PoolView> = self
             .pools
             .iter()
             .filter(|(n, _)| !self.is_local(n))
-            .map(|(n, entry)| entry.view(self.peers.takes_work(n, now)))
+            .map(|(n, entry)| entry.view(self.peers.takes_work(n, now), kinds(n)))
+            .chain(unreported.map(|(n, p)| unreported_view(n, &p.kinds)))
             .chain(local_view(&self.ctx.node_id, &self.ctx.local_load))
             .collect();
         views.sort_by(|a, b| a.node.cmp(&b.node));
         (views.iter().map(|v| v.node.clone()).collect(), views)
     }
 
-    pub(super) fn admit(&mut self, classes: &[Option<String>]) -> Result<Reservation, PlaceError> {
+    pub(super) fn admit(&mut self, demands: &[Demand]) -> Result<Reservation, PlaceError> {
         let (nodes, views) = self.views(Instant::now());
-        let classes: Vec<Option<&str>> = classes.iter().map(Option::as_deref).collect();
-        let placed = policy::place_all(&views, &classes)?;
+        let needs: Vec<Need<'_>> = demands.iter().map(Demand::need).collect();
+        let placed = policy::place_all(&views, &needs)?;
         let targets: Vec<String> = placed.into_iter().map(|i| nodes[i].clone()).collect();
         for node in &targets {
             if self.is_local(node) {

@@ -12,7 +12,7 @@ use taskmesh_cluster::wire::DispatchedTask;
 use taskmesh_kernels::task::{TaskId, TaskStatus};
 
 use super::DispatcherMessage;
-use super::policy::{self, PoolView};
+use super::policy::{self, Need, PoolView};
 use super::remote::{self, CallFailure, frames};
 use super::state::DispatcherState;
 use crate::context::NodeContext;
@@ -75,8 +75,11 @@ pub(super) fn rehome(
     }
     let mut batches: HashMap<String, Vec<Job>> = HashMap::new();
     for job in jobs {
-        let class = job.spec.class.as_deref();
-        let target = match policy::place_all(&views, &[class]) {
+        let need = Need {
+            kind: &job.spec.kind,
+            class: job.spec.class.as_deref(),
+        };
+        let target = match policy::place_all(&views, &[need]) {
             Ok(placed) => {
                 views[placed[0]].queued += 1;
                 views[placed[0]].node.clone()

@@ -8,6 +8,7 @@
 //! the Failover actor's decision ([`crate::failover::decide`]), from [`PeerTable::down_set`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::ActorCell;
@@ -86,6 +87,8 @@ pub struct Peer {
     pub endpoint: Option<ActorCell>,
     /// Its introduction, once received.
     pub info: Option<NodeInfo>,
+    /// The kinds it advertised in its introduction (shared by every placement view).
+    pub kinds: Arc<[String]>,
     /// Whether it was introduced and has not gone down since.
     pub introduced: bool,
     /// Set when its session closes or it leaves.
@@ -150,6 +153,7 @@ impl PeerTable {
             .or_insert_with(|| Peer {
                 endpoint: None,
                 info: None,
+                kinds: Arc::from([]),
                 introduced: false,
                 down: false,
                 breaker: Breaker::new(breaker),
@@ -196,6 +200,7 @@ impl PeerTable {
         if restarted {
             peer.breaker = fresh;
         }
+        peer.kinds = info.kinds.iter().cloned().collect();
         peer.info = Some(info);
         peer.introduced = true;
         peer.last_heard_ms = peer.last_heard_ms.max(now_ms);
@@ -310,6 +315,7 @@ mod tests {
             cluster_address: format!("{id}:4697"),
             http_address: format!("{id}:8080"),
             labels: vec![],
+            kinds: vec![],
         }
     }
 

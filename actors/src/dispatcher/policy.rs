@@ -1,8 +1,9 @@
 //! Placement: which pool runs each task. Pure; the actor feeds it a view of every pool.
 //!
 //! A pool takes a task while its queue has room — counting the tasks admitted for it and
-//! not yet stored, so concurrent admissions never overcommit it — and, when the task
-//! names a resource `class`, its labels contain it. Among those pools the task goes
+//! not yet stored, so concurrent admissions never overcommit it — while its node can run
+//! the task's `kind` (the kinds each node advertises in its introduction), and, when the
+//! task names a resource `class`, its labels contain it. Among those pools the task goes
 //! where it would wait least, with a hysteresis that keeps it local:
 //!
 //! - The expected wait of a pool, in thousandths of a task length, is the work ahead of
@@ -26,6 +27,17 @@
 /// local pool.
 pub const HOP_COST: u64 = 500;
 
+use std::sync::Arc;
+
+/// What placement needs to know of one task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Need<'a> {
+    /// Its kind: only a node that has it runs the task.
+    pub kind: &'a str,
+    /// Its resource class, if any: only a node with that label runs the task.
+    pub class: Option<&'a str>,
+}
+
 /// What the dispatcher knows of one pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolView {
@@ -35,6 +47,8 @@ pub struct PoolView {
     pub local: bool,
     /// Resource labels of the node (e.g. `heavy`, `gpu`).
     pub labels: Vec<String>,
+    /// The task kinds the node can run (shared: they change only when the node starts).
+    pub kinds: Arc<[String]>,
     /// Queue capacity: tasks waiting beyond this are refused.
     pub capacity: usize,
     /// Tasks waiting, including those sent to it and not taken yet.
@@ -68,6 +82,10 @@ impl PoolView {
     fn has_room(&self) -> bool {
         self.queued + self.admitting < self.capacity
     }
+
+    fn has_kind(&self, kind: &str) -> bool {
+        self.kinds.iter().any(|k| k == kind)
+    }
 }
 
 /// Why a set of tasks could not be placed.
@@ -76,22 +94,48 @@ pub enum PlaceError {
     /// No pool carries the label the task asked for.
     #[error("no node has resource class `{0}`")]
     NoSuchClass(String),
+    /// No known node, up or down, can run the kind.
+    #[error("no node in the cluster can run kind `{0}`")]
+    UnknownKind(String),
+    /// Only nodes that take no work now (down, suspect, draining, circuit open) can run
+    /// the kind, while others do take work.
+    #[error("every node that can run kind `{0}` is unavailable; retry later")]
+    KindUnavailable(String),
     /// Every eligible pool's queue is full.
     #[error("every eligible pool is at capacity")]
     Saturated,
 }
 
-fn eligible(p: &PoolView, class: Option<&str>) -> bool {
-    class.is_none_or(|c| p.labels.iter().any(|l| l == c))
+fn eligible(p: &PoolView, need: Need<'_>) -> bool {
+    p.has_kind(need.kind) && need.class.is_none_or(|c| p.labels.iter().any(|l| l == c))
+}
+
+/// Why no pool of `pools` takes a task that needs `need`: no pool has its kind; pools
+/// take work but none with its kind does; no pool has its class; or (also when no pool
+/// takes work at all) every pool that could is full or unavailable.
+fn why_not(pools: &[PoolView], need: Need<'_>) -> PlaceError {
+    let with_kind = || pools.iter().filter(|p| p.has_kind(need.kind));
+    if with_kind().next().is_none() {
+        return PlaceError::UnknownKind(need.kind.to_owned());
+    }
+    if !with_kind().any(|p| p.available) && pools.iter().any(|p| p.available) {
+        return PlaceError::KindUnavailable(need.kind.to_owned());
+    }
+    match need.class {
+        Some(class) if !pools.iter().any(|p| eligible(p, need)) => {
+            PlaceError::NoSuchClass(class.to_owned())
+        }
+        _ => PlaceError::Saturated,
+    }
 }
 
 /// The pool for one task: the least wait (then the least busy), unless the local pool is
 /// within [`HOP_COST`] of that wait.
-fn place_one(view: &[PoolView], class: Option<&str>) -> Option<usize> {
+fn place_one(view: &[PoolView], need: Need<'_>) -> Option<usize> {
     let mut open = view
         .iter()
         .enumerate()
-        .filter(|(_, p)| eligible(p, class) && p.available && p.has_room());
+        .filter(|(_, p)| eligible(p, need) && p.available && p.has_room());
     // The best is the least wait, then the least busy share.
     let (mut best, mut local) = (None::<(usize, (u64, u64))>, None::<(usize, u64)>);
     for (i, p) in open.by_ref() {
@@ -112,11 +156,11 @@ fn place_one(view: &[PoolView], class: Option<&str>) -> Option<usize> {
 /// Whether [`place_all`] keeps every task on the local pool whatever the other pools'
 /// load: each one fits there and waits at most [`HOP_COST`], so no other pool can save
 /// more than a hop costs. Then the decision needs no view of the peers.
-pub fn keeps_all(local: &PoolView, classes: &[Option<&str>]) -> bool {
+pub fn keeps_all(local: &PoolView, needs: &[Need<'_>]) -> bool {
     let mut view = local.clone();
-    for class in classes {
+    for need in needs {
         let stays = view.local
-            && eligible(&view, *class)
+            && eligible(&view, *need)
             && view.available
             && view.has_room()
             && view.wait() <= HOP_COST;
@@ -128,24 +172,19 @@ pub fn keeps_all(local: &PoolView, classes: &[Option<&str>]) -> bool {
     true
 }
 
-/// Places every task (given by its optional class) on a pool, all or nothing: the
-/// returned vector holds one index into `pools` per task. Each placement updates the
+/// Places every task (given by its kind and optional class) on a pool, all or nothing:
+/// the returned vector holds one index into `pools` per task. Each placement updates the
 /// view, so a batch spreads across pools as their load evens out.
-pub fn place_all(pools: &[PoolView], classes: &[Option<&str>]) -> Result<Vec<usize>, PlaceError> {
+pub fn place_all(pools: &[PoolView], needs: &[Need<'_>]) -> Result<Vec<usize>, PlaceError> {
     let mut view: Vec<PoolView> = pools.to_vec();
-    let mut placed = Vec::with_capacity(classes.len());
-    for class in classes {
-        match place_one(&view, *class) {
+    let mut placed = Vec::with_capacity(needs.len());
+    for need in needs {
+        match place_one(&view, *need) {
             Some(i) => {
                 view[i].queued += 1;
                 placed.push(i);
             }
-            None if class.is_some() && !pools.iter().any(|p| eligible(p, *class)) => {
-                return Err(PlaceError::NoSuchClass(
-                    class.unwrap_or_default().to_owned(),
-                ));
-            }
-            None => return Err(PlaceError::Saturated),
+            None => return Err(why_not(pools, *need)),
         }
     }
     Ok(placed)

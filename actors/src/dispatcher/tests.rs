@@ -89,6 +89,7 @@ async fn messages_for_local_submissions(clustered: bool) -> anyhow::Result<Vec<&
             cluster_address: "127.0.0.1:1".into(),
             http_address: "127.0.0.1:2".into(),
             labels: vec![],
+            kinds: vec![],
         })
     });
     let ctx = context(&node, cluster)?;
@@ -156,6 +157,13 @@ async fn a_local_submission_costs_no_dispatcher_message_clustered_or_not() -> an
     Ok(())
 }
 
+fn noop(class: Option<&str>) -> Demand {
+    Demand {
+        kind: "noop".into(),
+        class: class.map(str::to_owned),
+    }
+}
+
 fn sizes(admitted: Option<Result<Reservation, PlaceError>>) -> Option<Result<usize, PlaceError>> {
     admitted.map(|r| r.map(|r| r.len()))
 }
@@ -163,22 +171,34 @@ fn sizes(admitted: Option<Result<Reservation, PlaceError>>) -> Option<Result<usi
 #[test]
 fn a_lone_node_admits_here_and_never_overcommits_its_pool() -> anyhow::Result<()> {
     let ctx = context("alone", None)?;
+    ctx.local_load.started(&[], &ctx.kernels.kinds());
     ctx.local_load.publish(&crate::handoff::LoadFigures {
         workers: 1,
         capacity: 3,
         ..Default::default()
     });
-    assert_eq!(sizes(admit_here(&ctx, &[None, None])), Some(Ok(2)));
     assert_eq!(
-        sizes(admit_here(&ctx, &[None, None])),
+        sizes(admit_here(&ctx, &[noop(None), noop(None)])),
+        Some(Ok(2))
+    );
+    assert_eq!(
+        sizes(admit_here(&ctx, &[noop(None), noop(None)])),
         Some(Err(PlaceError::Saturated)),
         "all or nothing: one place is left, not two"
     );
-    assert_eq!(sizes(admit_here(&ctx, &[None])), Some(Ok(1)));
+    assert_eq!(sizes(admit_here(&ctx, &[noop(None)])), Some(Ok(1)));
     assert_eq!(ctx.local_load.admitting(), 3);
     assert_eq!(
-        sizes(admit_here(&ctx, &[Some("gpu".into())])),
+        sizes(admit_here(&ctx, &[noop(Some("gpu"))])),
         Some(Err(PlaceError::NoSuchClass("gpu".into())))
+    );
+    let pdf = Demand {
+        kind: "pdf".into(),
+        class: None,
+    };
+    assert_eq!(
+        sizes(admit_here(&ctx, &[pdf])),
+        Some(Err(PlaceError::UnknownKind("pdf".into())))
     );
     Ok(())
 }
@@ -191,8 +211,10 @@ fn a_clustered_node_admits_here_only_what_stays_here_whatever_the_peers() -> any
         cluster_address: "127.0.0.1:1".into(),
         http_address: "127.0.0.1:2".into(),
         labels: vec![],
+        kinds: vec![],
     };
     let ctx = context("n1", Some(Arc::new(info)))?;
+    ctx.local_load.started(&[], &ctx.kernels.kinds());
     let figures = |busy, queued| crate::handoff::LoadFigures {
         workers: 2,
         busy,
@@ -201,14 +223,23 @@ fn a_clustered_node_admits_here_only_what_stays_here_whatever_the_peers() -> any
         ..Default::default()
     };
     ctx.local_load.publish(&figures(0, 0));
-    assert_eq!(sizes(admit_here(&ctx, &[None, None])), Some(Ok(2)));
+    assert_eq!(
+        sizes(admit_here(&ctx, &[noop(None), noop(None)])),
+        Some(Ok(2))
+    );
     // Both workers busy and one task queued: the next would wait a whole task here,
     // which a peer might save: the dispatcher decides.
     ctx.local_load.publish(&figures(2, 1));
-    assert_eq!(sizes(admit_here(&ctx, &[None])), None);
+    assert_eq!(sizes(admit_here(&ctx, &[noop(None)])), None);
     // So does a class this node lacks (a peer may have it), and nothing was reserved.
     ctx.local_load.publish(&figures(0, 0));
-    assert_eq!(sizes(admit_here(&ctx, &[Some("gpu".into())])), None);
+    assert_eq!(sizes(admit_here(&ctx, &[noop(Some("gpu"))])), None);
+    // And a kind this node lacks.
+    let pdf = Demand {
+        kind: "pdf".into(),
+        class: None,
+    };
+    assert_eq!(sizes(admit_here(&ctx, &[noop(None), pdf])), None);
     assert_eq!(ctx.local_load.admitting(), 2);
     Ok(())
 }

@@ -26,6 +26,7 @@ fn ctx(node: &str) -> NodeContext {
             cluster_address: format!("{node}:4697"),
             http_address: format!("{node}:8080"),
             labels: vec![],
+            kinds: vec![],
         })),
         node_id: node.into(),
         store: Arc::new(MemoryStore::new()),

@@ -17,7 +17,7 @@ use super::IngressState;
 use super::dto::SubmitTask;
 use super::error::ApiError;
 use crate::dispatcher::policy::PlaceError;
-use crate::dispatcher::{self, DispatcherMessage};
+use crate::dispatcher::{self, Demand, DispatcherMessage};
 use crate::handoff::{CancelOutcome, Job};
 use crate::store::{Created, StoreError, Transition};
 use crate::task::{Finish, NewTask, TaskRecord, now_ms};
@@ -51,6 +51,17 @@ impl IngressState {
         }
         match self.ctx.kernels.validate(&task.kind, &params) {
             Ok(()) => {}
+            // In a cluster, a kind this node lacks may run on a peer: its params are
+            // checked here only as a JSON object (the node that runs the task validates
+            // them), and placement answers whether any node has the kind.
+            Err(KernelError::UnknownKind { .. }) if self.ctx.cluster.is_some() => {
+                if !params.trim_start().starts_with('{') {
+                    return Err(ApiError::Unprocessable(
+                        "invalid_params",
+                        "`params` must be a JSON object".into(),
+                    ));
+                }
+            }
             Err(e @ KernelError::UnknownKind { .. }) => {
                 return Err(ApiError::Unprocessable("unknown_kind", e.to_string()));
             }
@@ -112,14 +123,20 @@ impl IngressState {
         let names = &self.ctx.names;
         let dispatcher = ActorRef::<DispatcherMessage>::where_is(names.dispatcher.clone())
             .ok_or_else(|| unavailable("not_ready", "the dispatcher is restarting"))?;
-        let classes: Vec<Option<String>> = specs.iter().map(|s| s.class.clone()).collect();
+        let demands: Vec<Demand> = specs
+            .iter()
+            .map(|s| Demand {
+                kind: s.kind.clone(),
+                class: s.class.clone(),
+            })
+            .collect();
         // Admitted here when the peers cannot change the answer; else the dispatcher,
         // which knows their pools, decides.
-        let admitted = match dispatcher::admit_here(&self.ctx, &classes) {
+        let admitted = match dispatcher::admit_here(&self.ctx, &demands) {
             Some(admitted) => admitted,
             None => ractor::call_t!(
                 dispatcher,
-                |reply| DispatcherMessage::Admit { classes, reply },
+                |reply| DispatcherMessage::Admit { demands, reply },
                 2000
             )
             .map_err(|_| unavailable("not_ready", "the dispatcher is not answering"))?,
@@ -139,6 +156,17 @@ impl IngressState {
             }
             Err(e @ PlaceError::NoSuchClass(_)) => {
                 return Err(ApiError::Unprocessable("unknown_class", e.to_string()));
+            }
+            Err(e @ PlaceError::UnknownKind(_)) => {
+                return Err(ApiError::Unprocessable("unknown_kind", e.to_string()));
+            }
+            Err(e @ PlaceError::KindUnavailable(_)) => {
+                self.ctx
+                    .metrics
+                    .rejected
+                    .with_label_values(&["kind_unavailable"])
+                    .inc();
+                return Err(unavailable("kind_unavailable", e.to_string()));
             }
         };
         let created_at_ms = now_ms();

@@ -16,6 +16,7 @@ fn hello() -> Hello {
             cluster_address: "10.0.0.1:4697".into(),
             http_address: "10.0.0.1:8080".into(),
             labels: vec!["heavy".into()],
+            kinds: vec!["noop".into(), "word_count".into()],
         },
     }
 }
@@ -160,6 +161,8 @@ fn an_older_peer_ignores_fields_it_does_not_know() {
     .unwrap();
     let info: NodeInfo = decode(&bytes).unwrap();
     assert_eq!(info.node_id, "a");
+    // Nor does it send `kinds` (they came later): it advertises none.
+    assert!(info.kinds.is_empty());
 }
 
 #[test]

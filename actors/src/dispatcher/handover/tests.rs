@@ -45,6 +45,7 @@ fn view(node: &str, local: bool, queued: usize, workers: usize) -> PoolView {
         node: node.into(),
         local,
         labels: vec![],
+        kinds: Arc::from(["noop".to_owned()]),
         capacity: 4,
         queued,
         admitting: 0,
@@ -84,4 +85,25 @@ fn moved_tasks_avoid_their_old_holder_and_land_here_when_nothing_has_room() {
     let moved = rehome(full, "b", "a", jobs(3));
     assert_eq!(moved.len(), 1);
     assert_eq!(moved.get("a").map(Vec::len), Some(3));
+}
+
+#[test]
+fn moved_tasks_go_only_where_their_kind_runs_else_here() {
+    let jobs = |n: usize| -> Vec<Job> {
+        (0..n)
+            .map(|_| Job::new(TaskId::generate(), spec("word_count", None)))
+            .collect()
+    };
+    let mut c = view("c", false, 3, 1);
+    c.kinds = Arc::from(["noop".to_owned(), "word_count".to_owned()]);
+    // Only c has the kind: everything goes there, however busy, while it has room.
+    let views = vec![view("a", true, 0, 4), view("b", false, 0, 4), c.clone()];
+    let moved = rehome(views, "b", "a", jobs(1));
+    assert_eq!(moved.keys().collect::<Vec<_>>(), ["c"]);
+    // c is down (or full): no live node has it, so they stay with this node, which
+    // holds them in the store (and fails them there as an unknown kind).
+    c.available = false;
+    let views = vec![view("a", true, 0, 4), view("b", false, 0, 4), c];
+    let moved = rehome(views, "b", "a", jobs(2));
+    assert_eq!(moved.keys().collect::<Vec<_>>(), ["a"]);
 }
