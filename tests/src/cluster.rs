@@ -67,16 +67,31 @@ impl TestCluster {
 
     /// Like [`TestCluster::start`] on a given Redis (e.g. a durable one to restart).
     pub async fn start_on(redis: RedisServer, n: usize, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_binaries(redis, &vec![None; n], extra).await
+    }
+
+    /// Like [`TestCluster::start_on`], one node per entry of `examples`: the workspace
+    /// example of that name (a node built as a library, with kinds of its own), or
+    /// `taskmesh` for `None`.
+    pub async fn start_binaries(
+        redis: RedisServer,
+        examples: &[Option<&str>],
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let n = examples.len();
         let cluster_addrs: Vec<String> = (0..n)
             .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
             .collect::<Result<_, _>>()?;
         let mut nodes = Vec::with_capacity(n);
-        for (i, addr) in cluster_addrs.iter().enumerate() {
+        for (i, (addr, example)) in cluster_addrs.iter().zip(examples).enumerate() {
             let id = format!("n{}", i + 1);
             let mut flags = cluster_flags(&id, &redis.url(), addr, COOKIE, &cluster_addrs);
             flags.extend(extra.iter().map(|s| (*s).to_owned()));
             let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-            nodes.push(TestNode::start_temp(&flags).await?);
+            nodes.push(match example {
+                Some(example) => TestNode::start_example(example, &flags).await?,
+                None => TestNode::start_temp(&flags).await?,
+            });
         }
         let cluster = Self {
             nodes,

@@ -51,6 +51,8 @@ pub struct NodeView {
     pub load: Option<LoadView>,
     /// Resource labels.
     pub labels: Vec<String>,
+    /// The task kinds it can run, as it advertised them (sorted).
+    pub kinds: Vec<String>,
     /// When it was last heard from, in Unix milliseconds.
     pub last_heard_ms: u64,
 }
@@ -77,6 +79,13 @@ impl DispatcherState {
             state: PeerState::Up,
             circuit: CircuitState::Closed.as_str(),
             labels: local.map(|l| l.labels.clone()).unwrap_or_default(),
+            kinds: self
+                .ctx
+                .kernels
+                .kinds()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             load: local.map(LoadView::from),
             last_heard_ms: now_ms(),
         };
@@ -96,6 +105,7 @@ impl DispatcherState {
                     .as_ref()
                     .map(|i| i.labels.clone())
                     .unwrap_or_default(),
+                kinds: p.kinds.to_vec(),
                 last_heard_ms: p.last_heard_ms,
             })
             .collect();
