@@ -59,21 +59,34 @@ pub(super) fn lost_attempts(
         .partition(|r| r.error == died && !may_retry(r.attempts, r.spec.max_retries))
 }
 
+/// Where moved tasks go ([`rehome`]).
+#[derive(Debug, Default)]
+pub(super) struct Moves {
+    /// Tasks for each node.
+    pub(super) to: HashMap<String, Vec<Job>>,
+    /// Tasks that stay with the node that holds them in the store: no available pool
+    /// has their kind, nor does this node.
+    pub(super) stay: Vec<Job>,
+}
+
 /// Where accepted tasks that must move go, one by one, avoiding the node `avoid`:
-/// placed as new ones, and to `here` when no pool can take them (they were accepted, so
-/// they run somewhere, over capacity or labels if need be).
+/// placed as new ones (only where their kind runs), and to `here` when no pool can take
+/// them but this node has their kind (`runs_here`): they were accepted, so they run
+/// somewhere, over capacity or labels if need be. A task whose kind no available pool
+/// nor this node has stays with its holder.
 pub(super) fn rehome(
     mut views: Vec<PoolView>,
     avoid: &str,
     here: &str,
+    runs_here: impl Fn(&str) -> bool,
     jobs: Vec<Job>,
-) -> HashMap<String, Vec<Job>> {
+) -> Moves {
     for view in &mut views {
         if view.node == avoid {
             view.available = false;
         }
     }
-    let mut batches: HashMap<String, Vec<Job>> = HashMap::new();
+    let mut moves = Moves::default();
     for job in jobs {
         let need = Need {
             kind: &job.spec.kind,
@@ -84,11 +97,15 @@ pub(super) fn rehome(
                 views[placed[0]].queued += 1;
                 views[placed[0]].node.clone()
             }
-            Err(_) => here.to_owned(),
+            Err(_) if runs_here(need.kind) => here.to_owned(),
+            Err(_) => {
+                moves.stay.push(job);
+                continue;
+            }
         };
-        batches.entry(target).or_default().push(job);
+        moves.to.entry(target).or_default().push(job);
     }
-    batches
+    moves
 }
 
 impl DispatcherState {
@@ -212,7 +229,8 @@ impl DispatcherState {
 
     /// Places tasks held in the store by `holder` again, avoiding it. They were
     /// accepted, so when no pool has room they go to the local pool regardless of its
-    /// capacity or labels.
+    /// capacity or labels — if it has their kind; if not, they stay with `holder`
+    /// ([`Self::place_held`]).
     pub(super) fn place_again(&mut self, avoid: &str, jobs: Vec<Job>) {
         self.place_held(avoid, avoid, jobs);
     }
@@ -296,10 +314,32 @@ impl DispatcherState {
         });
     }
 
+    /// Moves tasks held by `holder` to where [`rehome`] places them. Those whose kind no
+    /// available node nor this one has stay with `holder` in the store: a live holder's
+    /// sweep adopts them (over its capacity), a lost one's are claimed by failover and
+    /// placed again then; held here, this pool runs them and fails them as an unknown
+    /// kind, rather than keep them waiting for a node that may never come back.
     pub(super) fn place_held(&mut self, holder: &str, avoid: &str, jobs: Vec<Job>) {
         let (_, views) = self.views(Instant::now());
-        for (node, jobs) in rehome(views, avoid, &self.ctx.node_id, jobs) {
+        let kernels = &self.ctx.kernels;
+        let moves = rehome(
+            views,
+            avoid,
+            &self.ctx.node_id,
+            |k| kernels.contains(k),
+            jobs,
+        );
+        for (node, jobs) in moves.to {
             self.transfer(holder, node, jobs);
+        }
+        if moves.stay.is_empty() {
+            return;
+        }
+        let kinds: Vec<&str> = moves.stay.iter().map(|j| j.spec.kind.as_str()).collect();
+        tracing::warn!(%holder, tasks = moves.stay.len(), ?kinds,
+            "no available node has these tasks' kinds; they stay with their holder");
+        if self.is_local(holder) {
+            to_local_pool(&self.ctx, moves.stay, 0);
         }
     }
 }

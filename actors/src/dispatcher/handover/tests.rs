@@ -68,7 +68,7 @@ fn moved_tasks_avoid_their_old_holder_and_land_here_when_nothing_has_room() {
         view("b", false, 0, 8),
         view("c", false, 0, 1),
     ];
-    let moved = rehome(views.clone(), "b", "a", jobs(6));
+    let moved = rehome(views.clone(), "b", "a", |_| true, jobs(6)).to;
     assert!(!moved.contains_key("b"), "{:?}", moved.keys());
     assert_eq!(moved.values().map(Vec::len).sum::<usize>(), 6);
     assert!(
@@ -82,28 +82,33 @@ fn moved_tasks_avoid_their_old_holder_and_land_here_when_nothing_has_room() {
         view("b", false, 0, 1),
         view("c", false, 4, 1),
     ];
-    let moved = rehome(full, "b", "a", jobs(3));
+    let moved = rehome(full, "b", "a", |_| true, jobs(3)).to;
     assert_eq!(moved.len(), 1);
     assert_eq!(moved.get("a").map(Vec::len), Some(3));
 }
 
 #[test]
-fn moved_tasks_go_only_where_their_kind_runs_else_here() {
+fn moved_tasks_go_only_where_their_kind_runs_else_here_else_stay() {
     let jobs = |n: usize| -> Vec<Job> {
         (0..n)
             .map(|_| Job::new(TaskId::generate(), spec("word_count", None)))
             .collect()
     };
+    let has = |kind: &str| kind == "word_count";
     let mut c = view("c", false, 3, 1);
     c.kinds = Arc::from(["noop".to_owned(), "word_count".to_owned()]);
-    // Only c has the kind: everything goes there, however busy, while it has room.
+    // Only c has the kind: it goes there, however busy, while it has room.
     let views = vec![view("a", true, 0, 4), view("b", false, 0, 4), c.clone()];
-    let moved = rehome(views, "b", "a", jobs(1));
-    assert_eq!(moved.keys().collect::<Vec<_>>(), ["c"]);
-    // c is down (or full): no live node has it, so they stay with this node, which
-    // holds them in the store (and fails them there as an unknown kind).
+    let moves = rehome(views, "b", "a", has, jobs(1));
+    assert_eq!(moves.to.keys().collect::<Vec<_>>(), ["c"]);
+    assert!(moves.stay.is_empty());
+    // c is down (or full): no available node has it. This node runs them if it has the
+    // kind; if not, they stay with their holder.
     c.available = false;
     let views = vec![view("a", true, 0, 4), view("b", false, 0, 4), c];
-    let moved = rehome(views, "b", "a", jobs(2));
-    assert_eq!(moved.keys().collect::<Vec<_>>(), ["a"]);
+    let moves = rehome(views.clone(), "b", "a", has, jobs(2));
+    assert_eq!(moves.to.keys().collect::<Vec<_>>(), ["a"]);
+    let moves = rehome(views, "b", "a", |_| false, jobs(2));
+    assert!(moves.to.is_empty(), "{:?}", moves.to.keys());
+    assert_eq!(moves.stay.len(), 2);
 }
