@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use taskmesh_cluster::wire::NodeInfo;
 use taskmesh_kernels::task::{TaskId, TaskStatus};
 use taskmesh_kernels::{Registry, RegistryOptions};
 
@@ -24,9 +25,14 @@ use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
 const NODE: &str = "here";
 
 fn state(store: Arc<dyn TaskStore>) -> IngressState {
+    state_in(store, None)
+}
+
+/// A node's ingress, clustered when `cluster` is given.
+fn state_in(store: Arc<dyn TaskStore>, cluster: Option<Arc<NodeInfo>>) -> IngressState {
     IngressState::new(
         NodeContext {
-            cluster: None,
+            cluster,
             node_id: NODE.into(),
             store,
             kernels: Registry::new(RegistryOptions { test_kernels: true }),
@@ -292,4 +298,48 @@ fn validation_keeps_the_request_bodys_params_instead_of_copying_them() {
         raw,
         "the spec's params are the parsed body's own buffer"
     );
+}
+
+/// The code of the 422 a submission gets, or `None` when it is valid.
+fn refusal(state: &IngressState, body: &str) -> Option<&'static str> {
+    let task: crate::ingress::dto::SubmitTask = serde_json::from_str(body).expect("body");
+    match state.validate(task, None) {
+        Ok(_) => None,
+        Err(ApiError::Unprocessable(code, _)) => Some(code),
+        Err(other) => panic!("not a 422: {other:?}"),
+    }
+}
+
+#[test]
+fn a_kind_this_node_lacks_is_left_to_placement_in_a_cluster_only() {
+    let alone = state(Arc::new(MemoryStore::new()));
+    let info = NodeInfo {
+        node_id: NODE.into(),
+        generation: 1,
+        cluster_address: "127.0.0.1:1".into(),
+        http_address: "127.0.0.1:2".into(),
+        labels: vec![],
+        kinds: vec![],
+    };
+    let clustered = state_in(Arc::new(MemoryStore::new()), Some(Arc::new(info)));
+    let foreign = r#"{"kind": "word_count", "params": {"text": 3}}"#;
+    assert_eq!(refusal(&alone, foreign), Some("unknown_kind"));
+    // A peer may have it: its params are only checked as a JSON object (the node that
+    // runs it validates them); placement says whether any node has the kind.
+    assert_eq!(refusal(&clustered, foreign), None);
+    assert_eq!(refusal(&clustered, r#"{"kind": "word_count"}"#), None);
+    // `null` is absent params, `{}`, as for any kind.
+    let null = r#"{"kind": "word_count", "params": null}"#;
+    assert_eq!(refusal(&clustered, null), None);
+    for not_an_object in ["[1]", "3", "\"text\"", " [{}]"] {
+        let body = format!(r#"{{"kind": "word_count", "params": {not_an_object}}}"#);
+        assert_eq!(
+            refusal(&clustered, &body),
+            Some("invalid_params"),
+            "{not_an_object}"
+        );
+    }
+    // A kind this node has is still validated here.
+    let echo = r#"{"kind": "echo", "params": {}}"#;
+    assert_eq!(refusal(&clustered, echo), Some("invalid_params"));
 }
