@@ -192,16 +192,21 @@ async fn requests_past_the_concurrency_limit_get_503_but_probes_answer() -> anyh
     let id = node
         .submit(&json!({"kind": "sleep", "params": {"ms": 30000}}))
         .await?;
-    // Two long-polls hold both slots.
+    // Two long-polls hold both slots. A poll can lose its race for a slot to the probing
+    // request below and be refused itself: it is replaced, so the slots end up held.
+    let poll_url = node.url(&format!("/v1/tasks/{id}?wait_ms=30000"));
+    let poll = |polls: &mut JoinSet<_>| {
+        let (http, url) = (reqwest::Client::new(), poll_url.clone());
+        polls.spawn(async move { http.get(url).send().await.map(|r| r.status()) });
+    };
     let mut polls = JoinSet::new();
     for _ in 0..2 {
-        let (http, url) = (
-            reqwest::Client::new(),
-            node.url(&format!("/v1/tasks/{id}?wait_ms=30000")),
-        );
-        polls.spawn(async move { http.get(url).send().await.map(|r| r.status()) });
+        poll(&mut polls);
     }
-    let refused = eventually(WITHIN, "a third request is refused", || async {
+    let refused = eventually(WITHIN, "a third request is refused", async || {
+        while polls.try_join_next().is_some() {
+            poll(&mut polls);
+        }
         let answer = reqwest::Client::new()
             .get(node.url(&format!("/v1/tasks/{id}")))
             .send()
