@@ -82,13 +82,13 @@ impl Actor for Autoscaler {
         let Ok(load) = ractor::call_t!(pool, PoolMessage::GetLoad, 1000) else {
             return Ok(());
         };
-        if load.draining {
+        if load.figures.draining {
             return Ok(());
         }
         let sample = PoolSample {
-            workers: load.workers,
-            busy: load.busy,
-            queued: load.queued.iter().sum(),
+            workers: load.figures.workers,
+            busy: load.figures.busy,
+            queued: load.figures.queued.iter().sum(),
         };
         if let Some(n) = policy::decide(
             &state.config.policy,
@@ -97,7 +97,7 @@ impl Actor for Autoscaler {
             Instant::now(),
         ) {
             tracing::info!(
-                from = load.workers,
+                from = load.figures.workers,
                 to = n,
                 queued = sample.queued,
                 "resizing pool"

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use serde::Serialize;
 use taskmesh_kernels::task::{TaskId, TaskSpec};
 
 use crate::task::TaskRecord;
@@ -93,7 +92,8 @@ fn saturating_sub(counter: &AtomicUsize, n: usize) {
     });
 }
 
-/// A pool's figures, without its node and labels.
+/// A pool's figures: its queue, workers and counters ([`PoolLoad`] adds its node and
+/// labels).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LoadFigures {
     /// Identifies this incarnation of the pool (changes when it restarts).
@@ -114,45 +114,25 @@ pub struct LoadFigures {
     pub draining: bool,
 }
 
-/// The pool's load, as the pool answers `GetLoad` and the dispatcher reports it to peers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// The pool's load, as the pool answers `GetLoad` and the dispatcher reports it to peers:
+/// its figures, with the node it runs on and its labels.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolLoad {
     /// The node the pool runs on.
     pub node: String,
-    /// Identifies this incarnation of the pool (changes when it restarts).
-    pub incarnation: u64,
-    /// Tasks waiting, per priority (high, normal, low).
-    pub queued: [usize; 3],
-    /// Tasks waiting for a retry's backoff to elapse.
-    pub delayed: usize,
-    /// Workers running a task.
-    pub busy: usize,
-    /// Live workers.
-    pub workers: usize,
-    /// Queue capacity.
-    pub capacity: usize,
-    /// Tasks received since this incarnation started (from this node and from peers).
-    pub received_total: u64,
     /// Resource labels.
     pub labels: Vec<String>,
-    /// Whether the pool is draining (takes no new work).
-    pub draining: bool,
+    /// Its queue, workers and counters.
+    pub figures: LoadFigures,
 }
 
 impl PoolLoad {
     /// A pool's load from its figures.
-    pub fn new(node: String, labels: Vec<String>, f: LoadFigures) -> Self {
+    pub fn new(node: String, labels: Vec<String>, figures: LoadFigures) -> Self {
         Self {
             node,
-            incarnation: f.incarnation,
-            queued: f.queued,
-            delayed: f.delayed,
-            busy: f.busy,
-            workers: f.workers,
-            capacity: f.capacity,
-            received_total: f.received_total,
             labels,
-            draining: f.draining,
+            figures,
         }
     }
 }
@@ -331,6 +311,6 @@ mod tests {
             "a restarted pool has nothing sent on its way; admissions go on"
         );
         let load = board.load("n1").expect("published");
-        assert_eq!((load.node.as_str(), load.busy), ("n1", 2));
+        assert_eq!((load.node.as_str(), load.figures.busy), ("n1", 2));
     }
 }

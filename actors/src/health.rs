@@ -178,7 +178,7 @@ async fn check_pool(ctx: &NodeContext) -> Result<(), String> {
         .ok_or_else(|| "not running".to_owned())?;
     let load = ractor::call_t!(pool, PoolMessage::GetLoad, 1000)
         .map_err(|_| "not answering".to_owned())?;
-    if load.workers == 0 {
+    if load.figures.workers == 0 {
         return Err("no workers".into());
     }
     Ok(())

@@ -14,6 +14,7 @@ async fn workers(names: &ActorNames) -> usize {
     let pool = ActorRef::<PoolMessage>::where_is(names.pool.clone()).expect("pool");
     ractor::call_t!(pool, PoolMessage::GetLoad, 1000)
         .expect("load")
+        .figures
         .workers
 }
 

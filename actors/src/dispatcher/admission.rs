@@ -15,7 +15,7 @@ use super::policy::{self, Need, PlaceError, PoolView};
 use super::remote;
 use super::state::DispatcherState;
 use crate::context::NodeContext;
-use crate::handoff::{Job, LocalLoad, PoolLoad};
+use crate::handoff::{Job, LoadFigures, LocalLoad, PoolLoad};
 
 #[cfg(test)]
 mod tests;
@@ -117,12 +117,12 @@ impl PoolEntry {
             local: false,
             labels: self.last.labels.clone(),
             kinds,
-            capacity: self.last.capacity,
-            queued: self.last.queued.iter().sum::<usize>() + unseen,
+            capacity: self.last.figures.capacity,
+            queued: self.last.figures.queued.iter().sum::<usize>() + unseen,
             admitting: self.admitting + self.reserved,
-            running: self.last.busy,
-            workers: self.last.workers,
-            available: available && !self.last.draining && self.last.workers > 0,
+            running: self.last.figures.busy,
+            workers: self.last.figures.workers,
+            available: available && !self.last.figures.draining && self.last.figures.workers > 0,
         }
     }
 }
@@ -169,23 +169,22 @@ pub(super) fn local_report(node: &str, board: &LocalLoad) -> Option<LoadReport> 
 pub(super) fn to_report(load: &PoolLoad, admitting: usize) -> LoadReport {
     LoadReport {
         node_id: load.node.clone(),
-        incarnation: load.incarnation,
-        queued: load.queued.map(|q| q as u64),
-        delayed: load.delayed as u64,
-        busy: load.busy as u64,
-        workers: load.workers as u64,
-        capacity: load.capacity as u64,
-        received_total: load.received_total,
+        incarnation: load.figures.incarnation,
+        queued: load.figures.queued.map(|q| q as u64),
+        delayed: load.figures.delayed as u64,
+        busy: load.figures.busy as u64,
+        workers: load.figures.workers as u64,
+        capacity: load.figures.capacity as u64,
+        received_total: load.figures.received_total,
         labels: load.labels.clone(),
-        draining: load.draining,
+        draining: load.figures.draining,
         admitting: admitting as u64,
     }
 }
 
 pub(super) fn from_report(r: LoadReport) -> (PoolLoad, usize) {
     let admitting = r.admitting as usize;
-    let load = PoolLoad {
-        node: r.node_id,
+    let figures = LoadFigures {
         incarnation: r.incarnation,
         queued: r.queued.map(|q| q as usize),
         delayed: r.delayed as usize,
@@ -193,9 +192,9 @@ pub(super) fn from_report(r: LoadReport) -> (PoolLoad, usize) {
         workers: r.workers as usize,
         capacity: r.capacity as usize,
         received_total: r.received_total,
-        labels: r.labels,
         draining: r.draining,
     };
+    let load = PoolLoad::new(r.node_id, r.labels, figures);
     (load, admitting)
 }
 

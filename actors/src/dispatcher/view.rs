@@ -25,11 +25,12 @@ pub struct LoadView {
 
 impl From<&PoolLoad> for LoadView {
     fn from(load: &PoolLoad) -> Self {
+        let f = &load.figures;
         Self {
-            queued: load.queued.iter().sum::<usize>() + load.delayed,
-            running: load.busy,
-            workers: load.workers,
-            capacity: load.capacity,
+            queued: f.queued.iter().sum::<usize>() + f.delayed,
+            running: f.busy,
+            workers: f.workers,
+            capacity: f.capacity,
         }
     }
 }

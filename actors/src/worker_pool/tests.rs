@@ -133,7 +133,7 @@ async fn a_panicking_worker_is_replaced_and_its_task_retried_then_failed() {
     // The pool is whole again and still works.
     let ok = h.submit(spec("noop", "{}", 0)).await;
     assert_eq!(h.terminal(&ok).await.status, TaskStatus::Succeeded);
-    assert_eq!(h.load().await.workers, 2);
+    assert_eq!(h.load().await.figures.workers, 2);
 }
 
 #[tokio::test]
@@ -196,7 +196,7 @@ async fn cancel_removes_queued_tasks_and_signals_running_ones() {
     let queued = h.submit(spec("noop", "{}", 0)).await;
     // Wait until the sleep task holds the only worker.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while h.load().await.busy == 0 {
+    while h.load().await.figures.busy == 0 {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -279,9 +279,9 @@ async fn a_pool_on_a_shared_store_recovers_only_its_own_nodes_tasks() {
 async fn resize_grows_and_shrinks_the_pool() {
     let h = start_pool(2).await;
     h.pool.cast(PoolMessage::Resize(5)).expect("resize");
-    assert_eq!(h.load().await.workers, 5);
+    assert_eq!(h.load().await.figures.workers, 5);
     h.pool.cast(PoolMessage::Resize(1)).expect("resize");
-    assert_eq!(h.load().await.workers, 1);
+    assert_eq!(h.load().await.figures.workers, 1);
     assert_eq!(
         h.ctx.metrics.worker_restarts.get(),
         0,
@@ -317,13 +317,22 @@ async fn an_attempt_whose_start_is_fenced_off_is_cancelled_and_not_recorded() {
     h.pool
         .cast(PoolMessage::Enqueue(vec![Job::new(id, s)]))
         .expect("enqueue");
-    eventually("the attempt started", async || h.load().await.busy == 1).await;
+    eventually("the attempt started", async || {
+        h.load().await.figures.busy == 1
+    })
+    .await;
     eventually("the fenced attempt stopped", async || {
-        h.load().await.busy == 0
+        h.load().await.figures.busy == 0
     })
     .await;
     let load = h.load().await;
-    assert_eq!((load.delayed, load.queued.iter().sum::<usize>()), (0, 0));
+    assert_eq!(
+        (
+            load.figures.delayed,
+            load.figures.queued.iter().sum::<usize>()
+        ),
+        (0, 0)
+    );
     let after = h.ctx.store.get(&id).await.expect("get").expect("exists");
     assert_eq!(after, before, "nothing was written for another node's task");
     assert_eq!(h.ctx.metrics.duplicate_completions.get(), 0);
@@ -402,7 +411,7 @@ async fn a_copy_under_a_newer_token_replaces_the_running_one() {
         0,
         "the old attempt was cancelled and its outcome dropped unwritten"
     );
-    assert_eq!(h.load().await.busy, 0);
+    assert_eq!(h.load().await.figures.busy, 0);
 }
 
 #[tokio::test]
@@ -426,7 +435,7 @@ async fn a_result_for_a_task_claimed_away_is_dropped_as_a_duplicate() {
         (r.status, r.node.as_deref(), r.attempts),
         (TaskStatus::Queued, Some("survivor"), 1)
     );
-    assert_eq!(h.load().await.busy, 0);
+    assert_eq!(h.load().await.figures.busy, 0);
 }
 
 #[tokio::test]
@@ -442,11 +451,15 @@ async fn a_peers_offer_is_taken_whole_within_capacity_and_refused_past_it_or_whe
         ractor::call_t!(h.pool, PoolMessage::Offer, 1000, jobs(n)).expect("answer")
     };
     assert_eq!(offer(1001).await, Err(OfferRefused::Full), "over capacity");
-    assert_eq!(h.load().await.queued.iter().sum::<usize>(), 0, "none taken");
+    assert_eq!(
+        h.load().await.figures.queued.iter().sum::<usize>(),
+        0,
+        "none taken"
+    );
     assert_eq!(offer(1000).await, Ok(()));
-    assert_eq!(h.load().await.queued.iter().sum::<usize>(), 1000);
+    assert_eq!(h.load().await.figures.queued.iter().sum::<usize>(), 1000);
     assert_eq!(offer(1).await, Err(OfferRefused::Full), "the queue is full");
     ractor::call_t!(h.pool, PoolMessage::Drain, 5000).expect("drained");
     assert_eq!(offer(0).await, Err(OfferRefused::Draining));
-    assert_eq!(h.load().await.queued.iter().sum::<usize>(), 1000);
+    assert_eq!(h.load().await.figures.queued.iter().sum::<usize>(), 1000);
 }

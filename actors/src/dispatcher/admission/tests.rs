@@ -1,18 +1,15 @@
 use super::*;
 
 fn load(received_total: u64, busy: usize) -> PoolLoad {
-    PoolLoad {
-        node: "b".into(),
+    let figures = LoadFigures {
         incarnation: 1,
-        queued: [0; 3],
-        delayed: 0,
         busy,
         workers: 4,
         capacity: 100,
         received_total,
-        labels: vec![],
-        draining: false,
-    }
+        ..Default::default()
+    };
+    PoolLoad::new("b".into(), vec![], figures)
 }
 
 #[test]
