@@ -30,10 +30,19 @@ pub struct Demand {
 }
 
 impl Demand {
-    fn need(&self) -> Need<'_> {
+    pub(crate) fn need(&self) -> Need<'_> {
         Need {
             kind: &self.kind,
             class: self.class.as_deref(),
+        }
+    }
+}
+
+impl From<Need<'_>> for Demand {
+    fn from(need: Need<'_>) -> Self {
+        Self {
+            kind: need.kind.to_owned(),
+            class: need.class.map(str::to_owned),
         }
     }
 }
@@ -211,19 +220,18 @@ pub(super) fn from_report(r: LoadReport) -> (PoolLoad, usize) {
 /// submissions never overcommit it; one that loses the race decides again.
 pub fn admit_here(
     ctx: &NodeContext,
-    demands: &[Demand],
+    needs: &[Need<'_>],
 ) -> Option<Result<Reservation, PlaceError>> {
-    let needs: Vec<Need<'_>> = demands.iter().map(Demand::need).collect();
     let board = &ctx.local_load;
     let alone = ctx.cluster.is_none();
     loop {
         let view = local_view(&ctx.node_id, board);
         let seen = view.as_ref().map_or(0, |v| v.admitting);
         if alone {
-            if let Err(e) = policy::place_all(view.as_slice(), &needs) {
+            if let Err(e) = policy::place_all(view.as_slice(), needs) {
                 return Some(Err(e));
             }
-        } else if !view.is_some_and(|v| policy::keeps_all(&v, &needs)) {
+        } else if !view.is_some_and(|v| policy::keeps_all(&v, needs)) {
             return None;
         }
         if board.admit_if(seen, needs.len()) {

@@ -178,18 +178,18 @@ fn a_lone_node_admits_here_and_never_overcommits_its_pool() -> anyhow::Result<()
         ..Default::default()
     });
     assert_eq!(
-        sizes(admit_here(&ctx, &[noop(None), noop(None)])),
+        sizes(admit_here(&ctx, &[noop(None).need(), noop(None).need()])),
         Some(Ok(2))
     );
     assert_eq!(
-        sizes(admit_here(&ctx, &[noop(None), noop(None)])),
+        sizes(admit_here(&ctx, &[noop(None).need(), noop(None).need()])),
         Some(Err(PlaceError::Saturated)),
         "all or nothing: one place is left, not two"
     );
-    assert_eq!(sizes(admit_here(&ctx, &[noop(None)])), Some(Ok(1)));
+    assert_eq!(sizes(admit_here(&ctx, &[noop(None).need()])), Some(Ok(1)));
     assert_eq!(ctx.local_load.admitting(), 3);
     assert_eq!(
-        sizes(admit_here(&ctx, &[noop(Some("gpu"))])),
+        sizes(admit_here(&ctx, &[noop(Some("gpu")).need()])),
         Some(Err(PlaceError::NoSuchClass("gpu".into())))
     );
     let pdf = Demand {
@@ -197,7 +197,7 @@ fn a_lone_node_admits_here_and_never_overcommits_its_pool() -> anyhow::Result<()
         class: None,
     };
     assert_eq!(
-        sizes(admit_here(&ctx, &[pdf])),
+        sizes(admit_here(&ctx, &[pdf.need()])),
         Some(Err(PlaceError::UnknownKind("pdf".into())))
     );
     Ok(())
@@ -224,22 +224,25 @@ fn a_clustered_node_admits_here_only_what_stays_here_whatever_the_peers() -> any
     };
     ctx.local_load.publish(&figures(0, 0));
     assert_eq!(
-        sizes(admit_here(&ctx, &[noop(None), noop(None)])),
+        sizes(admit_here(&ctx, &[noop(None).need(), noop(None).need()])),
         Some(Ok(2))
     );
     // Both workers busy and one task queued: the next would wait a whole task here,
     // which a peer might save: the dispatcher decides.
     ctx.local_load.publish(&figures(2, 1));
-    assert_eq!(sizes(admit_here(&ctx, &[noop(None)])), None);
+    assert_eq!(sizes(admit_here(&ctx, &[noop(None).need()])), None);
     // So does a class this node lacks (a peer may have it), and nothing was reserved.
     ctx.local_load.publish(&figures(0, 0));
-    assert_eq!(sizes(admit_here(&ctx, &[noop(Some("gpu"))])), None);
+    assert_eq!(sizes(admit_here(&ctx, &[noop(Some("gpu")).need()])), None);
     // And a kind this node lacks.
     let pdf = Demand {
         kind: "pdf".into(),
         class: None,
     };
-    assert_eq!(sizes(admit_here(&ctx, &[noop(None), pdf])), None);
+    assert_eq!(
+        sizes(admit_here(&ctx, &[noop(None).need(), pdf.need()])),
+        None
+    );
     assert_eq!(ctx.local_load.admitting(), 2);
     Ok(())
 }

@@ -16,7 +16,7 @@ use tracing::Instrument;
 use super::IngressState;
 use super::dto::SubmitTask;
 use super::error::ApiError;
-use crate::dispatcher::policy::PlaceError;
+use crate::dispatcher::policy::{Need, PlaceError};
 use crate::dispatcher::{self, Demand, DispatcherMessage};
 use crate::handoff::{CancelOutcome, Job};
 use crate::store::{Created, StoreError, Transition};
@@ -123,23 +123,26 @@ impl IngressState {
         let names = &self.ctx.names;
         let dispatcher = ActorRef::<DispatcherMessage>::where_is(names.dispatcher.clone())
             .ok_or_else(|| unavailable("not_ready", "the dispatcher is restarting"))?;
-        let demands: Vec<Demand> = specs
+        let needs: Vec<Need<'_>> = specs
             .iter()
-            .map(|s| Demand {
-                kind: s.kind.clone(),
-                class: s.class.clone(),
+            .map(|s| Need {
+                kind: &s.kind,
+                class: s.class.as_deref(),
             })
             .collect();
         // Admitted here when the peers cannot change the answer; else the dispatcher,
-        // which knows their pools, decides.
-        let admitted = match dispatcher::admit_here(&self.ctx, &demands) {
+        // which knows their pools, decides (and needs its own copy of the demands).
+        let admitted = match dispatcher::admit_here(&self.ctx, &needs) {
             Some(admitted) => admitted,
-            None => ractor::call_t!(
-                dispatcher,
-                |reply| DispatcherMessage::Admit { demands, reply },
-                2000
-            )
-            .map_err(|_| unavailable("not_ready", "the dispatcher is not answering"))?,
+            None => {
+                let demands: Vec<Demand> = needs.iter().copied().map(Demand::from).collect();
+                ractor::call_t!(
+                    dispatcher,
+                    |reply| DispatcherMessage::Admit { demands, reply },
+                    2000
+                )
+                .map_err(|_| unavailable("not_ready", "the dispatcher is not answering"))?
+            }
         };
         let reservation = match admitted {
             Ok(r) => r,
