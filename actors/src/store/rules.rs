@@ -219,32 +219,14 @@ pub(crate) fn purgeable(record: &TaskRecord, finished_before: Millis) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use taskmesh_kernels::task::{Priority, TaskId, TaskSpec};
-
     use super::*;
-    use crate::task::NewTask;
+    use crate::store::conformance::fixtures::task;
 
     fn record(status: TaskStatus, finished_at_ms: Option<Millis>) -> TaskRecord {
-        let spec = TaskSpec {
-            kind: "echo".into(),
-            params: "{}".into(),
-            priority: Priority::Normal,
-            timeout_ms: None,
-            max_retries: 0,
-            idempotency_key: None,
-            class: None,
-            request_id: None,
-        };
-        let new = NewTask {
-            id: TaskId::generate(),
-            spec: spec.into(),
-            created_at_ms: 0,
-            node: None,
-        };
         TaskRecord {
             status,
             finished_at_ms,
-            ..TaskRecord::queued(new)
+            ..TaskRecord::queued(task("echo", None))
         }
     }
 

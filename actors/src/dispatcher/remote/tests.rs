@@ -1,25 +1,14 @@
 //! Splitting dispatches into frames.
 
-use taskmesh_kernels::task::{Priority, TaskSpec};
-
 use taskmesh_kernels::task::TaskId;
 
 use super::*;
+use crate::store::conformance::fixtures::spec;
 
 fn job(params_len: usize) -> Job {
-    Job::new(
-        TaskId::generate(),
-        TaskSpec {
-            kind: "echo".into(),
-            params: "x".repeat(params_len),
-            priority: Priority::Normal,
-            timeout_ms: None,
-            max_retries: 0,
-            idempotency_key: None,
-            class: None,
-            request_id: None,
-        },
-    )
+    let mut spec = spec("echo", None);
+    spec.params = "x".repeat(params_len);
+    Job::new(TaskId::generate(), spec)
 }
 
 #[test]
