@@ -86,6 +86,13 @@ pub enum CancelOutcome {
     NotHere,
 }
 
+/// The list behind `lock`, shared (empty if a writer panicked holding it).
+fn shared(lock: &RwLock<Arc<[String]>>) -> Arc<[String]> {
+    lock.read()
+        .map(|l| Arc::clone(&l))
+        .unwrap_or_else(|_| Arc::from([]))
+}
+
 fn saturating_sub(counter: &AtomicUsize, n: usize) {
     let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
         Some(c.saturating_sub(n))
@@ -215,18 +222,12 @@ impl LocalLoad {
 
     /// The pool's labels.
     pub fn labels(&self) -> Arc<[String]> {
-        self.labels
-            .read()
-            .map(|l| Arc::clone(&l))
-            .unwrap_or_else(|_| Arc::from([]))
+        shared(&self.labels)
     }
 
     /// The kinds the pool runs (shared, not copied).
     pub fn kinds(&self) -> Arc<[String]> {
-        self.kinds
-            .read()
-            .map(|k| Arc::clone(&k))
-            .unwrap_or_else(|_| Arc::from([]))
+        shared(&self.kinds)
     }
 
     /// Tasks sent to the pool and not taken yet.
