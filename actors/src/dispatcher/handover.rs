@@ -88,10 +88,7 @@ pub(super) fn rehome(
     }
     let mut moves = Moves::default();
     for job in jobs {
-        let need = Need {
-            kind: &job.spec.kind,
-            class: job.spec.class.as_deref(),
-        };
+        let need = Need::of(&job.spec);
         let target = match policy::place_all(&views, &[need]) {
             Ok(placed) => {
                 views[placed[0]].queued += 1;

@@ -29,6 +29,8 @@ pub const HOP_COST: u64 = 500;
 
 use std::sync::Arc;
 
+use taskmesh_kernels::task::TaskSpec;
+
 /// What placement needs to know of one task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Need<'a> {
@@ -36,6 +38,16 @@ pub struct Need<'a> {
     pub kind: &'a str,
     /// Its resource class, if any: only a node with that label runs the task.
     pub class: Option<&'a str>,
+}
+
+impl<'a> Need<'a> {
+    /// What placement needs of the task `spec` describes.
+    pub fn of(spec: &'a TaskSpec) -> Self {
+        Self {
+            kind: &spec.kind,
+            class: spec.class.as_deref(),
+        }
+    }
 }
 
 /// What the dispatcher knows of one pool.

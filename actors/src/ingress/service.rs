@@ -123,13 +123,7 @@ impl IngressState {
         let names = &self.ctx.names;
         let dispatcher = ActorRef::<DispatcherMessage>::where_is(names.dispatcher.clone())
             .ok_or_else(|| unavailable("not_ready", "the dispatcher is restarting"))?;
-        let needs: Vec<Need<'_>> = specs
-            .iter()
-            .map(|s| Need {
-                kind: &s.kind,
-                class: s.class.as_deref(),
-            })
-            .collect();
+        let needs: Vec<Need<'_>> = specs.iter().map(Need::of).collect();
         // Admitted here when the peers cannot change the answer; else the dispatcher,
         // which knows their pools, decides (and needs its own copy of the demands).
         let admitted = match dispatcher::admit_here(&self.ctx, &needs) {
