@@ -41,6 +41,8 @@ class FakeNode:
         self.registrations: List[Dict[str, Any]] = []
         self.auth_headers: List[Optional[str]] = []
         self.max_held: Dict[str, int] = {}
+        #: Polls that asked for more tasks than the worker had free slots.
+        self.over_asks = 0
         self.closed = False
         self._ids = itertools.count(1)
         self._server: Optional[ThreadingHTTPServer] = None
@@ -161,6 +163,8 @@ class FakeNode:
                 if worker is None:
                     return _err(404, "unknown_worker")
                 free = worker["slots"] - self.held(wid)
+                if int(body.get("max", 1)) > free:
+                    self.over_asks += 1
                 want = min(int(body.get("max", 1)), free)
                 ready = [t for t in self.queue if self.tasks[t]["kind"] in worker["kinds"]][:want]
                 left = deadline - time.monotonic()

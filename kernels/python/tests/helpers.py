@@ -1,12 +1,17 @@
 """Shared helpers of the client's tests: waiting with a deadline, a running worker."""
 
+import os
+import sys
 import threading
 import time
 import unittest
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-from fake_node import FakeNode
-from taskmesh_worker import Worker
+# Test the source tree (kernels/python), from wherever discover was started.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from fake_node import FakeNode  # noqa: E402
+from taskmesh_worker import Worker  # noqa: E402
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:

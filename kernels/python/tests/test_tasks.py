@@ -54,6 +54,7 @@ class RunTasks(WorkerCase):
             self.wait_status(tid, "succeeded")
         self.assertEqual(peak[0], 3)
         self.assertLessEqual(self.node.max_held[w.worker_id], 3)
+        self.assertEqual(self.node.over_asks, 0, "polled for more than the free slots")
 
     def test_exceptions_map_to_the_retryable_flag(self) -> None:
         w = self.worker()
