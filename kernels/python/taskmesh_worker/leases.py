@@ -10,7 +10,7 @@ lost lease whose handler still runs keeps the worker from taking more work than
 import math
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 
 class Lease:
@@ -118,13 +118,15 @@ class LeaseTable:
         lost = []
         with self.cond:
             for entry in states:
-                lease = self._leases.get(entry.get("token"))
+                lease = self._leases.get(str(entry.get("token")))
                 if lease is None or lease.lost:
                     continue
                 state = entry.get("state")
                 if state == "cancel_requested":
                     lease.cancelled = True
-                elif state == "stale":
+                elif state == "stale" and not lease.sending:
+                    # (A lease whose outcome is in flight reads as stale once the node
+                    # recorded it: the reporter's answer settles that lease instead.)
                     self._lose(lease)
                     lost.append(lease)
             self.cond.notify_all()
@@ -141,11 +143,12 @@ class LeaseTable:
                 lease.sending = True
             return batch
 
-    def settle(self, lease: Lease) -> None:
-        """The node answered for this lease's outcome: release the lease."""
+    def settle(self, *leases: Lease) -> None:
+        """The node answered for these leases' outcomes: release them (one wake-up)."""
         with self.cond:
-            lease.sending = False
-            self._leases.pop(lease.token, None)
+            for lease in leases:
+                lease.sending = False
+                self._leases.pop(lease.token, None)
             self.cond.notify_all()
 
     def retry(self, lease: Lease, outcome: Optional[Dict[str, Any]] = None) -> None:
@@ -180,7 +183,7 @@ class LeaseTable:
             pending = sum(1 for l in self._leases.values() if l.outcome is not None)
             return running, pending
 
-    def wait_until(self, predicate_on_counts, deadline: float) -> bool:
+    def wait_until(self, predicate_on_counts: Callable[[int, int], bool], deadline: float) -> bool:
         """Wait until ``predicate_on_counts(running, pending)`` or the monotonic deadline."""
         with self.cond:
             while True:

@@ -204,8 +204,7 @@ def report_loop(rt: Runtime) -> None:
             # Sending the same batch again cannot help: drop it. The leases are no
             # longer heartbeated, so the node expires them and retries the tasks.
             log.error("results refused (%s): %d result(s) dropped", resp.error(), len(live))
-            for lease in live:
-                rt.table.settle(lease)
+            rt.table.settle(*live)
 
 
 def _retry_all(table: LeaseTable, leases: List[Lease]) -> None:
@@ -224,7 +223,7 @@ def _too_large(table: LeaseTable, lease: Lease) -> None:
 
 def _apply_outcomes(table: LeaseTable, leases: List[Lease], answers: Optional[Any]) -> bool:
     """Settle each lease by its answer; return whether some answer made no sense."""
-    confused = False
+    confused, settled = False, []
     answers = answers if isinstance(answers, list) else []
     for i, lease in enumerate(leases):
         answer = answers[i] if i < len(answers) and isinstance(answers[i], dict) else {}
@@ -236,9 +235,10 @@ def _apply_outcomes(table: LeaseTable, leases: List[Lease], answers: Optional[An
                 log.info("task %s: result not recorded (%s)", lease.id, outcome)
             elif answer.get("will_retry"):
                 log.info("task %s: attempt %d failed, the node retries it", lease.id, lease.attempt)
-            table.settle(lease)
+            settled.append(lease)
         else:
             log.warning("task %s: unexpected answer %r, sending again", lease.id, answer)
             table.retry(lease)
             confused = True
+    table.settle(*settled)
     return confused

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 from . import loops
 from .context import TaskContext
 from .errors import Permanent, TaskError, Unreachable
-from .http import NodeClient
+from .http import DEFAULT_TIMEOUT_S, NodeClient
 from .leases import Lease, LeaseTable
 from .session import Registration
 
@@ -126,13 +126,12 @@ class Worker:
         if self.class_ is not None:
             body["class"] = self.class_
         self._registration = Registration(self._client, self._table, body)
+
+        def start_task(lease: Lease) -> None:
+            executor.submit(self._execute, lease)
+
         rt = loops.Runtime(
-            self._client,
-            self._table,
-            self._registration,
-            self.poll_wait_ms,
-            lambda lease: executor.submit(self._execute, lease),
-            self._fail,
+            self._client, self._table, self._registration, self.poll_wait_ms, start_task, self._fail
         )
         threads = [
             threading.Thread(target=self._loop, args=(fn, rt), name=f"taskmesh-{fn.__name__}", daemon=True)
@@ -154,7 +153,7 @@ class Worker:
             rt.halted.set()
             self._client.abort()
             for thread in threads:
-                thread.join(timeout=loops.DEFAULT_TIMEOUT_S + 1)
+                thread.join(timeout=DEFAULT_TIMEOUT_S + 1)
             executor.shutdown(wait=False)
             self._client.close()
             restore()
@@ -165,7 +164,7 @@ class Worker:
         stop_at = self._stop_at if self._stop_at is not None else time.monotonic()
         grace_deadline = stop_at + self.grace_s
         log.info("stopping: waiting up to %.1f s for running tasks", self.grace_s)
-        poller.join(timeout=loops.DEFAULT_TIMEOUT_S + 1)
+        poller.join(timeout=DEFAULT_TIMEOUT_S + 1)
         done = self._table.wait_until(lambda running, _: running == 0, grace_deadline)
         if not done:
             running, _ = self._table.counts()
