@@ -44,6 +44,9 @@ class FakeNode:
         #: Polls that asked for more tasks than the worker had free slots.
         self.over_asks = 0
         self.closed = False
+        #: Close each connection after answering, without saying so (as an idle
+        #: keep-alive connection closed by the server looks to the client).
+        self.drop_connections = False
         self._ids = itertools.count(1)
         self._server: Optional[ThreadingHTTPServer] = None
 
@@ -282,6 +285,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self.wfile.write(data)
         except OSError:  # the client went away (e.g. an aborted poll)
+            self.close_connection = True
+        if self.fake.drop_connections:
             self.close_connection = True
 
     do_GET = do_POST = do_DELETE = _serve

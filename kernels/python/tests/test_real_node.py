@@ -58,7 +58,9 @@ class RealNode(unittest.TestCase):
         self.addCleanup(self._kill)
         wait_until(lambda: self.node.poll() is not None or call(self.port, "GET", "/health/ready")[0] == 200,
                    30, "the node to be ready")
-        self.assertIsNone(self.node.poll(), "the node exited")
+        if self.node.poll() is not None:
+            log.seek(0)
+            self.fail(f"the node exited: {log.read()[-2000:].decode(errors='replace')}")
 
     def _kill(self) -> None:
         self.node.kill()
