@@ -42,3 +42,6 @@ source compose/compose-command.sh
 
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast
+
+step "python worker client (kernels/python): unit tests against an in-memory fake node"
+python3 -m unittest discover -s kernels/python/tests -v
