@@ -127,19 +127,23 @@ pub struct LoadFigures {
 pub struct PoolLoad {
     /// The node the pool runs on.
     pub node: String,
-    /// Resource labels.
+    /// Resource labels (with the classes of its HTTP workers).
     pub labels: Vec<String>,
     /// Its queue, workers and counters.
     pub figures: LoadFigures,
+    /// Its external kinds that no HTTP worker serves now: it takes their tasks only when
+    /// no node has a worker for them.
+    pub unserved: Vec<String>,
 }
 
 impl PoolLoad {
-    /// A pool's load from its figures.
+    /// A pool's load from its figures (every external kind served).
     pub fn new(node: String, labels: Vec<String>, figures: LoadFigures) -> Self {
         Self {
             node,
             labels,
             figures,
+            unserved: Vec::new(),
         }
     }
 }
@@ -170,6 +174,7 @@ pub struct LocalLoad {
     incoming: AtomicUsize,
     labels: RwLock<Arc<[String]>>,
     kinds: RwLock<Arc<[String]>>,
+    unserved: RwLock<Arc<[String]>>,
 }
 
 impl LocalLoad {
@@ -184,6 +189,22 @@ impl LocalLoad {
             *k = kinds.iter().map(|k| (*k).to_owned()).collect();
         }
         self.incoming.store(0, Ordering::Relaxed);
+    }
+
+    /// The pool's HTTP workers changed: its labels are now `labels` (the node's and its
+    /// workers' classes), and no worker serves the external kinds `unserved`.
+    pub fn external_changed(&self, labels: &[String], unserved: &[String]) {
+        if let Ok(mut l) = self.labels.write() {
+            *l = labels.into();
+        }
+        if let Ok(mut u) = self.unserved.write() {
+            *u = unserved.into();
+        }
+    }
+
+    /// The external kinds no HTTP worker of the pool serves now.
+    pub fn unserved(&self) -> Arc<[String]> {
+        shared(&self.unserved)
     }
 
     /// The pool's figures now.
@@ -272,7 +293,9 @@ impl LocalLoad {
     /// The pool's last load, with its node and labels; `None` before it published.
     pub fn load(&self, node: &str) -> Option<PoolLoad> {
         let f = self.figures()?;
-        Some(PoolLoad::new(node.to_owned(), self.labels().to_vec(), f))
+        let mut load = PoolLoad::new(node.to_owned(), self.labels().to_vec(), f);
+        load.unserved = self.unserved().to_vec();
+        Some(load)
     }
 }
 

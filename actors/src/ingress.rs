@@ -22,6 +22,7 @@ pub mod error;
 pub mod routes;
 mod server;
 mod service;
+pub mod workers;
 
 /// How long in-flight requests get to finish once the server is told to stop (after the
 /// node's drain period); a long-poll still waiting then is cut.
@@ -34,6 +35,8 @@ pub struct IngressLimits {
     pub max_body_bytes: usize,
     /// Largest `params` of one task (413 above).
     pub max_params_bytes: usize,
+    /// Largest result an HTTP worker may report (413 above; the lease stays valid).
+    pub max_result_bytes: usize,
     /// Most tasks in one batch.
     pub max_batch: usize,
     /// Longest long-poll.
@@ -61,6 +64,7 @@ impl Default for IngressLimits {
         Self {
             max_body_bytes: 4 << 20,
             max_params_bytes: 256 << 10,
+            max_result_bytes: 1 << 20,
             max_batch: 1000,
             max_wait: Duration::from_secs(60),
             max_list: 1000,

@@ -61,6 +61,27 @@ pub struct Metrics {
     pub heartbeats_received: IntCounter,
     /// `taskmesh_peer_liveness_changes_total{peer,to}`: the failure detector's verdicts.
     pub liveness_changes: IntCounterVec,
+    /// The HTTP workers of external kinds.
+    pub external: ExternalMetrics,
+}
+
+/// Metrics of HTTP workers and external kinds (their attempts' run times are in
+/// `taskmesh_task_duration_seconds{kind}` with every other kind's).
+#[derive(Clone)]
+pub struct ExternalMetrics {
+    /// `taskmesh_external_workers{kind}`: HTTP workers registered here, per kind they run.
+    pub workers: IntGaugeVec,
+    /// `taskmesh_external_leases`: attempts leased to HTTP workers here.
+    pub leases: IntGauge,
+    /// `taskmesh_external_lease_expiries_total{kind}`: leases lost to a silent worker.
+    pub lease_expiries: IntCounterVec,
+    /// `taskmesh_external_poll_wait_seconds`: how long polls stayed parked.
+    pub poll_wait: Histogram,
+    /// `taskmesh_external_parked_polls`: polls waiting here for a task now.
+    pub parked_polls: IntGauge,
+    /// `taskmesh_external_unserved_tasks{kind}`: tasks queued here for a kind no worker
+    /// here runs (they wait until one registers).
+    pub unserved_tasks: IntGaugeVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -115,8 +136,47 @@ impl Metrics {
         registry.register(Box::new(heartbeats_received.clone()))?;
         let ready = IntGauge::new("taskmesh_ready", "1 when the node reports ready")?;
         registry.register(Box::new(ready.clone()))?;
+        let leases = IntGauge::new(
+            "taskmesh_external_leases",
+            "Attempts leased to HTTP workers on this node",
+        )?;
+        registry.register(Box::new(leases.clone()))?;
+        let poll_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "taskmesh_external_poll_wait_seconds",
+                "How long HTTP workers' polls stayed parked before tasks or the end of their wait",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(poll_wait.clone()))?;
+        let parked_polls = IntGauge::new(
+            "taskmesh_external_parked_polls",
+            "Polls of HTTP workers waiting on this node for a task",
+        )?;
+        registry.register(Box::new(parked_polls.clone()))?;
+        let external = ExternalMetrics {
+            workers: gauge(
+                "taskmesh_external_workers",
+                "HTTP workers registered on this node, per kind they run",
+                &["kind"],
+            )?,
+            leases,
+            lease_expiries: counter(
+                "taskmesh_external_lease_expiries_total",
+                "Leased attempts lost because their HTTP worker went silent",
+                &["kind"],
+            )?,
+            poll_wait,
+            parked_polls,
+            unserved_tasks: gauge(
+                "taskmesh_external_unserved_tasks",
+                "Tasks queued on this node for an external kind no worker here runs",
+                &["kind"],
+            )?,
+        };
 
         Ok(Self {
+            external,
             submitted: counter(
                 "taskmesh_tasks_submitted_total",
                 "Tasks accepted (202) by this node",

@@ -26,6 +26,7 @@ use crate::handoff::{CancelOutcome, Job, PoolLoad};
 use crate::task::{TaskRecord, now_ms};
 
 pub mod executor;
+pub mod external;
 pub mod progress;
 pub mod queue;
 mod recent;
@@ -50,6 +51,8 @@ pub struct WorkerPoolConfig {
     pub report_interval: Duration,
     /// Resource labels of this node.
     pub labels: Vec<String>,
+    /// How long an HTTP worker keeps its leases without a call ([`external`]).
+    pub worker_lease: Duration,
 }
 
 /// Why the pool took none of an [`PoolMessage::Offer`].
@@ -113,6 +116,17 @@ pub enum PoolMessage {
     /// Stop starting tasks; reply once no attempt is running and every terminal write
     /// issued so far is durable.
     Drain(RpcReplyPort<()>),
+    /// A request of an HTTP worker of external kinds ([`external`]).
+    Worker(external::WorkerRequest),
+    /// A parked poll's wait ran out.
+    PollDue {
+        /// The worker.
+        worker: external::WorkerId,
+        /// Which of its polls.
+        seq: u64,
+    },
+    /// Timer: end the leases of silent workers and leases past their task's timeout.
+    ExpireLeases,
     /// The store refused a write of the task's attempt because the task moved since the
     /// attempt was given it (claimed or reassigned: `Transition::NotHolder`): another
     /// node holds it, or this node does under a newer lease token. The pool forgets
@@ -154,12 +168,22 @@ impl Actor for WorkerPool {
         args: WorkerPoolArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = PoolState::new(args.ctx, args.config, myself.clone(), TaskTracker::new());
-        let kinds = state.ctx.kernels.kinds();
+        let kernels = &state.ctx.kernels;
+        let kinds: Vec<&str> = kernels
+            .kinds()
+            .into_iter()
+            .chain(kernels.external_kinds())
+            .collect();
         state.ctx.local_load.started(&state.config.labels, &kinds);
+        state.workers_changed();
         state.resize(state.config.initial_workers).await?;
         state.publish();
         myself.send_interval(state.config.report_interval, || PoolMessage::ReportLoad);
         myself.send_interval(SWEEP_AGE, || PoolMessage::Sweep);
+        if kernels_have_external(&state) {
+            let every = state.external.check_every();
+            myself.send_interval(every, || PoolMessage::ExpireLeases);
+        }
         Ok(state)
     }
 
@@ -222,8 +246,12 @@ impl Actor for WorkerPool {
             PoolMessage::ReportLoad => state.report_load(),
             PoolMessage::Drain(reply) => state.drain(reply),
             PoolMessage::Lost { id, lease, holder } => state.lost(&id, lease, holder.as_deref()),
+            PoolMessage::Worker(request) => state.worker_request(request),
+            PoolMessage::PollDue { worker, seq } => state.poll_due(&worker, seq),
+            PoolMessage::ExpireLeases => state.expire_leases(),
         }
         state.dispatch();
+        state.serve_parked();
         state.publish();
         Ok(())
     }
@@ -256,6 +284,10 @@ impl Actor for WorkerPool {
         state.stop_all_workers();
         Ok(())
     }
+}
+
+fn kernels_have_external(state: &PoolState) -> bool {
+    state.ctx.kernels.external_kinds().next().is_some()
 }
 
 /// Reads the unfinished tasks this node holds from the store in the background and feeds

@@ -36,6 +36,7 @@ fn pools(n: usize) -> Vec<PoolView> {
                 vec![]
             },
             kinds: Arc::from(["noop".to_owned()]),
+            unserved: Arc::from([]),
             capacity: 100_000,
             queued: (i * 37) % 100,
             admitting: 0,

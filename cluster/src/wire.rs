@@ -104,6 +104,11 @@ pub struct LoadReport {
     /// capacity, as the sender does (absent from older peers: 0).
     #[serde(default)]
     pub admitting: u64,
+    /// Its external kinds (advertised in [`NodeInfo::kinds`]) that no HTTP worker serves
+    /// now: placement sends their tasks there only when no node has a worker for them.
+    /// Absent from older peers: none.
+    #[serde(default)]
+    pub unserved: Vec<String>,
 }
 
 /// One task handed to a peer's pool. The task's record is already durable.

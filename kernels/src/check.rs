@@ -121,3 +121,13 @@ mod tests {
         }
     }
 }
+
+/// `params` (JSON text) must be a JSON object: what is checked of an external kind's
+/// params, which its worker validates.
+pub fn json_object(params: &str) -> Result<(), KernelError> {
+    match serde_json::from_str::<serde_json::Value>(params) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err(KernelError::invalid(".", "must be a JSON object")),
+        Err(e) => Err(KernelError::invalid(".", format!("not valid JSON: {e}"))),
+    }
+}

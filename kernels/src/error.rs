@@ -21,7 +21,7 @@ pub enum KernelError {
     #[error("kind `{kind}` is registered twice (kind names are unique, built-in ones included)")]
     DuplicateKind {
         /// The kind.
-        kind: &'static str,
+        kind: String,
     },
     /// The params are not valid JSON for this kind, or a value is out of range. The task
     /// fails without a retry.

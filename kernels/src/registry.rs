@@ -1,6 +1,6 @@
 //! The registry: kernel kinds → kernels.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -16,16 +16,20 @@ pub struct RegistryOptions {
     pub test_kernels: bool,
 }
 
-/// The kernels a node can run, by kind. Cheap to clone: clones share the table.
+/// The kinds a node knows, by name: kernels it runs in-process, and *external* kinds,
+/// whose tasks it queues for worker processes that lease them over HTTP. Cheap to clone:
+/// clones share the tables.
 #[derive(Clone)]
 pub struct Registry {
     kernels: Arc<BTreeMap<&'static str, Box<dyn ErasedKernel>>>,
+    external: Arc<BTreeSet<String>>,
 }
 
 /// Extra kinds to register next to the built-in ones: [`Registry::builder`].
 #[derive(Default)]
 pub struct RegistryBuilder {
     extra: Vec<Box<dyn ErasedKernel>>,
+    external: Vec<String>,
 }
 
 impl RegistryBuilder {
@@ -35,14 +39,22 @@ impl RegistryBuilder {
         self
     }
 
+    /// Declares `kind` external: its tasks are run by worker processes over HTTP, and
+    /// its params are checked only as a JSON object (the worker validates them).
+    pub fn external(mut self, kind: impl Into<String>) -> Self {
+        self.external.push(kind.into());
+        self
+    }
+
     /// The kinds added so far, in the order they were added.
     pub fn kinds(&self) -> Vec<&'static str> {
         self.extra.iter().map(|k| k.name()).collect()
     }
 
     /// The registry of the built-in kinds (and the test kinds if asked) plus the added
-    /// ones. [`KernelError::DuplicateKind`] names the first kind registered twice,
-    /// whether it clashes with a built-in kind or with another added one.
+    /// ones and the external ones. [`KernelError::DuplicateKind`] names the first kind
+    /// registered twice, whether it clashes with a built-in kind, an added one or an
+    /// external one.
     pub fn build(self, options: RegistryOptions) -> Result<Registry, KernelError> {
         let mut kernels: Vec<Box<dyn ErasedKernel>> = vec![
             Box::new(noop::Noop),
@@ -60,11 +72,19 @@ impl RegistryBuilder {
         for kernel in kernels {
             let kind = kernel.name();
             if table.insert(kind, kernel).is_some() {
+                return Err(KernelError::DuplicateKind { kind: kind.into() });
+            }
+        }
+        let mut external = BTreeSet::new();
+        for kind in self.external {
+            if table.contains_key(kind.as_str()) || external.contains(&kind) {
                 return Err(KernelError::DuplicateKind { kind });
             }
+            external.insert(kind);
         }
         Ok(Registry {
             kernels: Arc::new(table),
+            external: Arc::new(external),
         })
     }
 }
@@ -73,6 +93,7 @@ impl fmt::Debug for RegistryBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RegistryBuilder")
             .field("kinds", &self.kinds())
+            .field("external", &self.external)
             .finish()
     }
 }
@@ -92,18 +113,32 @@ impl Registry {
         RegistryBuilder::default()
     }
 
-    /// The registered kinds, sorted.
+    /// The kinds run in-process, sorted.
     pub fn kinds(&self) -> Vec<&'static str> {
         self.kernels.keys().copied().collect()
     }
 
-    /// Whether `kind` is registered.
-    pub fn contains(&self, kind: &str) -> bool {
-        self.kernels.contains_key(kind)
+    /// The external kinds, sorted: their tasks are run by worker processes over HTTP.
+    pub fn external_kinds(&self) -> impl Iterator<Item = &str> {
+        self.external.iter().map(String::as_str)
     }
 
-    /// Parses and validates params (JSON text) for `kind` without running anything.
+    /// Whether `kind` is declared external.
+    pub fn is_external(&self, kind: &str) -> bool {
+        self.external.contains(kind)
+    }
+
+    /// Whether `kind` is known here, in-process or external.
+    pub fn contains(&self, kind: &str) -> bool {
+        self.kernels.contains_key(kind) || self.is_external(kind)
+    }
+
+    /// Parses and validates params (JSON text) for `kind` without running anything. An
+    /// external kind's params are checked only as a JSON object.
     pub fn validate(&self, kind: &str, params: &str) -> Result<(), KernelError> {
+        if self.is_external(kind) {
+            return crate::check::json_object(params);
+        }
         self.kernel(kind)?.validate(params)
     }
 
@@ -137,6 +172,7 @@ impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
             .field("kinds", &self.kinds())
+            .field("external", &self.external)
             .finish()
     }
 }

@@ -92,9 +92,11 @@ impl Node {
         let options = RegistryOptions {
             test_kernels: config.test_kernels,
         };
-        self.kinds
-            .build(options)
-            .context("registering the task kinds")
+        let kinds = config
+            .external_kinds
+            .iter()
+            .fold(self.kinds, |kinds, kind| kinds.external(kind.clone()));
+        kinds.build(options).context("registering the task kinds")
     }
 
     /// Starts the node with `config` (see [`crate::start`]); fails before opening

@@ -92,6 +92,8 @@ pub struct NodeConfig {
     pub max_body_bytes: usize,
     /// Params limit.
     pub max_params_bytes: usize,
+    /// Limit of a result reported by an HTTP worker.
+    pub max_result_bytes: usize,
     /// How long finished records are kept.
     pub result_ttl: Duration,
     /// Grace period for running tasks on shutdown.
@@ -100,6 +102,10 @@ pub struct NodeConfig {
     pub scale_down_after: Duration,
     /// Whether test-only kernels are registered.
     pub test_kernels: bool,
+    /// Kinds run by worker processes over HTTP.
+    pub external_kinds: Vec<String>,
+    /// How long an HTTP worker keeps its leases without a sign of life.
+    pub worker_lease: Duration,
     /// Cluster membership; `None` for a node on its own.
     pub cluster: Option<ClusterSettings>,
     /// How long the node's lease on its tasks lasts without renewal.
@@ -111,6 +117,35 @@ pub struct NodeConfig {
     pub claim_after: Duration,
     /// HTTP server bounds, drain period, cluster handshake timeout.
     pub server: ServerSettings,
+}
+
+/// The `--external-kinds`, trimmed, without empty entries; each a plain name.
+fn external_kinds(kinds: Vec<String>) -> anyhow::Result<Vec<String>> {
+    let kinds: Vec<String> = kinds
+        .into_iter()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
+        .collect();
+    for kind in &kinds {
+        let plain = kind.len() <= 64
+            && kind
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        anyhow::ensure!(
+            plain,
+            "--external-kinds: `{kind}` is not a kind name (letters, digits, `_`, `-`, `.`; at most 64)"
+        );
+    }
+    Ok(kinds)
+}
+
+/// `--worker-lease-ms`, checked: long enough for a heartbeat over a slow link.
+fn worker_lease(ms: u64) -> anyhow::Result<Duration> {
+    anyhow::ensure!(
+        (500..=600_000).contains(&ms),
+        "--worker-lease-ms must lie between 500 and 600000 (got {ms})"
+    );
+    Ok(Duration::from_millis(ms))
 }
 
 fn hostname() -> String {
@@ -204,10 +239,13 @@ impl TryFrom<NodeArgs> for NodeConfig {
             labels,
             max_body_bytes: a.max_body_bytes,
             max_params_bytes: a.max_params_bytes,
+            max_result_bytes: a.max_result_bytes,
             result_ttl: Duration::from_secs(a.result_ttl_secs),
             shutdown_grace: Duration::from_secs(a.shutdown_grace_secs),
             scale_down_after: Duration::from_secs(a.scale_down_after_secs),
             test_kernels: a.test_kernels,
+            external_kinds: external_kinds(a.external_kinds)?,
+            worker_lease: worker_lease(a.worker_lease_ms)?,
             cluster,
             lease_ttl: Duration::from_millis(a.lease_ttl_ms),
             lease_renew: Duration::from_millis(a.lease_renew_ms),

@@ -143,7 +143,17 @@ async fn start_with(config: NodeConfig, kernels: Registry) -> anyhow::Result<Nod
             cluster_address: c.advertise.clone(),
             http_address: c.http_advertise.clone(),
             labels: config.labels.clone(),
-            kinds: kernels.kinds().into_iter().map(str::to_owned).collect(),
+            kinds: {
+                let external = kernels.external_kinds();
+                let mut kinds: Vec<String> = kernels
+                    .kinds()
+                    .into_iter()
+                    .chain(external)
+                    .map(str::to_owned)
+                    .collect();
+                kinds.sort();
+                kinds
+            },
         })
     });
     let ctx = NodeContext {
@@ -163,6 +173,7 @@ async fn start_with(config: NodeConfig, kernels: Registry) -> anyhow::Result<Nod
             backoff: Backoff::default(),
             report_interval: Duration::from_millis(100),
             labels: config.labels.clone(),
+            worker_lease: config.worker_lease,
         },
         dispatcher: DispatcherConfig {
             peers: match &config.cluster {
@@ -204,6 +215,7 @@ async fn start_with(config: NodeConfig, kernels: Registry) -> anyhow::Result<Nod
         limits: Arc::new(IngressLimits {
             max_body_bytes: config.max_body_bytes,
             max_params_bytes: config.max_params_bytes,
+            max_result_bytes: config.max_result_bytes,
             max_wait: config.server.max_wait,
             max_connections: config.server.max_connections,
             max_concurrent_requests: config.server.max_concurrent_requests,

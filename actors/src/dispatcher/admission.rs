@@ -126,6 +126,7 @@ impl PoolEntry {
             local: false,
             labels: self.last.labels.clone(),
             kinds,
+            unserved: self.last.unserved.as_slice().into(),
             capacity: self.last.figures.capacity,
             queued: self.last.figures.queued.iter().sum::<usize>() + unseen,
             admitting: self.admitting + self.reserved,
@@ -144,6 +145,7 @@ pub(super) fn local_view(node: &str, board: &LocalLoad) -> Option<PoolView> {
         local: true,
         labels: board.labels().to_vec(),
         kinds: board.kinds(),
+        unserved: board.unserved(),
         capacity: f.capacity,
         queued: f.queued.iter().sum::<usize>() + board.incoming(),
         admitting: board.admitting(),
@@ -160,6 +162,7 @@ fn unreported_view(node: &str, kinds: &Arc<[String]>) -> PoolView {
         local: false,
         labels: Vec::new(),
         kinds: Arc::clone(kinds),
+        unserved: Arc::from([]),
         capacity: 0,
         queued: 0,
         admitting: 0,
@@ -188,6 +191,7 @@ pub(super) fn to_report(load: &PoolLoad, admitting: usize) -> LoadReport {
         labels: load.labels.clone(),
         draining: load.figures.draining,
         admitting: admitting as u64,
+        unserved: load.unserved.clone(),
     }
 }
 
@@ -203,7 +207,8 @@ pub(super) fn from_report(r: LoadReport) -> (PoolLoad, usize) {
         received_total: r.received_total,
         draining: r.draining,
     };
-    let load = PoolLoad::new(r.node_id, r.labels, figures);
+    let mut load = PoolLoad::new(r.node_id, r.labels, figures);
+    load.unserved = r.unserved;
     (load, admitting)
 }
 

@@ -27,6 +27,11 @@
 /// local pool.
 pub const HOP_COST: u64 = 500;
 
+/// The wait of a task of an external kind on a pool where no HTTP worker serves it: as
+/// if a thousand tasks were ahead, so a pool with a worker always wins, and the task
+/// waits on one without (the local one first) only when no pool has a worker.
+pub const UNSERVED_WAIT: u64 = 1_000_000;
+
 use std::sync::Arc;
 
 use taskmesh_kernels::task::TaskSpec;
@@ -59,8 +64,11 @@ pub struct PoolView {
     pub local: bool,
     /// Resource labels of the node (e.g. `heavy`, `gpu`).
     pub labels: Vec<String>,
-    /// The task kinds the node can run (shared: they change only when the node starts).
+    /// The task kinds the node can run (shared: they change only when the node starts),
+    /// its external kinds included.
     pub kinds: Arc<[String]>,
+    /// Its external kinds that no HTTP worker serves now ([`UNSERVED_WAIT`]).
+    pub unserved: Arc<[String]>,
     /// Queue capacity: tasks waiting beyond this are refused.
     pub capacity: usize,
     /// Tasks waiting, including those sent to it and not taken yet.
@@ -82,6 +90,16 @@ impl PoolView {
         let workers = self.workers.max(1);
         let ahead = (self.queued + self.running + 1).saturating_sub(workers);
         ahead as u64 * 1000 / workers as u64
+    }
+
+    /// The expected wait of one more task of `kind`: [`PoolView::wait`], or
+    /// [`UNSERVED_WAIT`] for an external kind no worker of the pool serves.
+    pub fn wait_for(&self, kind: &str) -> u64 {
+        if self.unserved.iter().any(|k| k == kind) {
+            UNSERVED_WAIT
+        } else {
+            self.wait()
+        }
     }
 
     /// How busy the pool is, in thousandths of its workers: `(queued + running) / workers`.
@@ -151,7 +169,7 @@ fn place_one(view: &[PoolView], need: Need<'_>) -> Option<usize> {
     // The best is the least wait, then the least busy share.
     let (mut best, mut local) = (None::<(usize, (u64, u64))>, None::<(usize, u64)>);
     for (i, p) in open.by_ref() {
-        let rank = (p.wait(), p.busy_share());
+        let rank = (p.wait_for(need.kind), p.busy_share());
         if p.local {
             local = Some((i, rank.0));
         }
@@ -175,7 +193,7 @@ pub fn keeps_all(local: &PoolView, needs: &[Need<'_>]) -> bool {
             && eligible(&view, *need)
             && view.available
             && view.has_room()
-            && view.wait() <= HOP_COST;
+            && view.wait_for(need.kind) <= HOP_COST;
         if !stays {
             return false;
         }

@@ -103,6 +103,7 @@ async fn messages_for_local_submissions(clustered: bool) -> anyhow::Result<Vec<&
             backoff: Backoff::default(),
             report_interval: Duration::from_millis(100),
             labels: vec![],
+            worker_lease: Duration::from_secs(10),
         },
     };
     let (pool, _) = Actor::spawn(Some(ctx.names.pool.clone()), WorkerPool, pool_args).await?;

@@ -34,17 +34,23 @@ impl<T> PriorityQueues<T> {
         self.queues[priority.index()].push_back(item);
     }
 
-    /// Takes the next item to run, with its priority.
-    pub fn pop(&mut self) -> Option<(Priority, T)> {
+    /// The priority [`pop`](Self::pop) serves next: the highest non-empty one, unless a
+    /// lower one is starving.
+    pub fn next_priority(&self) -> Option<Priority> {
         let starving = Priority::ALL.into_iter().rev().find(|p| {
             !self.queues[p.index()].is_empty()
                 && self.passed_over[p.index()] >= STARVATION_LIMIT[p.index()]
         });
-        let chosen = starving.or_else(|| {
+        starving.or_else(|| {
             Priority::ALL
                 .into_iter()
                 .find(|p| !self.queues[p.index()].is_empty())
-        })?;
+        })
+    }
+
+    /// Takes the next item to run, with its priority.
+    pub fn pop(&mut self) -> Option<(Priority, T)> {
+        let chosen = self.next_priority()?;
         for p in Priority::ALL {
             if p == chosen {
                 self.passed_over[p.index()] = 0;
@@ -55,6 +61,11 @@ impl<T> PriorityQueues<T> {
         self.queues[chosen.index()]
             .pop_front()
             .map(|item| (chosen, item))
+    }
+
+    /// The item `pop` would take next from `priority`'s queue.
+    pub fn peek(&self, priority: Priority) -> Option<&T> {
+        self.queues[priority.index()].front()
     }
 
     /// Removes and returns the first item matching `pred` (cancellation).

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::sync::oneshot;
+
 use taskmesh_kernels::task::{TaskId, TaskStatus};
 
 use super::PoolMessage;
@@ -69,11 +71,24 @@ impl PoolState {
             .retries
             .with_label_values(&[job.spec.kind.as_str()])
             .inc();
-        let (store, id, attempts) = (self.ctx.store.clone(), job.id, job.attempts);
+        let recorded = job.attempts;
+        self.requeue_after(job, recorded, Some(error), delay);
+    }
+
+    /// Records the task queued again (`attempts` as the store should keep them, and the
+    /// failed attempt's `error`), holds it meanwhile, and queues it again after `delay`.
+    pub(super) fn requeue_after(
+        &mut self,
+        job: Job,
+        recorded_attempts: u32,
+        error: Option<String>,
+        delay: Duration,
+    ) {
+        let (store, id, attempts) = (self.ctx.store.clone(), job.id, recorded_attempts);
         let (node, pool, lease) = (self.ctx.node_id.clone(), self.myself.clone(), job.lease);
         self.writes.spawn(async move {
             let fence = Fence::new(&node, lease);
-            match store.requeue(&id, fence, attempts, Some(error)).await {
+            match store.requeue(&id, fence, attempts, error).await {
                 Ok(Transition::NotHolder(holder)) => {
                     let _ = pool.cast(PoolMessage::Lost { id, lease, holder });
                 }
@@ -96,6 +111,20 @@ impl PoolState {
         error: Option<String>,
         started_at_ms: Option<u64>,
     ) {
+        self.finish_then(job, status, result, error, started_at_ms, None);
+    }
+
+    /// [`finish`](Self::finish), telling `done` what the store answered (a store error is
+    /// retried until it answers).
+    pub(super) fn finish_then(
+        &mut self,
+        job: &Job,
+        status: TaskStatus,
+        result: Option<String>,
+        error: Option<String>,
+        started_at_ms: Option<u64>,
+        done: Option<oneshot::Sender<Transition>>,
+    ) {
         self.finished.record(&job.id, job.lease);
         let finish = Finish {
             status,
@@ -111,37 +140,38 @@ impl PoolState {
         let lease = job.lease;
         self.writes.spawn(async move {
             let mut delay = Duration::from_millis(50);
-            loop {
-                match ctx.store.finish(&id, finish.clone()).await {
+            let answer = loop {
+                let answer = ctx.store.finish(&id, finish.clone()).await;
+                match &answer {
                     Ok(Transition::Applied) => {
                         ctx.metrics
                             .completed
                             .with_label_values(&[kind.as_str(), status.as_str()])
                             .inc();
-                        break;
                     }
-                    Ok(Transition::Rejected(_)) => {
-                        ctx.metrics.duplicate_completions.inc();
-                        break;
-                    }
+                    Ok(Transition::Rejected(_)) => ctx.metrics.duplicate_completions.inc(),
                     Ok(Transition::NotHolder(holder)) => {
                         // Claimed or reassigned since this attempt was given the task
                         // (another node holds it, or this one under a newer lease token):
                         // the holder runs it; this result is a duplicate and is dropped.
                         ctx.metrics.duplicate_completions.inc();
                         tracing::info!(task_id = %id, ?holder, lease, "another node holds the task; result dropped");
-                        break;
                     }
-                    Ok(Transition::NotFound) => break,
+                    Ok(Transition::NotFound) => {}
                     Err(e) => {
                         ctx.metrics.store_errors.with_label_values(&["finish"]).inc();
                         tracing::warn!(task_id = %id, error = %e, "terminal write failed; retrying");
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(Duration::from_secs(5));
+                        continue;
                     }
                 }
-            }
+                break answer;
+            };
             ctx.notifier.notify(&id);
+            if let (Some(done), Ok(answer)) = (done, answer) {
+                let _ = done.send(answer);
+            }
         });
     }
 

@@ -9,6 +9,7 @@ use taskmesh_kernels::task::{Priority, TaskId, TaskStatus};
 use tokio_util::task::TaskTracker;
 
 use super::executor::AttemptOutcome;
+use super::external::External;
 use super::queue::PriorityQueues;
 use super::recent::RecentlyFinished;
 use super::retry::may_retry;
@@ -52,6 +53,8 @@ pub struct PoolState {
     pub(super) lost: HashSet<(TaskId, u64)>,
     /// Tasks whose terminal write this pool issued lately: a late copy is dropped.
     pub(super) finished: RecentlyFinished,
+    /// External tasks, and the HTTP workers that lease them.
+    pub(super) external: External,
 }
 
 impl PoolState {
@@ -63,7 +66,6 @@ impl PoolState {
     ) -> Self {
         Self {
             ctx,
-            config,
             received_total: 0,
             // Random, not the actor id: a restarted process reuses actor ids, and peers
             // must see a new pool that has received nothing of what they sent before.
@@ -80,6 +82,8 @@ impl PoolState {
             draining: false,
             lost: HashSet::new(),
             finished: RecentlyFinished::default(),
+            external: External::new(config.worker_lease),
+            config,
         }
     }
 
@@ -94,7 +98,8 @@ impl PoolState {
             .map(|r| r.job.lease);
         let queued = self.queued_ids.get(id).copied();
         let delayed = self.delayed.get(id).map(|j| j.lease);
-        running.chain(queued).chain(delayed).max()
+        let leased = self.external.book.lease_of(id).map(|l| l.job.lease);
+        running.chain(queued).chain(delayed).chain(leased).max()
     }
 
     /// Whether the pool holds the task under `lease` or a newer token, so a copy under
@@ -131,7 +136,11 @@ impl PoolState {
         }
         self.queued_ids.insert(job.id, job.lease);
         job.enqueued_at = Instant::now();
-        self.queue.push(job.spec.priority, job);
+        if self.ctx.kernels.is_external(&job.spec.kind) {
+            self.external.queues.push(job);
+        } else {
+            self.queue.push(job.spec.priority, job);
+        }
     }
 
     /// Whether `n` more tasks from a peer may be queued here: not while draining, and
@@ -140,7 +149,7 @@ impl PoolState {
         if self.draining {
             return Err(super::OfferRefused::Draining);
         }
-        let held = self.queue.len() + self.delayed.len();
+        let held = self.queue.len() + self.external.queues.len() + self.delayed.len();
         if held.saturating_add(n) > self.config.queue_capacity {
             return Err(super::OfferRefused::Full);
         }
@@ -271,7 +280,9 @@ impl PoolState {
         let mut outcome = CancelOutcome::NotHere;
         if self.queued_ids.get(id).is_some_and(|&l| covered(l)) {
             self.queued_ids.remove(id);
-            self.queue.remove_where(|j| &j.id == id);
+            if self.queue.remove_where(|j| &j.id == id).is_none() {
+                self.external.queues.remove(id);
+            }
             outcome = CancelOutcome::Removed;
         }
         if self.delayed.get(id).is_some_and(|j| covered(j.lease)) {
@@ -287,6 +298,19 @@ impl PoolState {
             r.cancel.cancel();
             if lost {
                 self.lost.insert((*id, r.job.lease));
+            }
+            if outcome == CancelOutcome::NotHere {
+                outcome = CancelOutcome::Signalled;
+            }
+        }
+        // A leased attempt: a task that moved ends its lease at once (the worker hears
+        // `stale`); a client's cancel reaches the worker in its next heartbeat.
+        let leased = self.external.book.lease_of(id).map(|l| l.job.lease);
+        if leased.is_some_and(covered) {
+            if lost {
+                self.external.book.release_task(id);
+            } else if let Some(lease) = self.external.book.lease_of_mut(id) {
+                lease.cancel_requested = true;
             }
             if outcome == CancelOutcome::NotHere {
                 outcome = CancelOutcome::Signalled;
@@ -369,7 +393,10 @@ impl PoolState {
             .count();
         LoadFigures {
             incarnation: self.incarnation,
-            queued: self.queue.depths(),
+            queued: {
+                let (mine, theirs) = (self.queue.depths(), self.external.queues.depths());
+                [0, 1, 2].map(|i| mine[i] + theirs[i])
+            },
             delayed: self.delayed.len(),
             busy,
             workers: self.workers.len(),
@@ -402,6 +429,7 @@ impl PoolState {
         m.workers
             .with_label_values(&["idle"])
             .set((load.workers - load.busy) as i64);
+        self.report_external();
         self.ctx.notifier.prune();
     }
 
@@ -414,7 +442,8 @@ impl PoolState {
     }
 
     fn maybe_finish_drain(&mut self) {
-        let busy = self.workers.values().any(|s| s.running.is_some());
+        let busy =
+            self.workers.values().any(|s| s.running.is_some()) || self.external.book.leases() > 0;
         if busy || self.drain_reply.is_none() {
             return;
         }

@@ -49,6 +49,7 @@ async fn start_pool_on(workers: usize, store: Arc<dyn TaskStore>) -> Harness {
         },
         report_interval: Duration::from_millis(50),
         labels: vec![],
+        worker_lease: Duration::from_secs(10),
     };
     let args = WorkerPoolArgs {
         ctx: ctx.clone(),

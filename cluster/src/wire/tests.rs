@@ -48,6 +48,7 @@ fn notices() -> Vec<Notice> {
             labels: vec!["gpu".into()],
             draining: false,
             admitting: 3,
+            unserved: vec!["py_square".into()],
         }),
         Notice::Leaving {
             node_id: "node-a".into(),

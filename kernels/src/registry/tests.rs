@@ -211,7 +211,9 @@ fn a_kind_registered_twice_is_named() {
         .build(RegistryOptions::default());
     assert_eq!(
         twice.map(|r| r.kinds()),
-        Err(KernelError::DuplicateKind { kind: "twice" })
+        Err(KernelError::DuplicateKind {
+            kind: "twice".into()
+        })
     );
     let clash = Registry::builder()
         .kind(FakeEcho)
@@ -229,5 +231,41 @@ fn built_in_and_test_kinds_do_not_clash() {
         Registry::builder()
             .build(RegistryOptions { test_kernels: true })
             .is_ok()
+    );
+}
+
+#[test]
+fn external_kinds_are_known_and_checked_only_as_json_objects() {
+    let registry = Registry::builder()
+        .external("py_square")
+        .build(RegistryOptions::default())
+        .expect("distinct kinds");
+    assert!(registry.contains("py_square") && registry.is_external("py_square"));
+    assert!(!registry.kinds().contains(&"py_square"));
+    assert_eq!(registry.external_kinds().collect::<Vec<_>>(), ["py_square"]);
+    assert_eq!(registry.validate("py_square", r#"{"x": 1}"#), Ok(()));
+    assert!(registry.validate("py_square", "[1]").is_err());
+    assert!(registry.validate("py_square", "{").is_err());
+    assert!(!registry.is_trivial("py_square"));
+}
+
+#[test]
+fn an_external_kind_may_not_clash_with_another_kind() {
+    let clash = Registry::builder()
+        .external("noop")
+        .build(RegistryOptions::default());
+    assert_eq!(
+        clash.err(),
+        Some(KernelError::DuplicateKind {
+            kind: "noop".into()
+        })
+    );
+    let twice = Registry::builder()
+        .external("a")
+        .external("a")
+        .build(RegistryOptions::default());
+    assert_eq!(
+        twice.err(),
+        Some(KernelError::DuplicateKind { kind: "a".into() })
     );
 }

@@ -92,6 +92,11 @@ pub struct NodeArgs {
     #[arg(long, env = "TASKMESH_MAX_PARAMS_BYTES", default_value_t = 256 << 10)]
     pub max_params_bytes: usize,
 
+    /// Largest result an HTTP worker may report for an external task (413 above; the
+    /// worker's lease stays valid).
+    #[arg(long, env = "TASKMESH_MAX_RESULT_BYTES", default_value_t = 1 << 20)]
+    pub max_result_bytes: usize,
+
     /// Seconds a finished task's record is kept.
     #[arg(long, env = "TASKMESH_RESULT_TTL_SECS", default_value_t = 86_400)]
     pub result_ttl_secs: u64,
@@ -184,6 +189,18 @@ pub struct NodeArgs {
     /// --suspect-after-ms.
     #[arg(long, env = "TASKMESH_DOWN_AFTER_MS", default_value_t = 2000)]
     pub down_after_ms: u64,
+
+    /// Task kinds run by worker processes over HTTP (`POST /v1/workers`), comma-separated:
+    /// their tasks are accepted, stored and queued like any other and leased to workers
+    /// that poll for them (docs/extending.md).
+    #[arg(long, env = "TASKMESH_EXTERNAL_KINDS", value_delimiter = ',')]
+    pub external_kinds: Vec<String>,
+
+    /// How long an HTTP worker keeps its leases without a heartbeat (or any other call):
+    /// past it each leased attempt is recorded failed (`lease_expired`) and its task is
+    /// queued again. Workers are told to heartbeat five times per lease.
+    #[arg(long, env = "TASKMESH_WORKER_LEASE_MS", default_value_t = 10_000)]
+    pub worker_lease_ms: u64,
 
     /// Also register the test-only kernels (`panic`, `abort`, `fail`, `flaky`, `spin`). Never in
     /// production.

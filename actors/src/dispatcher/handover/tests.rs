@@ -46,6 +46,7 @@ fn view(node: &str, local: bool, queued: usize, workers: usize) -> PoolView {
         local,
         labels: vec![],
         kinds: Arc::from(["noop".to_owned()]),
+        unserved: Arc::from([]),
         capacity: 4,
         queued,
         admitting: 0,

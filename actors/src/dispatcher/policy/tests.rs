@@ -6,6 +6,7 @@ fn pool(node: &str, local: bool, queued: usize, running: usize, workers: usize) 
         local,
         labels: vec![],
         kinds: kinds(&["noop"]),
+        unserved: kinds(&[]),
         capacity: 10,
         queued,
         admitting: 0,
@@ -321,4 +322,28 @@ fn grid(q: usize, r: usize, w: usize, b: usize) -> Vec<(usize, usize, usize, usi
         }
     }
     all
+}
+
+#[test]
+fn an_external_kind_goes_where_a_worker_serves_it_else_stays_local() {
+    let external = |node: &str, local: bool, served: bool| {
+        let mut p = pool(node, local, 0, 0, 4);
+        p.kinds = kinds(&["noop", "py"]);
+        p.unserved = if served { kinds(&[]) } else { kinds(&["py"]) };
+        p
+    };
+    // Only `b` has a worker: the task leaves the idle local pool for it, even past a
+    // queue of local built-in work there.
+    let mut b = external("b", false, true);
+    b.queued = 8;
+    let pools = [external("a", true, false), b, external("c", false, false)];
+    assert_eq!(place_all(&pools, &[of_kind("py")]), Ok(vec![1]));
+    assert!(!keeps_all(&pools[0], &[of_kind("py")]));
+    // Nobody has a worker: it waits on the local pool, which declares the kind.
+    let pools = [external("a", true, false), external("b", false, false)];
+    assert_eq!(place_all(&pools, &[of_kind("py")]), Ok(vec![0]));
+    // A served local pool keeps it, without asking the peers.
+    assert!(keeps_all(&external("a", true, true), &[of_kind("py")]));
+    // Built-in kinds are not affected by an unserved external kind.
+    assert!(keeps_all(&external("a", true, false), &[ANY]));
 }

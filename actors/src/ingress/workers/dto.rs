@@ -1,0 +1,184 @@
+//! JSON bodies of the HTTP worker API (`/v1/workers`, `/v1/tasks/{id}/complete|fail`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// `POST /v1/workers` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    /// A name for humans (host and process, say).
+    pub name: String,
+    /// The external kinds the worker runs.
+    pub kinds: Vec<String>,
+    /// How many tasks it runs at once.
+    pub slots: usize,
+    /// Its resource class, if any.
+    pub class: Option<String>,
+}
+
+/// `POST /v1/workers` answer.
+#[derive(Debug, Serialize)]
+pub struct RegisterAnswer {
+    /// The worker's id, for every later call.
+    pub worker_id: String,
+    /// How long the node keeps the worker's leases without a call.
+    pub lease_ms: u64,
+    /// How often the worker should heartbeat.
+    pub heartbeat_ms: u64,
+}
+
+/// `POST /v1/workers/{wid}/poll` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollBody {
+    /// At most this many tasks (capped at the worker's free slots).
+    pub max: usize,
+    /// How long to wait for a first task, at most [`MAX_POLL_WAIT_MS`](super::MAX_POLL_WAIT_MS).
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+/// One leased task in a poll's answer.
+#[derive(Debug, Serialize)]
+pub struct LeasedTask {
+    /// The task's id.
+    pub id: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its params, as submitted.
+    pub params: Box<RawValue>,
+    /// The attempt number (1 for the first).
+    pub attempt: u32,
+    /// What every report of this attempt quotes.
+    pub token: String,
+    /// The task's hard time limit, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// `POST /v1/workers/{wid}/poll` answer.
+#[derive(Debug, Serialize)]
+pub struct PollAnswerBody {
+    /// The leased tasks; empty when the wait ran out.
+    pub tasks: Vec<LeasedTask>,
+}
+
+/// Progress as a worker reports it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressBody {
+    /// Share of the work done, in `[0, 1]`.
+    pub fraction: f64,
+    /// What the task is doing.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// `POST /v1/workers/{wid}/heartbeat` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatBody {
+    /// The tokens the worker holds.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// Latest progress per token.
+    #[serde(default)]
+    pub progress: BTreeMap<String, ProgressBody>,
+}
+
+/// One token's state in a heartbeat's answer.
+#[derive(Debug, Serialize)]
+pub struct LeaseStateBody {
+    /// The token.
+    pub token: String,
+    /// `ok`, `cancel_requested` or `stale`.
+    pub state: &'static str,
+}
+
+/// `POST /v1/workers/{wid}/heartbeat` answer.
+#[derive(Debug, Serialize)]
+pub struct HeartbeatAnswer {
+    /// One state per token sent, in order.
+    pub leases: Vec<LeaseStateBody>,
+}
+
+/// How a worker says an attempt failed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailureBody {
+    /// What went wrong.
+    pub message: String,
+    /// Whether another attempt may help.
+    pub retryable: bool,
+}
+
+/// `POST /v1/tasks/{id}/complete` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteBody {
+    /// The attempt's token.
+    pub token: String,
+    /// The result (any JSON value).
+    pub result: Box<RawValue>,
+}
+
+/// `POST /v1/tasks/{id}/fail` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailBody {
+    /// The attempt's token.
+    pub token: String,
+    /// The failure.
+    pub error: FailureBody,
+}
+
+/// One entry of `POST /v1/workers/{wid}/results`: a result or an error.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultEntry {
+    /// The task.
+    pub id: String,
+    /// The attempt's token.
+    pub token: String,
+    /// The result, for a success.
+    pub result: Option<Box<RawValue>>,
+    /// The failure, for a failure.
+    pub error: Option<FailureBody>,
+}
+
+/// `POST /v1/workers/{wid}/results` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsBody {
+    /// The attempts that ended.
+    pub results: Vec<ResultEntry>,
+}
+
+/// What became of one reported attempt.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ResultAnswer {
+    /// The task.
+    pub id: String,
+    /// `recorded`, `stale_token`, `already_terminal`, `too_large`, `not_found` or
+    /// `invalid`.
+    pub outcome: &'static str,
+    /// The task's status after a recorded report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    /// For a recorded failure: whether the task will be retried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub will_retry: Option<bool>,
+    /// Why, for `invalid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `POST /v1/workers/{wid}/results` answer.
+#[derive(Debug, Serialize)]
+pub struct ResultsAnswer {
+    /// One answer per entry, in order.
+    pub results: Vec<ResultAnswer>,
+}

@@ -1,0 +1,592 @@
+//! Workers in any language, over HTTP: the pool's side of external kinds.
+//!
+//! A task of an external kind ([`Registry::is_external`]) is held by the pool like any
+//! other — stored, queued by priority, retried, cancelled, moved when its node is lost —
+//! but waits in [`queues::ExternalQueues`] until a registered worker process polls for
+//! it, and its attempt runs under a lease ([`book::Book`]) instead of on a worker actor:
+//!
+//! ```text
+//! POST /v1/workers ──────────────► Register ── a worker id, the lease period
+//! POST /v1/workers/{w}/poll ─────► Poll ────── leases at once, or parks until a task
+//!                                              of its kinds is queued (or the wait ends)
+//! POST /v1/workers/{w}/heartbeat ► Heartbeat ─ ok | cancel_requested | stale per token
+//! POST /v1/tasks/{id}/complete ──► Report ──── the attempt's terminal write, or a retry
+//! DELETE /v1/workers/{w} ────────► Leave ───── its leases go back to the queue
+//! ```
+//!
+//! An attempt is recorded `running` (fenced) when its lease is granted. A worker silent
+//! for the lease period loses its leases: each attempt fails with `lease_expired` and is
+//! retried like any failure. A report quoting a token that is not a live lease here is
+//! refused without a write; the store's fence refuses it too, since every requeue and
+//! every move of a task changes its lease token.
+//!
+//! [`Registry::is_external`]: taskmesh_kernels::Registry::is_external
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::RpcReplyPort;
+use taskmesh_kernels::Progress;
+use taskmesh_kernels::task::{TaskId, TaskStatus};
+use tokio::sync::oneshot;
+
+use super::PoolMessage;
+use super::retry::may_retry;
+use super::state::PoolState;
+use crate::handoff::Job;
+use crate::store::Transition;
+use crate::task::{Fence, now_ms};
+
+pub mod book;
+pub mod queues;
+
+use book::{Book, Ended, Lease, Parked};
+pub use book::{LeaseState, Token, WorkerId, WorkerSpec};
+
+/// What a registration answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    /// The worker's id, for every later call.
+    pub worker_id: WorkerId,
+    /// How long it keeps its leases without a call.
+    pub lease_ms: u64,
+    /// How often it should heartbeat.
+    pub heartbeat_ms: u64,
+}
+
+/// One task leased to a worker by a poll.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The task.
+    pub id: TaskId,
+    /// Its kind.
+    pub kind: String,
+    /// Its params (JSON text).
+    pub params: String,
+    /// The attempt number (1 for the first).
+    pub attempt: u32,
+    /// What every report of this attempt must quote.
+    pub token: Token,
+    /// The task's hard time limit, if it has one.
+    pub timeout_ms: Option<u64>,
+}
+
+/// How a worker says an attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkerOutcome {
+    /// It succeeded with this result (JSON text).
+    Succeeded(String),
+    /// It failed; `retryable` says whether another attempt may help.
+    Failed {
+        /// What went wrong.
+        message: String,
+        /// Whether a retry may help.
+        retryable: bool,
+    },
+}
+
+/// One reported attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// The task.
+    pub id: TaskId,
+    /// The attempt's token.
+    pub token: Token,
+    /// How it ended.
+    pub outcome: WorkerOutcome,
+}
+
+/// What became of one [`Report`].
+#[derive(Debug)]
+pub enum Reported {
+    /// The terminal write of this status is issued; the store's answer comes here.
+    Writing(TaskStatus, oneshot::Receiver<Transition>),
+    /// The attempt failed and the task will be retried.
+    Retrying,
+    /// The token is not a live lease here (of this worker): nothing was written. Whether
+    /// it is stale or the task finished is for the caller to read from the store.
+    Unknown,
+}
+
+/// The worker id is not registered here (never was, expired, or left).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no such worker")]
+pub struct UnknownWorker;
+
+/// The answer to a poll.
+pub type PollAnswer = Result<Vec<Grant>, UnknownWorker>;
+
+/// Requests of HTTP workers, answered through their reply port.
+pub enum WorkerRequest {
+    /// Register a worker.
+    Register(WorkerSpec, RpcReplyPort<Registration>),
+    /// Lease up to `max` tasks (capped at the worker's free slots), waiting up to `wait`
+    /// for the first one.
+    Poll {
+        /// The worker.
+        worker: String,
+        /// At most this many tasks.
+        max: usize,
+        /// How long to wait when none is queued.
+        wait: Duration,
+        /// The answer.
+        reply: RpcReplyPort<PollAnswer>,
+    },
+    /// A sign of life with the tokens the worker holds and their latest progress.
+    Heartbeat {
+        /// The worker.
+        worker: String,
+        /// The tokens it holds.
+        tokens: Vec<Token>,
+        /// Latest progress per token.
+        progress: Vec<(Token, Progress)>,
+        /// One state per token, in order.
+        reply: RpcReplyPort<Result<Vec<LeaseState>, UnknownWorker>>,
+    },
+    /// Attempts that ended. With a worker, each token must be a lease of that worker.
+    Report {
+        /// The reporting worker, when known.
+        worker: Option<String>,
+        /// The attempts.
+        reports: Vec<Report>,
+        /// One answer per report, in order; an error for a worker not registered here.
+        reply: RpcReplyPort<Result<Vec<Reported>, UnknownWorker>>,
+    },
+    /// The worker leaves: its leases go back to the queue without using an attempt.
+    Leave {
+        /// The worker.
+        worker: String,
+        /// Done.
+        reply: RpcReplyPort<Result<(), UnknownWorker>>,
+    },
+}
+
+/// The pool's external side: the workers and their leases, and the queued tasks.
+#[derive(Debug)]
+pub struct External {
+    /// Workers, leases, parked polls.
+    pub book: Book<RpcReplyPort<PollAnswer>>,
+    /// External tasks waiting for a worker.
+    pub queues: queues::ExternalQueues,
+}
+
+impl External {
+    /// Nothing registered, nothing queued; workers keep leases for `lease_period`.
+    pub fn new(lease_period: Duration) -> Self {
+        Self {
+            book: Book::new(lease_period),
+            queues: queues::ExternalQueues::default(),
+        }
+    }
+
+    /// How often leases and silent workers are checked: a tenth of the lease period,
+    /// between 50 and 250 ms (task timeouts are enforced to this precision).
+    pub fn check_every(&self) -> Duration {
+        (self.book.lease_period() / 10).clamp(Duration::from_millis(50), Duration::from_millis(250))
+    }
+}
+
+impl PoolState {
+    /// Handles one request of an HTTP worker.
+    pub(super) fn worker_request(&mut self, request: WorkerRequest) {
+        let now = Instant::now();
+        match request {
+            WorkerRequest::Register(spec, reply) => {
+                let id: WorkerId = format!("w-{:016x}", rand::random::<u64>()).into();
+                tracing::info!(worker = %id, name = %spec.name, kinds = ?spec.kinds, slots = spec.slots, "worker registered");
+                self.external.book.register(Arc::clone(&id), spec, now);
+                let lease_ms = self.external.book.lease_period().as_millis() as u64;
+                let _ = reply.send(Registration {
+                    worker_id: id,
+                    lease_ms,
+                    heartbeat_ms: (lease_ms / 5).max(1),
+                });
+                self.workers_changed();
+            }
+            WorkerRequest::Poll {
+                worker,
+                max,
+                wait,
+                reply,
+            } => self.poll(&worker, max, wait, reply, now),
+            WorkerRequest::Heartbeat {
+                worker,
+                tokens,
+                progress,
+                reply,
+            } => {
+                if self.external.book.touch(&worker, now).is_none() {
+                    let _ = reply.send(Err(UnknownWorker));
+                    return;
+                }
+                let _ = reply.send(Ok(self.external.book.states(&worker, &tokens)));
+                for (token, progress) in progress {
+                    self.record_progress(&worker, &token, progress);
+                }
+            }
+            WorkerRequest::Report {
+                worker,
+                reports,
+                reply,
+            } => {
+                if let Some(w) = &worker
+                    && self.external.book.touch(w, now).is_none()
+                {
+                    let _ = reply.send(Err(UnknownWorker));
+                    return;
+                }
+                let answers = reports
+                    .into_iter()
+                    .map(|r| self.report(worker.as_deref(), r))
+                    .collect();
+                let _ = reply.send(Ok(answers));
+            }
+            WorkerRequest::Leave { worker, reply } => {
+                let Some((leases, parked)) = self.external.book.deregister(&worker) else {
+                    let _ = reply.send(Err(UnknownWorker));
+                    return;
+                };
+                if let Some(parked) = parked {
+                    let _ = parked.reply.send(Ok(Vec::new()));
+                }
+                tracing::info!(%worker, leases = leases.len(), "worker left; its leases go back to the queue");
+                for lease in leases {
+                    self.give_back(lease);
+                }
+                let _ = reply.send(Ok(()));
+                self.workers_changed();
+            }
+        }
+    }
+
+    fn poll(
+        &mut self,
+        worker: &str,
+        max: usize,
+        wait: Duration,
+        reply: RpcReplyPort<PollAnswer>,
+        now: Instant,
+    ) {
+        if self.external.book.touch(worker, now).is_none() {
+            let _ = reply.send(Err(UnknownWorker));
+            return;
+        }
+        let max = max.min(self.external.book.free_slots(worker));
+        let id: WorkerId = worker.into();
+        let grants = self.lease_out(&id, max, now);
+        if !grants.is_empty() || wait.is_zero() || max == 0 {
+            let _ = reply.send(Ok(grants));
+            return;
+        }
+        let (seq, replaced) = self.external.book.park(worker, max, reply, now);
+        if let Some(old) = replaced {
+            let _ = old.send(Ok(Vec::new()));
+        }
+        self.myself
+            .send_after(wait, move || PoolMessage::PollDue { worker: id, seq });
+    }
+
+    /// A parked poll's wait ran out: it answers empty.
+    pub(super) fn poll_due(&mut self, worker: &str, seq: u64) {
+        if let Some(parked) = self.external.book.unpark(worker, Some(seq)) {
+            self.observe_poll_wait(&parked);
+            let _ = parked.reply.send(Ok(Vec::new()));
+        }
+    }
+
+    fn observe_poll_wait(&self, parked: &Parked<RpcReplyPort<PollAnswer>>) {
+        self.ctx
+            .metrics
+            .external
+            .poll_wait
+            .observe(parked.since.elapsed().as_secs_f64());
+    }
+
+    /// Leases queued tasks to parked polls, after every message (nothing when no poll is
+    /// parked or no external task waits).
+    pub(super) fn serve_parked(&mut self) {
+        if self.external.queues.is_empty() || self.draining {
+            return;
+        }
+        let parked: Vec<WorkerId> = self
+            .external
+            .book
+            .parked()
+            .map(|(id, _)| Arc::clone(id))
+            .collect();
+        let now = Instant::now();
+        for id in parked {
+            let parked = self.external.book.parked_of(&id);
+            let Some((max, closed)) = parked.map(|p| (p.max, p.reply.is_closed())) else {
+                continue;
+            };
+            if closed {
+                // The worker hung up on this poll: it gets nothing.
+                self.external.book.unpark(&id, None);
+                continue;
+            }
+            let grants = self.lease_out(&id, max, now);
+            if grants.is_empty() {
+                continue;
+            }
+            if let Some(parked) = self.external.book.unpark(&id, None) {
+                self.observe_poll_wait(&parked);
+                if let Err(ractor::MessagingErr::SendErr(Ok(grants))) =
+                    parked.reply.send(Ok(grants))
+                {
+                    // The poll's caller is gone: the tasks go back without using an attempt.
+                    for grant in grants {
+                        if let Some(lease) = self.external.book.release(&grant.token) {
+                            self.give_back(lease);
+                        }
+                    }
+                }
+            }
+            if self.external.queues.is_empty() {
+                break;
+            }
+        }
+    }
+
+    /// Takes up to `max` queued tasks of the worker's kinds and leases them to it,
+    /// recording each attempt as running.
+    fn lease_out(&mut self, worker: &WorkerId, max: usize, now: Instant) -> Vec<Grant> {
+        if self.draining {
+            return Vec::new();
+        }
+        let registered = self.external.book.worker(worker);
+        let Some((kinds, class)) = registered.map(|w| (w.spec.kinds.clone(), w.spec.class.clone()))
+        else {
+            return Vec::new();
+        };
+        let mut grants = Vec::new();
+        while grants.len() < max {
+            let Some((priority, job)) = self.external.queues.pop_for(&kinds, class.as_deref())
+            else {
+                break;
+            };
+            self.queued_ids.remove(&job.id);
+            self.ctx
+                .metrics
+                .queue_wait
+                .with_label_values(&[priority.as_str()])
+                .observe(job.enqueued_at.elapsed().as_secs_f64());
+            let started_at_ms = now_ms();
+            let token = self
+                .external
+                .book
+                .grant(worker, job.clone(), now, started_at_ms);
+            self.record_start(&job, started_at_ms);
+            grants.push(Grant {
+                id: job.id,
+                kind: job.spec.kind.clone(),
+                params: job.spec.params.clone(),
+                attempt: job.attempts + 1,
+                token,
+                timeout_ms: job.spec.timeout_ms,
+            });
+        }
+        grants
+    }
+
+    /// Records the leased attempt as running, without waiting; if the task moved since
+    /// the pool was given it, the pool is told ([`PoolMessage::Lost`]) and the lease ends.
+    fn record_start(&self, job: &Job, started_at_ms: u64) {
+        let (store, id, node) = (self.ctx.store.clone(), job.id, self.ctx.node_id.clone());
+        let (pool, lease, attempt) = (self.myself.clone(), job.lease, job.attempts + 1);
+        self.writes.spawn(async move {
+            let fence = Fence::new(&node, lease);
+            match store.start(&id, fence, attempt, started_at_ms).await {
+                Ok(Transition::NotHolder(holder)) => {
+                    let _ = pool.cast(PoolMessage::Lost { id, lease, holder });
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(task_id = %id, error = %e, "recording task start failed"),
+            }
+        });
+    }
+
+    /// Writes a leased attempt's progress, fenced, without waiting.
+    fn record_progress(&self, worker: &str, token: &Token, progress: Progress) {
+        let Some(lease) = self.external.book.lease(token) else {
+            return;
+        };
+        if &*lease.worker != worker {
+            return;
+        }
+        let (store, id, node) = (
+            self.ctx.store.clone(),
+            lease.job.id,
+            self.ctx.node_id.clone(),
+        );
+        let lease = lease.job.lease;
+        self.writes.spawn(async move {
+            let fence = Fence::new(&node, lease);
+            if let Err(e) = store.progress(&id, fence, progress).await {
+                tracing::debug!(task_id = %id, error = %e, "recording progress failed");
+            }
+        });
+    }
+
+    /// Settles one reported attempt: a terminal write, a retry, or nothing for a token
+    /// that is not a live lease (of `worker`, when given).
+    fn report(&mut self, worker: Option<&str>, report: Report) -> Reported {
+        let live = self
+            .external
+            .book
+            .lease(&report.token)
+            .is_some_and(|l| l.job.id == report.id && worker.is_none_or(|w| &*l.worker == w));
+        let Some(lease) = live
+            .then(|| self.external.book.release(&report.token))
+            .flatten()
+        else {
+            return Reported::Unknown;
+        };
+        let kind = lease.job.spec.kind.clone();
+        self.ctx
+            .metrics
+            .task_duration
+            .with_label_values(&[kind.as_str()])
+            .observe(lease.started.elapsed().as_secs_f64());
+        let started = Some(lease.started_at_ms);
+        let mut job = lease.job;
+        job.attempts += 1;
+        let (tx, rx) = oneshot::channel();
+        if lease.cancel_requested {
+            let msg = "cancelled by client".to_owned();
+            self.finish_then(
+                &job,
+                TaskStatus::Cancelled,
+                None,
+                Some(msg),
+                started,
+                Some(tx),
+            );
+            return Reported::Writing(TaskStatus::Cancelled, rx);
+        }
+        let status = match report.outcome {
+            WorkerOutcome::Succeeded(result) => {
+                self.finish_then(
+                    &job,
+                    TaskStatus::Succeeded,
+                    Some(result),
+                    None,
+                    started,
+                    Some(tx),
+                );
+                TaskStatus::Succeeded
+            }
+            WorkerOutcome::Failed { message, retryable } => {
+                if retryable && may_retry(job.attempts, job.spec.max_retries) {
+                    self.retry_or_fail(job, message, started);
+                    return Reported::Retrying;
+                }
+                let _span = job.span().entered();
+                tracing::warn!(attempts = job.attempts, error = %message, retryable, "task failed");
+                self.finish_then(
+                    &job,
+                    TaskStatus::Failed,
+                    None,
+                    Some(message),
+                    started,
+                    Some(tx),
+                );
+                TaskStatus::Failed
+            }
+        };
+        Reported::Writing(status, rx)
+    }
+
+    /// Ends what is over: leases of silent workers (`lease_expired`, an attempt used) and
+    /// leases past their task's timeout; silent workers are forgotten.
+    pub(super) fn expire_leases(&mut self) {
+        let expired = self.external.book.expire(Instant::now());
+        let gone = !expired.workers.is_empty();
+        for (worker, parked) in expired.workers {
+            tracing::warn!(%worker, "worker silent for its lease period; forgotten");
+            if let Some(parked) = parked {
+                let _ = parked.reply.send(Err(UnknownWorker));
+            }
+        }
+        for (lease, why) in expired.leases {
+            self.lease_ended(lease, why);
+        }
+        if gone {
+            self.workers_changed();
+        }
+    }
+
+    fn lease_ended(&mut self, lease: Lease, why: Ended) {
+        let kind = lease.job.spec.kind.clone();
+        let started = Some(lease.started_at_ms);
+        let mut job = lease.job;
+        job.attempts += 1;
+        let error = match why {
+            Ended::LeaseExpired => {
+                self.ctx
+                    .metrics
+                    .external
+                    .lease_expiries
+                    .with_label_values(&[kind.as_str()])
+                    .inc();
+                let ms = self.external.book.lease_period().as_millis();
+                format!("lease_expired: the worker sent nothing for {ms} ms")
+            }
+            Ended::TimedOut(limit) => format!("timed out after {} ms", limit.as_millis()),
+        };
+        if lease.cancel_requested {
+            let msg = "cancelled by client".to_owned();
+            self.finish_then(&job, TaskStatus::Cancelled, None, Some(msg), started, None);
+            return;
+        }
+        self.retry_or_fail(job, error, started);
+    }
+
+    /// Puts a leased task back in the queue without using an attempt (its worker left, or
+    /// never got it). The store's requeue moves the task's token, so the old lease's
+    /// reports are refused there too.
+    fn give_back(&mut self, lease: Lease) {
+        let recorded = lease.job.attempts + 1;
+        self.requeue_after(lease.job, recorded, None, Duration::ZERO);
+    }
+
+    /// The worker set changed: the kinds served here and the classes of their workers
+    /// go to placement ([`crate::handoff::LocalLoad`]).
+    pub(super) fn workers_changed(&self) {
+        let unserved: Vec<String> = self
+            .ctx
+            .kernels
+            .external_kinds()
+            .filter(|k| !self.external.book.serves(k))
+            .map(str::to_owned)
+            .collect();
+        let mut labels = self.config.labels.clone();
+        labels.extend(self.external.book.classes());
+        labels.sort();
+        labels.dedup();
+        self.ctx.local_load.external_changed(&labels, &unserved);
+    }
+
+    /// Refreshes the external gauges.
+    pub(super) fn report_external(&self) {
+        let m = &self.ctx.metrics.external;
+        let waiting = self.external.queues.per_kind();
+        for kind in self.ctx.kernels.external_kinds() {
+            let workers = self
+                .external
+                .book
+                .workers()
+                .filter(|(_, w)| w.spec.kinds.iter().any(|k| k == kind))
+                .count();
+            m.workers.with_label_values(&[kind]).set(workers as i64);
+            let queued = waiting.get(kind).copied().unwrap_or(0);
+            let stranded = if workers == 0 { queued } else { 0 };
+            m.unserved_tasks
+                .with_label_values(&[kind])
+                .set(stranded as i64);
+        }
+        m.leases.set(self.external.book.leases() as i64);
+        m.parked_polls
+            .set(self.external.book.parked().count() as i64);
+    }
+}
