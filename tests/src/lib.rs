@@ -15,6 +15,7 @@
 //!   read values out of the Prometheus text. These live in `taskmesh_actors::testing`,
 //!   shared with the chaos runner, and are re-exported here.
 //! - [`cluster`]: several nodes sharing a real `redis-server`, joined as a cluster.
+//! - [`workers`]: an HTTP worker of external kinds, spoken call by call.
 //!
 //! Every wait has a deadline; the deadlines are generous because CI machines are slow,
 //! and no test asserts that something happens *quickly* unless the product promises it.
@@ -37,6 +38,7 @@ use tempfile::TempDir;
 use tokio::time::Instant;
 
 pub mod cluster;
+pub mod workers;
 
 pub use taskmesh_actors::testing::{eventually, is_terminal, metric, metric_sum};
 

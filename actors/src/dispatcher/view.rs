@@ -52,8 +52,11 @@ pub struct NodeView {
     pub load: Option<LoadView>,
     /// Resource labels.
     pub labels: Vec<String>,
-    /// The task kinds it can run, as it advertised them (sorted).
+    /// The task kinds it can run, as it advertised them (sorted), external ones included.
     pub kinds: Vec<String>,
+    /// Its external kinds that no HTTP worker serves now: their tasks wait there (as
+    /// last reported; empty before a report).
+    pub unserved: Vec<String>,
     /// When it was last heard from, in Unix milliseconds.
     pub last_heard_ms: u64,
 }
@@ -80,13 +83,8 @@ impl DispatcherState {
             state: PeerState::Up,
             circuit: CircuitState::Closed.as_str(),
             labels: local.map(|l| l.labels.clone()).unwrap_or_default(),
-            kinds: self
-                .ctx
-                .kernels
-                .kinds()
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
+            kinds: self.ctx.local_load.kinds().to_vec(),
+            unserved: self.ctx.local_load.unserved().to_vec(),
             load: local.map(LoadView::from),
             last_heard_ms: now_ms(),
         };
@@ -107,6 +105,11 @@ impl DispatcherState {
                     .map(|i| i.labels.clone())
                     .unwrap_or_default(),
                 kinds: p.kinds.to_vec(),
+                unserved: self
+                    .pools
+                    .get(id)
+                    .map(|e| e.last.unserved.clone())
+                    .unwrap_or_default(),
                 last_heard_ms: p.last_heard_ms,
             })
             .collect();
