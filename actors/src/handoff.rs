@@ -30,9 +30,10 @@ pub struct Job {
     /// an attempt of it may have died with a node.
     pub recovered: bool,
     /// The task's lease token when it was given to this node (0 for a fresh task; the
-    /// record's token for one read back from the store). Every store write of its
+    /// record's token for one read back from the store), or one more after this node's
+    /// requeue of it for a retry (a requeue bumps the token). Every store write of its
     /// attempts carries it, so a copy the task has since been moved away from (claimed
-    /// or reassigned, even back to this node) cannot record anything.
+    /// or reassigned, even back to this node) or retried cannot record anything.
     pub lease: u64,
 }
 

@@ -42,9 +42,14 @@
 //!   (the API cancelling a task no node started) skips only the holder check: it
 //!   carries the token of the record the caller read, so a claim between that read and
 //!   the write refuses it. The terminal check comes first: a terminal task answers
-//!   [`Transition::Rejected`] to everyone. `start`, `requeue` and `finish` never change
-//!   the token. [`TaskStore::progress`] is fenced the same way. So a task may run twice (at least once), but only the attempt holding
-//!   the current token can record its terminal state.
+//!   [`Transition::Rejected`] to everyone. [`TaskStore::progress`] is fenced the same
+//!   way. `start`, `progress` and `finish` never change the token; an applied
+//!   [`TaskStore::requeue`] bumps it by one, atomically with the change, so every write
+//!   of the attempt that failed (a late `start`, `progress`, `requeue` or `finish` under
+//!   the old token) is refused from then on, and the caller, whose requeue was applied,
+//!   knows the retry's token: `fence.lease + 1`. So a task may run twice (at least
+//!   once), but only the attempt holding the current token can record its terminal
+//!   state.
 //! - Leases: a live node calls [`TaskStore::renew_lease`] periodically;
 //!   [`TaskStore::expired_holders`] names the nodes that hold live tasks without a live
 //!   lease, for a survivor to `claim`. [`TaskStore::lease`] reads one node's lease: a
@@ -186,9 +191,12 @@ pub trait TaskStore: Send + Sync + 'static {
     ) -> Result<Transition, StoreError>;
 
     /// `running|queued → queued` for a retry: records `attempts` and the attempt's
-    /// `error`; the task stays with its holder. Rejected when the task is terminal;
+    /// `error`, and bumps the lease token by one (`fence.lease + 1` is the retry's
+    /// token), so every later write of the attempt that failed, under `fence.lease`, is
+    /// refused; the task stays with its holder. Rejected when the task is terminal;
     /// [`Transition::NotHolder`] when a node other than `fence.node` holds it or
-    /// `fence.lease` is not the record's token.
+    /// `fence.lease` is not the record's token. A refused requeue writes nothing, the
+    /// token included.
     async fn requeue(
         &self,
         id: &TaskId,

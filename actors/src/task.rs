@@ -58,9 +58,10 @@ pub struct TaskRecord {
     pub finished_at_ms: Option<Millis>,
     /// The task's lease token (fencing): 0 at creation, one more every time
     /// [`crate::store::TaskStore::claim`] or [`crate::store::TaskStore::reassign`] moves
-    /// the task to another node. Every attempt carries the token it was given, and the
-    /// store refuses its writes once the token has moved on. Records written before the
-    /// field existed read as 0.
+    /// the task to another node, and every time [`crate::store::TaskStore::requeue`]
+    /// queues it again for a retry (the retry runs under the new token). Every attempt
+    /// carries the token it was given, and the store refuses its writes once the token
+    /// has moved on. Records written before the field existed read as 0.
     #[serde(default)]
     pub lease: u64,
     /// The latest progress the task's current (or last) attempt reported, through

@@ -128,11 +128,13 @@ pub enum PoolMessage {
     /// Timer: end the leases of silent workers and leases past their task's timeout.
     ExpireLeases,
     /// The store refused a write of the task's attempt because the task moved since the
-    /// attempt was given it (claimed or reassigned: `Transition::NotHolder`): another
-    /// node holds it, or this node does under a newer lease token. The pool forgets
-    /// every copy it holds under `lease` or an older token: drops it from its queues,
-    /// or cancels its running attempt and writes nothing for it. A copy under a newer
-    /// token (the task came back to this node) stays.
+    /// attempt was given it (claimed, reassigned or requeued: `Transition::NotHolder`):
+    /// another node holds it, or this node does under a newer lease token. The pool
+    /// forgets every copy it holds under `lease` or an older token: drops it from its
+    /// queues, or cancels its running attempt and writes nothing for it. A copy under a
+    /// newer token (the task came back to this node) stays. A retry's refused requeue
+    /// (moved away, or ended meanwhile) sends it under the retry's own token, one more
+    /// than the refused write's, so its delayed copy goes too.
     Lost {
         /// The task.
         id: TaskId,

@@ -346,8 +346,9 @@ impl IngressState {
             result: None,
             error: Some("cancelled by client".into()),
             node: record.node,
-            // The token read with the record: a claim or reassign between that read and
-            // this write bumps it, so the write is refused and the client retries.
+            // The token read with the record: a claim, reassign or retry's requeue
+            // between that read and this write bumps it, so the write is refused and the
+            // client retries.
             lease: record.lease,
             attempts: record.attempts,
             started_at_ms: record.started_at_ms,
@@ -365,10 +366,10 @@ impl IngressState {
                 Ok((StatusCode::OK, Json(body)).into_response())
             }
             Ok(Transition::Rejected(status)) => Err(terminal(status)),
-            // Claimed or reassigned between the read and the write: the dispatcher was
-            // asked about the old holder, so retrying here could cancel a task the new
-            // holder is running without signalling it. The client retries the DELETE,
-            // which asks about the new holder.
+            // Claimed, reassigned or requeued for a retry between the read and the
+            // write: the dispatcher was asked about the old holder (or attempt), so
+            // retrying here could cancel a task the new holder is running without
+            // signalling it. The client retries the DELETE, which asks again.
             Ok(Transition::NotHolder(_)) => Err(ApiError::Conflict(
                 "holder_changed",
                 "the task moved to another node while it was being cancelled; retry".into(),

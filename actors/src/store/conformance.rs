@@ -1,8 +1,9 @@
 //! The conformance suite: one set of cases that every [`TaskStore`] must pass.
 //!
 //! Each case is a `pub async fn` taking a fresh, empty store, grouped by topic in
-//! [`create`], [`transitions`], [`progress`], [`ownership`] and [`queries`]. An implementation in another crate runs
-//! them all with [`run_all`] (or one by one through [`CASES`]):
+//! [`create`], [`transitions`], [`progress`], [`ownership`], [`retry`] and [`queries`].
+//! An implementation in another crate runs them all with [`run_all`] (or one by one
+//! through [`CASES`]):
 //!
 //! ```ignore
 //! #[tokio::test]
@@ -19,6 +20,7 @@ pub(crate) mod fixtures;
 pub mod ownership;
 pub mod progress;
 pub mod queries;
+pub mod retry;
 pub mod transitions;
 
 use std::future::Future;
@@ -66,6 +68,7 @@ cases!(
     ownership::attempts_never_go_down,
     ownership::a_stale_lease_token_is_refused_after_the_task_comes_back,
     ownership::claim_and_reassign_bump_the_lease_token_once_per_move,
+    retry::requeue_bumps_the_lease_token_and_fences_the_earlier_attempt,
     queries::list_is_newest_first_filtered_and_limited,
     queries::unfinished_is_oldest_first_and_drops_terminal_tasks,
     queries::recoverable_is_the_holding_nodes_unfinished_tasks_oldest_first,

@@ -21,7 +21,7 @@ pub(crate) enum Change {
         /// When the attempt started.
         started_at_ms: Millis,
     },
-    /// `queued|running → queued`, for a retry.
+    /// `queued|running → queued`, for a retry; bumps the lease token by one.
     Requeue {
         /// The node asking (it must hold the task).
         node: String,
@@ -116,7 +116,9 @@ pub(crate) fn foreign_holder<'r>(record: &'r TaskRecord, caller: Option<&str>) -
 /// `Finish` whose status is not terminal is a caller bug that would break the "terminal
 /// is final" index bookkeeping, so it is refused like any other disallowed change
 /// (`Rejected` with the current status). The token is checked for every change, a
-/// `Finish` without a node included; start, requeue and finish never change it.
+/// `Finish` without a node included; an applied `Requeue` bumps it by one (the retry
+/// runs under the new token, and the failed attempt's late writes are refused), start,
+/// progress and finish never change it.
 pub(crate) fn apply(record: &mut TaskRecord, change: Change) -> Transition {
     let current = record.status;
     if current.is_terminal() {
@@ -149,6 +151,7 @@ pub(crate) fn apply(record: &mut TaskRecord, change: Change) -> Transition {
             record.attempts = attempts.max(record.attempts);
             record.error = error;
             record.progress = None;
+            record.lease += 1;
         }
         Change::Progress { progress, .. } => record.progress = Some(progress),
         Change::Finish(finish) => {
@@ -294,6 +297,27 @@ mod tests {
             ..unfenced
         };
         assert_eq!(apply(&mut r, Change::Finish(finish)), Transition::Applied);
+    }
+
+    #[test]
+    fn an_applied_requeue_bumps_the_token_once_and_a_refused_one_writes_nothing() {
+        let requeue = |node, lease| Change::requeue(Fence::new(node, lease), 2, None);
+        let mut r = held_by(Some("a"), TaskStatus::Running);
+        r.lease = 4;
+        let before = r.clone();
+        for refused in [requeue("b", 4), requeue("a", 3), requeue("a", 5)] {
+            assert!(matches!(apply(&mut r, refused), Transition::NotHolder(_)));
+            assert_eq!(r, before, "a refused requeue writes nothing");
+        }
+        assert_eq!(apply(&mut r, requeue("a", 4)), Transition::Applied);
+        assert_eq!((r.status, r.lease), (TaskStatus::Queued, 5));
+        assert_eq!(
+            apply(&mut r, requeue("a", 4)),
+            Transition::NotHolder(Some("a".into())),
+            "the failed attempt's token is stale now"
+        );
+        assert_eq!(apply(&mut r, requeue("a", 5)), Transition::Applied);
+        assert_eq!(r.lease, 6);
     }
 
     #[test]

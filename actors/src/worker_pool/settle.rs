@@ -1,7 +1,12 @@
 //! What becomes of a task after an attempt: its terminal write, or a retry after a
 //! backoff (`retry::may_retry` decides which), unless the task moved away meanwhile.
+//!
+//! A retry first requeues the task in the store under the failed attempt's lease token,
+//! which bumps the token by one; the retry runs under the new token once that write is
+//! applied and the backoff elapsed, so every late write of the failed attempt (a start,
+//! a progress report, a finish) is refused by the store.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -9,7 +14,7 @@ use taskmesh_kernels::task::{TaskId, TaskStatus};
 
 use super::PoolMessage;
 use super::executor::AttemptOutcome;
-use super::retry::may_retry;
+use super::retry::{RequeueNext, after_requeue, may_retry};
 use super::state::PoolState;
 use super::worker::AttemptReport;
 use crate::handoff::Job;
@@ -76,7 +81,8 @@ impl PoolState {
     }
 
     /// Records the task queued again (`attempts` as the store should keep them, and the
-    /// failed attempt's `error`), holds it meanwhile, and queues it again after `delay`.
+    /// failed attempt's `error`), holds it meanwhile under the token the requeue gives it
+    /// (one more), and queues it again once the requeue is applied and `delay` elapsed.
     pub(super) fn requeue_after(
         &mut self,
         job: Job,
@@ -84,22 +90,57 @@ impl PoolState {
         error: Option<String>,
         delay: Duration,
     ) {
-        let (store, id, attempts) = (self.ctx.store.clone(), job.id, recorded_attempts);
-        let (node, pool, lease) = (self.ctx.node_id.clone(), self.myself.clone(), job.lease);
+        let (ctx, pool, id, lease) = (self.ctx.clone(), self.myself.clone(), job.id, job.lease);
+        let attempts = recorded_attempts;
         self.writes.spawn(async move {
-            let fence = Fence::new(&node, lease);
-            match store.requeue(&id, fence, attempts, error).await {
-                Ok(Transition::NotHolder(holder)) => {
-                    let _ = pool.cast(PoolMessage::Lost { id, lease, holder });
+            let started = Instant::now();
+            let fence = Fence::new(&ctx.node_id, lease);
+            let mut pause = Duration::from_millis(50);
+            let mut maybe_applied = false;
+            loop {
+                let answer = ctx.store.requeue(&id, fence, attempts, error.clone()).await;
+                if let Err(e) = &answer {
+                    maybe_applied |= !e.nothing_written();
+                    ctx.metrics
+                        .store_errors
+                        .with_label_values(&["requeue"])
+                        .inc();
+                    tracing::warn!(task_id = %id, error = %e, "recording retry failed; retrying");
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(task_id = %id, error = %e, "recording retry failed"),
+                match after_requeue(answer, &ctx.node_id, maybe_applied) {
+                    RequeueNext::Due => {
+                        // Not slept here: `writes` tracks store writes only, and a drain
+                        // must not wait for a backoff.
+                        let rest = delay.saturating_sub(started.elapsed());
+                        pool.send_after(rest, move || PoolMessage::RetryDue(id));
+                        return;
+                    }
+                    RequeueNext::Forget(holder) => {
+                        // `Lost` forgets the copies held under its token or an older one.
+                        // The delayed copy is held under `lease + 1`, so `Lost` under the
+                        // refused write's own token would leave it to run a retry the
+                        // store refuses; under `lease + 1` it goes too. A copy under a
+                        // newer token (the task came back to this node) stays.
+                        let lease = lease + 1;
+                        let _ = pool.cast(PoolMessage::Lost { id, lease, holder });
+                        return;
+                    }
+                    RequeueNext::TryAgain => {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                    }
+                }
             }
         });
-        let id = job.id;
-        self.delayed.insert(job.id, job);
-        self.myself
-            .send_after(delay, move || PoolMessage::RetryDue(id));
+        // The retry runs under the token the requeue gives the task. It becomes due only
+        // once that requeue is applied (above), so its writes never meet the old token.
+        self.delayed.insert(
+            id,
+            Job {
+                lease: job.lease + 1,
+                ..job
+            },
+        );
     }
 
     /// Issues the terminal write; long-pollers are woken once it is durable.

@@ -19,6 +19,8 @@ use crate::store::redis::RedisStore;
 use crate::store::redis::testing::RedisServer;
 use crate::task::{NewTask, now_ms};
 
+mod requeue;
+
 struct Harness {
     ctx: NodeContext,
     pool: ActorRef<PoolMessage>,
@@ -161,6 +163,10 @@ async fn a_retryable_error_is_retried_up_to_max_retries() {
     let r = h.terminal(&id).await;
     assert_eq!(r.status, TaskStatus::Failed);
     assert_eq!(r.attempts, 3, "one attempt plus two retries");
+    assert_eq!(
+        r.lease, 2,
+        "the last attempt ran under the second requeue's token"
+    );
     assert_eq!(r.error.as_deref(), Some("busy"));
     assert_eq!(h.ctx.metrics.retries.with_label_values(&["fail"]).get(), 2);
 }
@@ -172,6 +178,7 @@ async fn a_flaky_task_succeeds_after_retries() {
     let r = h.terminal(&id).await;
     assert_eq!(r.status, TaskStatus::Succeeded, "{r:?}");
     assert_eq!(r.attempts, 3);
+    assert_eq!(r.lease, 2, "each retry's requeue bumped the token once");
 }
 
 #[tokio::test]

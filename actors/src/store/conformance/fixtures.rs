@@ -2,8 +2,8 @@
 
 use taskmesh_kernels::task::{Priority, TaskId, TaskSpec, TaskStatus};
 
-use crate::store::{Created, TaskStore};
-use crate::task::{Finish, Millis, NewTask, TaskRecord};
+use crate::store::{Created, TaskStore, Transition};
+use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
 
 pub(crate) fn spec(kind: &str, key: Option<&str>) -> TaskSpec {
     TaskSpec {
@@ -130,6 +130,31 @@ pub(crate) fn finish(status: TaskStatus, finished_at_ms: Millis) -> Finish {
         attempts: 0,
         started_at_ms: None,
         finished_at_ms,
+    }
+}
+
+/// A task placed on `node` at creation.
+pub(super) fn on(node: &str) -> NewTask {
+    NewTask {
+        node: Some(node.to_owned()),
+        ..task("echo", None)
+    }
+}
+
+/// The answer to a write refused because `node` holds the task (or holds it under
+/// another token).
+pub(super) fn not_holder(node: &str) -> Transition {
+    Transition::NotHolder(Some(node.to_owned()))
+}
+
+/// A finish at `at` reported by `fence.node` under the token `fence.lease`.
+pub(super) fn finish_with(fence: Fence<'_>, status: TaskStatus, at: Millis) -> Finish {
+    Finish {
+        node: Some(fence.node.to_owned()),
+        lease: fence.lease,
+        attempts: 1,
+        started_at_ms: Some(at - 1),
+        ..finish(status, at)
     }
 }
 

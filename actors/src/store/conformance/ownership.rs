@@ -1,42 +1,19 @@
 //! Cases for holding: fencing of `start`, `requeue` and `finish` by the holder and by
 //! the task's lease token, moving tasks with `claim` and `reassign` (each bumping the
-//! token), and node leases.
+//! token, as a `requeue` does: see [`super::retry`]), and node leases.
 
 use std::sync::Arc;
 
 use taskmesh_kernels::task::{TaskId, TaskStatus};
 use tokio::task::JoinSet;
 
-use super::fixtures::{create_one, finish, get, ids, task};
+use super::fixtures::{create_one, finish, finish_with, get, ids, not_holder, on, task};
 use crate::store::{TaskStore, Transition};
 use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
-
-/// A task placed on `node` at creation.
-fn on(node: &str) -> NewTask {
-    NewTask {
-        node: Some(node.to_owned()),
-        ..task("echo", None)
-    }
-}
-
-fn not_holder(node: &str) -> Transition {
-    Transition::NotHolder(Some(node.to_owned()))
-}
 
 /// A finish at `at` reported by `node` under the lease token 0.
 fn finish_by(node: &str, status: TaskStatus, at: Millis) -> Finish {
     finish_with(Fence::new(node, 0), status, at)
-}
-
-/// A finish at `at` reported by `fence.node` under the token `fence.lease`.
-fn finish_with(fence: Fence<'_>, status: TaskStatus, at: Millis) -> Finish {
-    Finish {
-        node: Some(fence.node.to_owned()),
-        lease: fence.lease,
-        attempts: 1,
-        started_at_ms: Some(at - 1),
-        ..finish(status, at)
-    }
 }
 
 /// The lease token of the stored task `id`.
@@ -409,7 +386,7 @@ pub async fn attempts_never_go_down(store: Arc<dyn TaskStore>) {
         3,
         "a requeue keeps the count"
     );
-    let done = finish_with(a, TaskStatus::Succeeded, 40);
+    let done = finish_with(Fence::new("a", 3), TaskStatus::Succeeded, 40);
     assert_eq!(
         store.finish(&t.id, done).await.expect("finish"),
         Transition::Applied
@@ -479,8 +456,8 @@ pub async fn a_stale_lease_token_is_refused_after_the_task_comes_back(store: Arc
 }
 
 /// The token goes up by exactly one per move, with `claim` and `reassign` alike (and is
-/// answered as stored); a task that does not move keeps it, and `start`, `requeue` and
-/// `finish` never change it. A new task has token 0.
+/// answered as stored); a task that does not move keeps it, `start` and `finish` never
+/// change it, and a `requeue` bumps it by one. A new task has token 0.
 pub async fn claim_and_reassign_bump_the_lease_token_once_per_move(store: Arc<dyn TaskStore>) {
     let tasks = vec![on("a"), on("a"), on("b"), on("a")];
     store.create(tasks.clone()).await.expect("create");
@@ -526,18 +503,19 @@ pub async fn claim_and_reassign_bump_the_lease_token_once_per_move(store: Arc<dy
 
     let d = Fence::new("d", 2);
     store.start(&id(1), d, 1, 20).await.expect("start");
+    assert_eq!(lease(&*store, &id(1)).await, 2, "a start keeps it");
     store.requeue(&id(1), d, 1, None).await.expect("requeue");
-    assert_eq!(lease(&*store, &id(1)).await, 2, "start and requeue keep it");
-    let done = finish_with(d, TaskStatus::Succeeded, 30);
+    assert_eq!(lease(&*store, &id(1)).await, 3, "a requeue bumps it once");
+    let done = finish_with(Fence::new("d", 3), TaskStatus::Succeeded, 30);
     assert_eq!(
         store.finish(&id(1), done).await.expect("finish"),
         Transition::Applied
     );
-    assert_eq!(lease(&*store, &id(1)).await, 2, "finish keeps it");
+    assert_eq!(lease(&*store, &id(1)).await, 3, "finish keeps it");
     assert_eq!(
         store.claim("d", "a").await.expect("claim"),
         [],
         "terminal stays"
     );
-    assert_eq!(lease(&*store, &id(1)).await, 2);
+    assert_eq!(lease(&*store, &id(1)).await, 3);
 }

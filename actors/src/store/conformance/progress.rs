@@ -8,7 +8,7 @@ use taskmesh_kernels::task::TaskStatus;
 
 use super::fixtures::{create_one, finish, get, task};
 use crate::store::{TaskStore, Transition};
-use crate::task::Fence;
+use crate::task::{Fence, Finish};
 
 fn report(fraction: f64, message: &str) -> Progress {
     Progress::new(fraction, message).expect("a finite fraction")
@@ -48,19 +48,28 @@ pub async fn progress_is_recorded_replaced_cleared_by_a_retry_and_kept_by_a_fini
         None,
         "a retry starts over"
     );
-    store.start(&t.id, n1, 2, 200).await.expect("restart");
-    store
-        .progress(&t.id, n1, report(0.9, "nearly"))
-        .await
-        .expect("progress");
-    let done = store
-        .finish(&t.id, finish(TaskStatus::Succeeded, 300))
-        .await
-        .expect("finish");
+    // The retry runs under the token the requeue gave it.
+    let retry = Fence::new("n1", 1);
+    assert_eq!(
+        store.start(&t.id, retry, 2, 200).await.expect("restart"),
+        Transition::Applied
+    );
+    assert_eq!(
+        store
+            .progress(&t.id, retry, report(0.9, "nearly"))
+            .await
+            .expect("progress"),
+        Transition::Applied
+    );
+    let succeeded = Finish {
+        lease: 1,
+        ..finish(TaskStatus::Succeeded, 300)
+    };
+    let done = store.finish(&t.id, succeeded).await.expect("finish");
     assert_eq!(done, Transition::Applied);
     assert_eq!(
         store
-            .progress(&t.id, n1, report(1.0, "late"))
+            .progress(&t.id, retry, report(1.0, "late"))
             .await
             .expect("late progress"),
         Transition::Rejected(TaskStatus::Succeeded)

@@ -77,20 +77,25 @@ pub async fn requeue_returns_a_live_task_to_the_queue(store: Arc<dyn TaskStore>)
     );
     assert_eq!(
         store
-            .requeue(&t.id, Fence::new("n1", 0), 2, None)
+            .requeue(&t.id, Fence::new("n1", 1), 2, None)
             .await
             .expect("requeue queued"),
-        Transition::Applied
+        Transition::Applied,
+        "a queued task, under the token the first requeue gave it"
     );
     let r = get(&*store, &t.id).await;
     assert_eq!(
         (r.status, r.attempts, r.error),
         (TaskStatus::Queued, 2, None)
     );
-    store
-        .finish(&t.id, finish(TaskStatus::Failed, 300))
-        .await
-        .expect("finish");
+    let failed = Finish {
+        lease: 2,
+        ..finish(TaskStatus::Failed, 300)
+    };
+    assert_eq!(
+        store.finish(&t.id, failed).await.expect("finish"),
+        Transition::Applied
+    );
     assert_eq!(
         store
             .requeue(&t.id, Fence::new("n1", 0), 3, None)

@@ -173,6 +173,7 @@ pub(super) struct Patch {
     /// The node the change is made for, which must hold the task (`Change::fence`).
     pub(super) fence: Option<String>,
     /// The lease token the change carries, which must be the record's (`Change::lease`).
+    /// A requeue also sets the `lease` field to this plus one (in [`Patch::set`]).
     pub(super) lease: u64,
     /// For a finish: when, the task's score in the finished index.
     pub(super) finished_at: Option<Millis>,
@@ -209,12 +210,19 @@ impl Patch {
                 patch.owner = Some(node);
             }
             Change::Requeue {
-                attempts, error, ..
+                lease,
+                attempts,
+                error,
+                ..
             } => {
                 patch.status = Some(TaskStatus::Queued);
                 patch.put("attempts", Some(attempts.to_string().into_bytes()));
                 patch.put("error", error.map(String::into_bytes));
                 patch.put("progress", None);
+                // The bump: change.lua writes the fields only after it found the
+                // record's token equal to `lease`, in the same script, so this is the
+                // record's token plus one.
+                patch.put("lease", Some((lease + 1).to_string().into_bytes()));
             }
             Change::Progress { progress, .. } => {
                 patch.keep_status = true;

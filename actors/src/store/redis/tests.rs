@@ -189,10 +189,15 @@ async fn owner_index_follows_start_requeue_and_finish() {
     assert_eq!(ids(&moved.expect("reassign")), vec![t.id]);
     assert_eq!(members(&mut redis, "a").await, Vec::<String>::new());
     assert_eq!(members(&mut redis, "b").await, vec![id.clone()]);
-    store
-        .start(&t.id, Fence::new("b", 1), 2, 20)
-        .await
-        .expect("restart elsewhere");
+    // Token 2: one bump for the requeue, one for the reassign.
+    let b = Fence::new("b", 2);
+    assert_eq!(
+        store
+            .start(&t.id, b, 2, 20)
+            .await
+            .expect("restart elsewhere"),
+        Transition::Applied
+    );
     assert_eq!(members(&mut redis, "b").await, vec![id.clone()]);
 
     store
@@ -202,10 +207,13 @@ async fn owner_index_follows_start_requeue_and_finish() {
     let owned = store.owned_by("b").await.expect("owned_by");
     assert_eq!(ids(&owned), [t.id, other.id], "oldest first");
 
-    store
-        .finish(&t.id, succeeded_on(Fence::new("b", 1), 40))
-        .await
-        .expect("finish");
+    assert_eq!(
+        store
+            .finish(&t.id, succeeded_on(b, 40))
+            .await
+            .expect("finish"),
+        Transition::Applied
+    );
     assert_eq!(members(&mut redis, "b").await, [other.id.to_string()]);
     let rejected = store
         .start(&t.id, Fence::new("c", 0), 3, 50)
@@ -276,10 +284,14 @@ async fn a_task_created_on_a_node_is_that_nodes_to_recover_until_it_is_moved() {
         "a retry stays with the node that ran it"
     );
 
-    store
-        .finish(&placed.id, succeeded_on(Fence::new("b", 1), 20))
-        .await
-        .expect("finish");
+    let retried = Fence::new("b", 2); // the requeue bumped the token
+    assert_eq!(
+        store
+            .finish(&placed.id, succeeded_on(retried, 20))
+            .await
+            .expect("finish"),
+        Transition::Applied
+    );
     assert_eq!(
         owners(&mut redis, "birth:", "b").await,
         Vec::<String>::new()

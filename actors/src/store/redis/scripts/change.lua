@@ -16,8 +16,10 @@
 -- ARGV[5]  finished_at_ms, or '' when the new status is not terminal
 -- ARGV[6]  the node that must hold the task (fencing), or '' for none
 -- ARGV[7]  the lease token the change carries (decimal); it must equal the record's
---          `lease` field (absent: 0). Claims and reassigns bump it (transfer.lua); this
---          script never changes it.
+--          `lease` field (absent: 0). Claims and reassigns bump it (transfer.lua); a
+--          requeue bumps it too: its fields set `lease` to ARGV[7] + 1, written only
+--          after the check below found the record's token equal to ARGV[7], so the bump
+--          is atomic with the change (start, progress and finish never set it).
 -- ARGV[8]  n, then n field/value pairs to set, then the fields to delete
 -- Returns {0, ''} no such task, {1, new status} applied, {2, current status} rejected,
 -- {3, holder} refused because another node holds the task or the token is stale
