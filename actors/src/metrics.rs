@@ -79,6 +79,10 @@ pub struct ExternalMetrics {
     pub poll_wait: Histogram,
     /// `taskmesh_external_parked_polls`: polls waiting here for a task now.
     pub parked_polls: IntGauge,
+    /// `taskmesh_external_refused_reports_total{outcome}`: reports of HTTP workers that
+    /// recorded nothing (`stale_token`, `already_terminal`, `not_found`, `too_large`,
+    /// `invalid`).
+    pub refused_reports: IntCounterVec,
     /// `taskmesh_external_unserved_tasks{kind}`: tasks queued here for a kind no worker
     /// here runs (they wait until one registers).
     pub unserved_tasks: IntGaugeVec,
@@ -168,6 +172,11 @@ impl Metrics {
             )?,
             poll_wait,
             parked_polls,
+            refused_reports: counter(
+                "taskmesh_external_refused_reports_total",
+                "Reports of HTTP workers that recorded nothing, by outcome",
+                &["outcome"],
+            )?,
             unserved_tasks: gauge(
                 "taskmesh_external_unserved_tasks",
                 "Tasks queued on this node for an external kind no worker here runs",

@@ -111,6 +111,12 @@ async fn a_silent_worker_loses_its_lease_and_its_late_report_is_refused() -> any
     );
     let late = fail(&node, &id, &old.token, "first", true).await?;
     assert_eq!((late.status, late.error_code()), (409, "stale_token"));
+    let text = node.metrics().await?;
+    let stale = [("outcome", "stale_token")];
+    assert_eq!(
+        metric(&text, "taskmesh_external_refused_reports_total", &stale),
+        Some(2.0)
+    );
     let answer = complete(&node, &id, &new.token, json!("second")).await?;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     let view = node.wait_terminal(&id, WITHIN).await?;
@@ -408,5 +414,39 @@ async fn in_a_cluster_external_tasks_go_where_the_workers_are() -> anyhow::Resul
     // A kind nobody declares is refused; one declared with no worker anywhere waits.
     let answer = n1.post("/v1/tasks", &json!({ "kind": "nope" })).await?;
     assert_eq!((answer.status, answer.error_code()), (422, "unknown_kind"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_the_granting_node_dies_its_task_fails_over_and_the_old_token_is_refused()
+-> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(2, &["--external-kinds", "py"]).await?;
+    let old_worker = HttpWorker::register(&cluster.nodes[0], &["py"], 1).await?;
+    // n1 has a worker for `py`, so it keeps the task it accepts.
+    let id = cluster.nodes[0].submit(&py(6)).await?;
+    let old = old_worker.lease_one(&cluster.nodes[0]).await?;
+    assert_eq!(old.id, id);
+    cluster.nodes[0].kill();
+
+    let n2 = &cluster.nodes[1];
+    let new_worker = HttpWorker::register(n2, &["py"], 1).await?;
+    let new = new_worker.lease_one(n2).await?;
+    assert_eq!((new.id.as_str(), new.attempt), (id.as_str(), 2));
+    let late = complete(n2, &id, &old.token, json!("old")).await?;
+    assert_eq!(
+        (late.status, late.error_code()),
+        (409, "stale_token"),
+        "{:?}",
+        late.body
+    );
+    assert_eq!(
+        complete(n2, &id, &new.token, json!("new")).await?.status,
+        200
+    );
+    let view = n2.wait_terminal(&id, WITHIN).await?;
+    assert_eq!(
+        (view["result"].clone(), view["node"].clone()),
+        (json!("new"), json!("n2"))
+    );
     Ok(())
 }

@@ -285,18 +285,29 @@ fn outcome(
     }
 }
 
+/// Counts a report that recorded nothing.
+fn refused(state: &IngressState, outcome: &'static str) {
+    let counter = &state.ctx.metrics.external.refused_reports;
+    counter.with_label_values(&[outcome]).inc();
+}
+
 /// What became of one report, once its write (if any) is answered.
 async fn answer(
     state: &IngressState,
     id: TaskId,
     reported: Reported,
 ) -> Result<ResultAnswer, ApiError> {
-    let entry = |outcome, status, will_retry| ResultAnswer {
-        id: id.to_string(),
-        outcome,
-        status,
-        will_retry,
-        message: None,
+    let entry = |outcome: &'static str, status, will_retry| {
+        if outcome != "recorded" {
+            refused(state, outcome);
+        }
+        ResultAnswer {
+            id: id.to_string(),
+            outcome,
+            status,
+            will_retry,
+            message: None,
+        }
     };
     let transition = match reported {
         Reported::Retrying => return Ok(entry("recorded", Some("queued"), Some(true))),
@@ -368,12 +379,15 @@ async fn results(
         error,
     } in body.results
     {
-        let refused = |outcome, message: String| ResultAnswer {
-            id: id.clone(),
-            outcome,
-            status: None,
-            will_retry: None,
-            message: Some(message),
+        let refused = |outcome, message: String| {
+            refused(&state, outcome);
+            ResultAnswer {
+                id: id.clone(),
+                outcome,
+                status: None,
+                will_retry: None,
+                message: Some(message),
+            }
         };
         let Ok(task) = id.parse::<TaskId>() else {
             answers.push(Some(refused("invalid", format!("`{id}` is not a task id"))));
@@ -421,8 +435,13 @@ async fn report_one(
 ) -> Result<Response, ApiError> {
     let outcome = match outcome {
         Ok(outcome) => outcome,
-        Err(("too_large", message)) => return Err(ApiError::TooLarge(message)),
-        Err((_, message)) => return Err(invalid(message)),
+        Err((code, message)) => {
+            refused(state, code);
+            return Err(match code {
+                "too_large" => ApiError::TooLarge(message),
+                _ => invalid(message),
+            });
+        }
     };
     let report = Report {
         id,
