@@ -167,7 +167,7 @@ class NodeClient:
         reused = conn is not None and conn.sock is not None
         if conn is None:
             scheme, host, port, prefix = _parse(url)
-            cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+            cls = _HTTPSConnection if scheme == "https" else _HTTPConnection
             conn = cls(host, port, timeout=timeout)
             self._local.conn, self._local.url, self._local.prefix = conn, url, prefix
         conn.timeout = timeout
@@ -192,6 +192,25 @@ class NodeClient:
     def _was_aborted(self, conn: http.client.HTTPConnection) -> bool:
         with self._lock:
             return self._aborted and conn in self._abortable
+
+
+class _NoDelay(http.client.HTTPConnection):
+    """Sends each request at once: http.client writes a POST's headers and body in two
+    sends, and with Nagle's algorithm on, the body waits for the node's delayed ACK of the
+    headers (40 ms on Linux). Measured: a parked poll's task reached the worker 40 ms after
+    its submission without this, under 2 ms with it."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _HTTPConnection(_NoDelay):
+    """Plain HTTP with TCP_NODELAY."""
+
+
+class _HTTPSConnection(_NoDelay, http.client.HTTPSConnection):
+    """HTTPS with TCP_NODELAY."""
 
 
 def _decode(raw: bytes) -> Any:
