@@ -271,10 +271,12 @@ impl PoolState {
             let _ = reply.send(Err(UnknownWorker));
             return;
         }
-        let max = max.min(self.external.book.free_slots(worker));
         let id: WorkerId = worker.into();
-        let grants = self.lease_out(&id, max, now);
-        if !grants.is_empty() || wait.is_zero() || max == 0 {
+        let free = max.min(self.external.book.free_slots(worker));
+        let grants = self.lease_out(&id, free, now);
+        // A poll with no free slot parks too: it is answered once a slot frees (its
+        // worker reports) and a task is queued, so a client never spins.
+        if !grants.is_empty() || wait.is_zero() {
             let _ = reply.send(Ok(grants));
             return;
         }
@@ -320,6 +322,7 @@ impl PoolState {
             let Some((max, closed)) = parked.map(|p| (p.max, p.reply.is_closed())) else {
                 continue;
             };
+            let max = max.min(self.external.book.free_slots(&id));
             if closed {
                 // The worker hung up on this poll: it gets nothing.
                 self.external.book.unpark(&id, None);

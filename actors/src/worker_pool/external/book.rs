@@ -68,7 +68,7 @@ impl fmt::Display for Token {
 /// A poll waiting for tasks: how many it takes, and where the answer goes.
 #[derive(Debug)]
 pub struct Parked<R> {
-    /// At most this many tasks (already capped at the worker's free slots).
+    /// At most this many tasks (and at most the worker's free slots when they are leased).
     pub max: usize,
     /// Tells this poll from a later one of the same worker.
     pub seq: u64,
