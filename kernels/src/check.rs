@@ -80,6 +80,16 @@ pub fn strictly_between(field: &str, value: f64, low: f64, high: f64) -> Result<
     }
 }
 
+/// `params` (JSON text) must be a JSON object: what is checked of an external kind's
+/// params, which its worker validates.
+pub fn json_object(params: &str) -> Result<(), KernelError> {
+    match serde_json::from_str::<serde_json::Value>(params) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err(KernelError::invalid(".", "must be a JSON object")),
+        Err(e) => Err(KernelError::invalid(".", format!("not valid JSON: {e}"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,15 +129,5 @@ mod tests {
         for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
             assert!(finite("r", bad).is_err(), "{bad}");
         }
-    }
-}
-
-/// `params` (JSON text) must be a JSON object: what is checked of an external kind's
-/// params, which its worker validates.
-pub fn json_object(params: &str) -> Result<(), KernelError> {
-    match serde_json::from_str::<serde_json::Value>(params) {
-        Ok(serde_json::Value::Object(_)) => Ok(()),
-        Ok(_) => Err(KernelError::invalid(".", "must be a JSON object")),
-        Err(e) => Err(KernelError::invalid(".", format!("not valid JSON: {e}"))),
     }
 }
