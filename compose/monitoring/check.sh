@@ -2,14 +2,15 @@
 # Validates the monitoring profile's configuration (run by tests/run.sh):
 #   1. promtool: `check config` of prometheus.yml, `check rules` of alerts.yml, and the
 #      unit tests of the rules (`test rules alerts.test.yml`);
-#   2. the Grafana files: the dashboard JSON parses, its panels all have PromQL targets,
-#      and every expression is valid PromQL (promtool checks them as recording rules);
+#   2. the Grafana files: the dashboard JSON parses, its panels (row headers aside) all
+#      have PromQL targets, and every expression is valid PromQL (promtool checks them as recording rules);
 #      the provisioning YAML files parse;
 #   3. every `taskmesh_*` metric and every label it is selected by, in alerts.yml and
 #      the dashboard, is one a real node exports: the built binary is started on a free
 #      loopback port with its embedded store, given work that makes the event-driven
-#      series appear (a failing task with a retry, submissions refused as saturated),
-#      and its /metrics is compared. The few metrics only a cluster or a failure
+#      series appear (a failing task with a retry, submissions refused as saturated,
+#      and, for its external kind, an HTTP worker registered with curl that leases a
+#      task and then stays silent until the lease expires), and its /metrics is compared. The few metrics only a cluster or a failure
 #      produces are on an explicit allow-list below and checked against the metric
 #      definitions in actors/src/metrics.rs instead;
 #   4. only when the image taskmesh/prometheus exists (compose/build-images.sh
@@ -70,6 +71,8 @@ exprs = []
 panels = dash.get("panels", [])
 assert panels, "no panels"
 for p in panels:
+    if p.get("type") == "row":
+        continue  # a row header groups the panels below it; it has no query
     targets = p.get("targets") or []
     assert targets, f"panel {p.get('title')!r} has no targets"
     for t in targets:
@@ -111,10 +114,13 @@ if [[ ! -x $BIN ]]; then
   cargo build --locked -p taskmesh-node
 fi
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-step "starting $BIN on 127.0.0.1:$port (embedded store, one worker, queue capacity 1)"
+EXT=monitoring_ext
+step "starting $BIN on 127.0.0.1:$port (embedded store, one worker, queue capacity 1, external kind $EXT)"
 # One worker and a queue of one: the third concurrent submission is refused `saturated`.
+# The external kind's HTTP workers lose a lease after 500 ms of silence (the minimum).
 "$BIN" node --listen "127.0.0.1:$port" --data-dir "$WORK/data" --log-format text \
   --test-kernels --workers 1 --min-workers 1 --max-workers 1 --queue-capacity 1 \
+  --external-kinds "$EXT" --worker-lease-ms 500 \
   >"$WORK/node.log" 2>&1 &
 NODE_PID=$!
 for _ in $(seq 100); do
@@ -127,6 +133,39 @@ post() {
   curl -s -o /dev/null -w '%{http_code}' -X POST "127.0.0.1:$port/v1/tasks" \
     -H 'content-type: application/json' -d "$1"
 }
+# Whether the node's /metrics has a line matching $1 (via a file: `curl | grep -q`
+# would fail under pipefail when grep stops reading early).
+scraped() {
+  curl -sf "127.0.0.1:$port/metrics" >"$WORK/scrape.txt" && grep -q -- "$1" "$WORK/scrape.txt"
+}
+# An HTTP worker of the external kind parks a poll that finds nothing (a poll wait),
+# then leases a task and goes silent: the per-kind external series, a lease, and (after
+# 500 ms) a lease expiry. The task has no retries, so the expiry fails it and it leaves
+# the queue before the work below.
+wid=$(curl -sf -X POST "127.0.0.1:$port/v1/workers" -H 'content-type: application/json' \
+  -d '{"name":"monitoring-check","kinds":["'"$EXT"'"],"slots":1}' |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["worker_id"])') ||
+  die "registering an HTTP worker of $EXT failed"
+curl -sf -o /dev/null -X POST "127.0.0.1:$port/v1/workers/$wid/poll" \
+  -H 'content-type: application/json' -d '{"max":1,"wait_ms":200}' ||
+  die "the first poll of worker $wid failed"
+code=$(post '{"kind":"'"$EXT"'","params":{"x":3},"max_retries":0}')
+[[ $code == 202 ]] || die "a task of the external kind $EXT was answered $code"
+leased=0
+for _ in $(seq 10); do
+  leased=$(curl -sf -X POST "127.0.0.1:$port/v1/workers/$wid/poll" \
+    -H 'content-type: application/json' -d '{"max":1,"wait_ms":1000}' |
+    python3 -c 'import json, sys; print(len(json.load(sys.stdin)["tasks"]))') ||
+    die "the poll of worker $wid failed"
+  [[ $leased == 1 ]] && break
+done
+[[ $leased == 1 ]] || die "the HTTP worker leased no $EXT task in 10 polls"
+expiry="^taskmesh_external_lease_expiries_total{kind=\"$EXT\"} 1"
+for _ in $(seq 100); do
+  scraped "$expiry" && break
+  sleep 0.1
+done
+scraped "$expiry" || die "the silent worker's lease did not expire within 10 s"
 # A task that fails, is retried once, and ends failed: retries and outcome="failed".
 post '{"kind":"fail","params":{"message":"monitoring check"},"max_retries":1}' >/dev/null
 codes=""
@@ -136,7 +175,7 @@ done
 [[ $codes == *503* ]] || die "no submission was refused with 503 (got$codes)"
 # Wait until the failing task has finished (its retry waits ~200 ms of backoff).
 for _ in $(seq 100); do
-  curl -sf "127.0.0.1:$port/metrics" | grep -q 'outcome="failed"' && break
+  scraped 'kind="fail",outcome="failed"' && break
   sleep 0.1
 done
 curl -sf "127.0.0.1:$port/metrics" >"$WORK/metrics.txt"
