@@ -27,11 +27,8 @@ use std::time::{Duration, Instant};
 
 use ractor::RpcReplyPort;
 use taskmesh_kernels::Progress;
-use taskmesh_kernels::task::{TaskId, TaskStatus};
-use tokio::sync::oneshot;
 
 use super::PoolMessage;
-use super::retry::may_retry;
 use super::state::PoolState;
 use crate::handoff::Job;
 use crate::store::Transition;
@@ -39,127 +36,14 @@ use crate::task::{Fence, now_ms};
 
 pub mod book;
 pub mod queues;
+mod request;
+mod settle;
 
-use book::{Book, Ended, Lease, Parked};
+use book::{Book, Parked};
 pub use book::{LeaseState, Token, WorkerId, WorkerSpec};
-
-/// What a registration answers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Registration {
-    /// The worker's id, for every later call.
-    pub worker_id: WorkerId,
-    /// How long it keeps its leases without a call.
-    pub lease_ms: u64,
-    /// How often it should heartbeat.
-    pub heartbeat_ms: u64,
-}
-
-/// One task leased to a worker by a poll.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Grant {
-    /// The task.
-    pub id: TaskId,
-    /// Its kind.
-    pub kind: String,
-    /// Its params (JSON text).
-    pub params: String,
-    /// The attempt number (1 for the first).
-    pub attempt: u32,
-    /// What every report of this attempt must quote.
-    pub token: Token,
-    /// The task's hard time limit, if it has one.
-    pub timeout_ms: Option<u64>,
-}
-
-/// How a worker says an attempt ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WorkerOutcome {
-    /// It succeeded with this result (JSON text).
-    Succeeded(String),
-    /// It failed; `retryable` says whether another attempt may help.
-    Failed {
-        /// What went wrong.
-        message: String,
-        /// Whether a retry may help.
-        retryable: bool,
-    },
-}
-
-/// One reported attempt.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Report {
-    /// The task.
-    pub id: TaskId,
-    /// The attempt's token.
-    pub token: Token,
-    /// How it ended.
-    pub outcome: WorkerOutcome,
-}
-
-/// What became of one [`Report`].
-#[derive(Debug)]
-pub enum Reported {
-    /// The terminal write of this status is issued; the store's answer comes here.
-    Writing(TaskStatus, oneshot::Receiver<Transition>),
-    /// The attempt failed and the task will be retried.
-    Retrying,
-    /// The token is not a live lease here (of this worker): nothing was written. Whether
-    /// it is stale or the task finished is for the caller to read from the store.
-    Unknown,
-}
-
-/// The worker id is not registered here (never was, expired, or left).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("no such worker")]
-pub struct UnknownWorker;
-
-/// The answer to a poll.
-pub type PollAnswer = Result<Vec<Grant>, UnknownWorker>;
-
-/// Requests of HTTP workers, answered through their reply port.
-pub enum WorkerRequest {
-    /// Register a worker.
-    Register(WorkerSpec, RpcReplyPort<Registration>),
-    /// Lease up to `max` tasks (capped at the worker's free slots), waiting up to `wait`
-    /// for the first one.
-    Poll {
-        /// The worker.
-        worker: String,
-        /// At most this many tasks.
-        max: usize,
-        /// How long to wait when none is queued.
-        wait: Duration,
-        /// The answer.
-        reply: RpcReplyPort<PollAnswer>,
-    },
-    /// A sign of life with the tokens the worker holds and their latest progress.
-    Heartbeat {
-        /// The worker.
-        worker: String,
-        /// The tokens it holds.
-        tokens: Vec<Token>,
-        /// Latest progress per token.
-        progress: Vec<(Token, Progress)>,
-        /// One state per token, in order.
-        reply: RpcReplyPort<Result<Vec<LeaseState>, UnknownWorker>>,
-    },
-    /// Attempts that ended. With a worker, each token must be a lease of that worker.
-    Report {
-        /// The reporting worker, when known.
-        worker: Option<String>,
-        /// The attempts.
-        reports: Vec<Report>,
-        /// One answer per report, in order; an error for a worker not registered here.
-        reply: RpcReplyPort<Result<Vec<Reported>, UnknownWorker>>,
-    },
-    /// The worker leaves: its leases go back to the queue without using an attempt.
-    Leave {
-        /// The worker.
-        worker: String,
-        /// Done.
-        reply: RpcReplyPort<Result<(), UnknownWorker>>,
-    },
-}
+pub use request::{
+    Grant, PollAnswer, Registration, Report, Reported, UnknownWorker, WorkerOutcome, WorkerRequest,
+};
 
 /// The pool's external side: the workers and their leases, and the queued tasks.
 #[derive(Debug)]
@@ -429,128 +313,6 @@ impl PoolState {
                 tracing::debug!(task_id = %id, error = %e, "recording progress failed");
             }
         });
-    }
-
-    /// Settles one reported attempt: a terminal write, a retry, or nothing for a token
-    /// that is not a live lease (of `worker`, when given).
-    fn report(&mut self, worker: Option<&str>, report: Report) -> Reported {
-        let live = self
-            .external
-            .book
-            .lease(&report.token)
-            .is_some_and(|l| l.job.id == report.id && worker.is_none_or(|w| &*l.worker == w));
-        let Some(lease) = live
-            .then(|| self.external.book.release(&report.token))
-            .flatten()
-        else {
-            return Reported::Unknown;
-        };
-        let kind = lease.job.spec.kind.clone();
-        self.ctx
-            .metrics
-            .task_duration
-            .with_label_values(&[kind.as_str()])
-            .observe(lease.started.elapsed().as_secs_f64());
-        let started = Some(lease.started_at_ms);
-        let mut job = lease.job;
-        job.attempts += 1;
-        let (tx, rx) = oneshot::channel();
-        if lease.cancel_requested {
-            let msg = "cancelled by client".to_owned();
-            self.finish_then(
-                &job,
-                TaskStatus::Cancelled,
-                None,
-                Some(msg),
-                started,
-                Some(tx),
-            );
-            return Reported::Writing(TaskStatus::Cancelled, rx);
-        }
-        let status = match report.outcome {
-            WorkerOutcome::Succeeded(result) => {
-                self.finish_then(
-                    &job,
-                    TaskStatus::Succeeded,
-                    Some(result),
-                    None,
-                    started,
-                    Some(tx),
-                );
-                TaskStatus::Succeeded
-            }
-            WorkerOutcome::Failed { message, retryable } => {
-                if retryable && may_retry(job.attempts, job.spec.max_retries) {
-                    self.retry_or_fail(job, message, started);
-                    return Reported::Retrying;
-                }
-                let _span = job.span().entered();
-                tracing::warn!(attempts = job.attempts, error = %message, retryable, "task failed");
-                self.finish_then(
-                    &job,
-                    TaskStatus::Failed,
-                    None,
-                    Some(message),
-                    started,
-                    Some(tx),
-                );
-                TaskStatus::Failed
-            }
-        };
-        Reported::Writing(status, rx)
-    }
-
-    /// Ends what is over: leases of silent workers (`lease_expired`, an attempt used) and
-    /// leases past their task's timeout; silent workers are forgotten.
-    pub(super) fn expire_leases(&mut self) {
-        let expired = self.external.book.expire(Instant::now());
-        let gone = !expired.workers.is_empty();
-        for (worker, parked) in expired.workers {
-            tracing::warn!(%worker, "worker silent for its lease period; forgotten");
-            if let Some(parked) = parked {
-                let _ = parked.reply.send(Err(UnknownWorker));
-            }
-        }
-        for (lease, why) in expired.leases {
-            self.lease_ended(lease, why);
-        }
-        if gone {
-            self.workers_changed();
-        }
-    }
-
-    fn lease_ended(&mut self, lease: Lease, why: Ended) {
-        let kind = lease.job.spec.kind.clone();
-        let started = Some(lease.started_at_ms);
-        let mut job = lease.job;
-        job.attempts += 1;
-        let error = match why {
-            Ended::LeaseExpired => {
-                self.ctx
-                    .metrics
-                    .external
-                    .lease_expiries
-                    .with_label_values(&[kind.as_str()])
-                    .inc();
-                let ms = self.external.book.lease_period().as_millis();
-                format!("lease_expired: the worker sent nothing for {ms} ms")
-            }
-            Ended::TimedOut(limit) => format!("timed out after {} ms", limit.as_millis()),
-        };
-        if lease.cancel_requested {
-            let msg = "cancelled by client".to_owned();
-            self.finish_then(&job, TaskStatus::Cancelled, None, Some(msg), started, None);
-            return;
-        }
-        self.retry_or_fail(job, error, started);
-    }
-
-    /// Puts a leased task back in the queue without using an attempt (its worker left, or
-    /// never got it). The store's requeue moves the task's token, so the old lease's
-    /// reports are refused there too.
-    fn give_back(&mut self, lease: Lease) {
-        let recorded = lease.job.attempts + 1;
-        self.requeue_after(lease.job, recorded, None, Duration::ZERO);
     }
 
     /// The worker set changed: the kinds served here and the classes of their workers
