@@ -26,7 +26,7 @@ use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
 use serde_json::value::RawValue;
 use taskmesh_kernels::Progress;
-use taskmesh_kernels::task::TaskId;
+use taskmesh_kernels::task::{TaskId, TaskStatus};
 
 use super::IngressState;
 use super::error::ApiError;
@@ -285,6 +285,16 @@ fn outcome(
     }
 }
 
+/// Why a report that is not of a live lease recorded nothing, as the task's record
+/// tells: no such task, a finished one, or a token of an earlier attempt.
+async fn unrecorded(state: &IngressState, id: &TaskId) -> Result<&'static str, ApiError> {
+    Ok(match state.get_record(id).await? {
+        None => "not_found",
+        Some(r) if r.status.is_terminal() => "already_terminal",
+        Some(_) => "stale_token",
+    })
+}
+
 /// Counts a report that recorded nothing.
 fn refused(state: &IngressState, outcome: &'static str) {
     let counter = &state.ctx.metrics.external.refused_reports;
@@ -309,38 +319,23 @@ async fn answer(
             message: None,
         }
     };
-    let transition = match reported {
+    let (status, write) = match reported {
         Reported::Retrying => return Ok(entry("recorded", Some("queued"), Some(true))),
-        Reported::Writing(status, write) => match write.await {
-            Ok(t) => (status, t),
-            // The pool stopped before the write was answered: the node is stopping.
-            Err(_) => {
-                return Err(ApiError::Unavailable(
-                    "not_ready",
-                    "the node is stopping".into(),
-                    1,
-                ));
-            }
-        },
-        Reported::Unknown => (
-            taskmesh_kernels::task::TaskStatus::Queued,
-            Transition::NotHolder(None),
-        ),
+        Reported::Unknown => return Ok(entry(unrecorded(state, &id).await?, None, None)),
+        Reported::Writing(status, write) => (status, write),
     };
-    match transition {
-        (status, Transition::Applied) => {
-            let retry = (status == taskmesh_kernels::task::TaskStatus::Failed).then_some(false);
-            Ok(entry("recorded", Some(status.as_str()), retry))
+    // The pool stopped before the write was answered: the node is stopping.
+    let stopping = |_| ApiError::Unavailable("not_ready", "the node is stopping".into(), 1);
+    Ok(match write.await.map_err(stopping)? {
+        Transition::Applied => {
+            let will_retry = (status == TaskStatus::Failed).then_some(false);
+            entry("recorded", Some(status.as_str()), will_retry)
         }
-        (_, Transition::Rejected(_)) => Ok(entry("already_terminal", None, None)),
-        (_, Transition::NotFound) => Ok(entry("not_found", None, None)),
-        // Not a live lease here, or the task moved: the record tells which answer fits.
-        (_, Transition::NotHolder(_)) => match state.get_record(&id).await? {
-            None => Ok(entry("not_found", None, None)),
-            Some(r) if r.status.is_terminal() => Ok(entry("already_terminal", None, None)),
-            Some(_) => Ok(entry("stale_token", None, None)),
-        },
-    }
+        Transition::Rejected(_) => entry("already_terminal", None, None),
+        Transition::NotFound => entry("not_found", None, None),
+        // The task moved since the lease was granted.
+        Transition::NotHolder(_) => entry(unrecorded(state, &id).await?, None, None),
+    })
 }
 
 async fn report_all(
