@@ -82,6 +82,10 @@ pub struct ExternalMetrics {
     /// `taskmesh_external_unserved_tasks{kind}`: tasks queued here for a kind no worker
     /// here runs (they wait until one registers).
     pub unserved_tasks: IntGaugeVec,
+    /// `taskmesh_external_refused_reports_total{outcome}`: reported attempts that changed
+    /// nothing, by why: `stale_token`, `already_terminal`, `not_found`, or
+    /// `unknown_worker` (a results batch of a worker this node no longer knows).
+    pub refused_reports: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -172,6 +176,11 @@ impl Metrics {
                 "taskmesh_external_unserved_tasks",
                 "Tasks queued on this node for an external kind no worker here runs",
                 &["kind"],
+            )?,
+            refused_reports: counter(
+                "taskmesh_external_refused_reports_total",
+                "Results reported by HTTP workers that were refused and changed nothing",
+                &["outcome"],
             )?,
         };
 

@@ -316,20 +316,33 @@ async fn answer(
             Transition::NotHolder(None),
         ),
     };
-    match transition {
+    let refused = match transition {
         (status, Transition::Applied) => {
             let retry = (status == taskmesh_kernels::task::TaskStatus::Failed).then_some(false);
-            Ok(entry("recorded", Some(status.as_str()), retry))
+            return Ok(entry("recorded", Some(status.as_str()), retry));
         }
-        (_, Transition::Rejected(_)) => Ok(entry("already_terminal", None, None)),
-        (_, Transition::NotFound) => Ok(entry("not_found", None, None)),
+        (_, Transition::Rejected(_)) => "already_terminal",
+        (_, Transition::NotFound) => "not_found",
         // Not a live lease here, or the task moved: the record tells which answer fits.
         (_, Transition::NotHolder(_)) => match state.get_record(&id).await? {
-            None => Ok(entry("not_found", None, None)),
-            Some(r) if r.status.is_terminal() => Ok(entry("already_terminal", None, None)),
-            Some(_) => Ok(entry("stale_token", None, None)),
+            None => "not_found",
+            Some(r) if r.status.is_terminal() => "already_terminal",
+            Some(_) => "stale_token",
         },
-    }
+    };
+    count_refused(state, refused, 1);
+    Ok(entry(refused, None, None))
+}
+
+/// Counts `n` reports refused with `outcome` in `taskmesh_external_refused_reports_total`.
+fn count_refused(state: &IngressState, outcome: &str, n: usize) {
+    state
+        .ctx
+        .metrics
+        .external
+        .refused_reports
+        .with_label_values(&[outcome])
+        .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
 }
 
 async fn report_all(
@@ -338,13 +351,18 @@ async fn report_all(
     reports: Vec<Report>,
 ) -> Result<Vec<Reported>, ApiError> {
     let missing = worker.clone();
+    let count = reports.len();
     let request = |reply| WorkerRequest::Report {
         worker,
         reports,
         reply,
     };
     let reported = ask(state, request, POOL_ANSWERS_WITHIN).await?;
-    reported.map_err(|UnknownWorker| unknown_worker(missing.as_deref().unwrap_or("-")))
+    reported.map_err(|UnknownWorker| {
+        // The whole batch is refused: its worker's leases ended with its registration.
+        count_refused(state, "unknown_worker", count);
+        unknown_worker(missing.as_deref().unwrap_or("-"))
+    })
 }
 
 async fn results(
