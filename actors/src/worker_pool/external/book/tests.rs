@@ -68,12 +68,15 @@ fn heartbeat_states_follow_leases_owners_and_cancels() {
         [LeaseState::Ok, LeaseState::Stale]
     );
     assert_eq!(
-        book.states("w2", &[t.clone()]),
+        book.states("w2", std::slice::from_ref(&t)),
         [LeaseState::Stale],
         "another worker's lease"
     );
     book.lease_of_mut(&id).expect("leased").cancel_requested = true;
-    assert_eq!(book.states(&w, &[t.clone()]), [LeaseState::CancelRequested]);
+    assert_eq!(
+        book.states(&w, std::slice::from_ref(&t)),
+        [LeaseState::CancelRequested]
+    );
     book.release_task(&id);
     assert_eq!(book.states(&w, &[t]), [LeaseState::Stale]);
 }
