@@ -43,5 +43,11 @@ source compose/compose-command.sh
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast
 
-step "python worker client (kernels/python): unit tests against an in-memory fake node"
-python3 -m unittest discover -s kernels/python/tests -v
+step "python worker client (kernels/python): installed with pip into a venv; unit tests against an in-memory fake node, and end to end through the real node"
+# The venv is kept under target/ and reused; the install replaces the previous one. The
+# build leaves build/ and *.egg-info in kernels/python (git-ignored): build/ goes first, so
+# a module deleted from the source never lingers in the installed package.
+[ -x target/pyvenv/bin/python ] || python3 -m venv target/pyvenv
+rm -rf kernels/python/build
+target/pyvenv/bin/python -m pip install --quiet --disable-pip-version-check ./kernels/python
+TASKMESH_BIN=target/debug/taskmesh target/pyvenv/bin/python -m unittest discover -s kernels/python/tests -v

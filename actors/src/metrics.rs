@@ -79,13 +79,14 @@ pub struct ExternalMetrics {
     pub poll_wait: Histogram,
     /// `taskmesh_external_parked_polls`: polls waiting here for a task now.
     pub parked_polls: IntGauge,
-    /// `taskmesh_external_refused_reports_total{outcome}`: reports of HTTP workers that
-    /// recorded nothing (`stale_token`, `already_terminal`, `not_found`, `too_large`,
-    /// `invalid`).
-    pub refused_reports: IntCounterVec,
     /// `taskmesh_external_unserved_tasks{kind}`: tasks queued here for a kind no worker
     /// here runs (they wait until one registers).
     pub unserved_tasks: IntGaugeVec,
+    /// `taskmesh_external_refused_reports_total{outcome}`: reported attempts that changed
+    /// nothing, by why: `stale_token`, `already_terminal`, `not_found`, `too_large`,
+    /// `invalid`, or `unknown_worker` (a results batch of a worker this node no longer
+    /// knows).
+    pub refused_reports: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -172,15 +173,15 @@ impl Metrics {
             )?,
             poll_wait,
             parked_polls,
-            refused_reports: counter(
-                "taskmesh_external_refused_reports_total",
-                "Reports of HTTP workers that recorded nothing, by outcome",
-                &["outcome"],
-            )?,
             unserved_tasks: gauge(
                 "taskmesh_external_unserved_tasks",
                 "Tasks queued on this node for an external kind no worker here runs",
                 &["kind"],
+            )?,
+            refused_reports: counter(
+                "taskmesh_external_refused_reports_total",
+                "Results reported by HTTP workers that were refused and changed nothing",
+                &["outcome"],
             )?,
         };
 

@@ -133,6 +133,15 @@ async fn a_silent_worker_loses_its_lease_and_its_late_report_is_refused() -> any
         ),
         Some(1.0)
     );
+    assert_eq!(
+        metric(
+            &text,
+            "taskmesh_external_refused_reports_total",
+            &[("outcome", "stale_token")]
+        ),
+        Some(2.0),
+        "both late reports are counted"
+    );
     // The silent worker was forgotten: its calls answer 404 and it registers again.
     assert_eq!(first.poll_raw(&node, 1, 0).await?.status, 404);
     Ok(())

@@ -297,8 +297,7 @@ async fn unrecorded(state: &IngressState, id: &TaskId) -> Result<&'static str, A
 
 /// Counts a report that recorded nothing.
 fn refused(state: &IngressState, outcome: &'static str) {
-    let counter = &state.ctx.metrics.external.refused_reports;
-    counter.with_label_values(&[outcome]).inc();
+    count_refused(state, outcome, 1);
 }
 
 /// What became of one report, once its write (if any) is answered.
@@ -338,19 +337,35 @@ async fn answer(
     })
 }
 
+/// Counts `n` reports refused with `outcome` in `taskmesh_external_refused_reports_total`.
+fn count_refused(state: &IngressState, outcome: &str, n: usize) {
+    state
+        .ctx
+        .metrics
+        .external
+        .refused_reports
+        .with_label_values(&[outcome])
+        .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+}
+
 async fn report_all(
     state: &IngressState,
     worker: Option<String>,
     reports: Vec<Report>,
 ) -> Result<Vec<Reported>, ApiError> {
     let missing = worker.clone();
+    let count = reports.len();
     let request = |reply| WorkerRequest::Report {
         worker,
         reports,
         reply,
     };
     let reported = ask(state, request, POOL_ANSWERS_WITHIN).await?;
-    reported.map_err(|UnknownWorker| unknown_worker(missing.as_deref().unwrap_or("-")))
+    reported.map_err(|UnknownWorker| {
+        // The whole batch is refused: its worker's leases ended with its registration.
+        count_refused(state, "unknown_worker", count);
+        unknown_worker(missing.as_deref().unwrap_or("-"))
+    })
 }
 
 async fn results(

@@ -143,10 +143,17 @@ pub struct ResultEntry {
     pub id: String,
     /// The attempt's token.
     pub token: String,
-    /// The result, for a success.
+    /// The result, for a success. `null` is a result (a handler that returned nothing,
+    /// e.g. after a cancel); only an absent `result` is none.
+    #[serde(default, deserialize_with = "present")]
     pub result: Option<Box<RawValue>>,
     /// The failure, for a failure.
     pub error: Option<FailureBody>,
+}
+
+/// A field that is present, whatever its JSON value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
 }
 
 /// `POST /v1/workers/{wid}/results` body.
@@ -181,4 +188,24 @@ pub struct ResultAnswer {
 pub struct ResultsAnswer {
     /// One answer per entry, in order.
     pub results: Vec<ResultAnswer>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ResultEntry;
+
+    #[test]
+    fn a_null_result_is_a_result_and_an_absent_one_is_none() {
+        let null: ResultEntry =
+            serde_json::from_str(r#"{"id":"t","token":"k","result":null}"#).expect("parses");
+        assert_eq!(
+            null.result.map(|r| r.get().to_owned()).as_deref(),
+            Some("null")
+        );
+        let absent: ResultEntry = serde_json::from_str(
+            r#"{"id":"t","token":"k","error":{"message":"m","retryable":true}}"#,
+        )
+        .expect("parses");
+        assert!(absent.result.is_none());
+    }
 }

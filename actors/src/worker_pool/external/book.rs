@@ -3,8 +3,9 @@
 //! parked poll's reply port is a type parameter, so the rules are tested without actors.
 //!
 //! - A worker is alive while it calls (any call: poll, heartbeat, results) at least once
-//!   per lease period, or while a poll of its is parked here. A worker silent for the
-//!   lease period loses its registration and every lease it holds ([`Book::expire`]).
+//!   per lease period. A worker silent for the lease period loses every lease it holds,
+//!   and its registration unless a poll of its is parked here ([`Book::expire`]): a
+//!   frozen process keeps its parked connection open, so only calls keep leases.
 //! - A lease is one attempt of one task, named by its [`Token`]. It ends when its result
 //!   is reported ([`Book::release`]), when its worker expires or leaves, when the task's
 //!   `timeout_ms` passes (heartbeats never extend it), or when the task moves away.
@@ -339,26 +340,34 @@ impl<R> Book<R> {
         Some((leases, worker.parked))
     }
 
-    /// Ends what is over at `now`: workers silent for the lease period (not while a poll
-    /// of theirs is parked) with every lease they hold, and leases past their task's
-    /// timeout.
+    /// Ends what is over at `now`: the leases of every worker silent for the lease period
+    /// (a parked poll does not count as a sign of life for its leases: a frozen process
+    /// keeps its connection open), and the registration of such a worker unless a poll of
+    /// its is parked; and leases past their task's timeout.
     pub fn expire(&mut self, now: Instant) -> Expired<R> {
-        let silent: Vec<WorkerId> = self
+        let silent: Vec<(WorkerId, bool)> = self
             .workers
             .iter()
-            .filter(|(_, w)| w.parked.is_none())
             .filter(|(_, w)| now.saturating_duration_since(w.last_seen) > self.lease_period)
-            .map(|(id, _)| Arc::clone(id))
+            .map(|(id, w)| (Arc::clone(id), w.parked.is_some()))
             .collect();
         let mut expired = Expired {
             workers: Vec::new(),
             leases: Vec::new(),
         };
-        for id in silent {
-            if let Some((leases, parked)) = self.deregister(&id) {
-                let ended = leases.into_iter().map(|l| (l, Ended::LeaseExpired));
-                expired.leases.extend(ended);
-                expired.workers.push((id, parked));
+        for (id, parked) in silent {
+            let held: Vec<Token> = self
+                .leases
+                .iter()
+                .filter(|(_, l)| l.worker == id)
+                .map(|(t, _)| t.clone())
+                .collect();
+            let ended = held.iter().filter_map(|t| self.release(t));
+            expired
+                .leases
+                .extend(ended.map(|l| (l, Ended::LeaseExpired)).collect::<Vec<_>>());
+            if !parked && let Some(worker) = self.workers.remove(&id) {
+                expired.workers.push((id, worker.parked));
             }
         }
         let late: Vec<Token> = self

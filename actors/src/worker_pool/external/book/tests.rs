@@ -82,12 +82,14 @@ fn heartbeat_states_follow_leases_owners_and_cancels() {
 }
 
 #[test]
-fn a_silent_worker_loses_its_leases_but_a_parked_or_calling_one_does_not() {
+fn a_silent_worker_loses_its_leases_and_a_parked_poll_keeps_only_its_registration() {
     let start = Instant::now();
     let (mut book, w) = book_with("w1", 4, start);
-    book.register("parked".into(), worker(1), start);
+    book.register("parked".into(), worker(2), start);
     book.register("calling".into(), worker(1), start);
     book.grant(&w, job(None), start, 1);
+    let frozen: WorkerId = "parked".into();
+    book.grant(&frozen, job(None), start, 1);
     book.park("parked", 1, 7, start);
     let later = start + LEASE / 2;
     book.touch("calling", later).expect("registered");
@@ -98,11 +100,17 @@ fn a_silent_worker_loses_its_leases_but_a_parked_or_calling_one_does_not() {
     let expired = book.expire(start + LEASE + Duration::from_millis(1));
     let gone: Vec<&str> = expired.workers.iter().map(|(id, _)| &**id).collect();
     assert_eq!(gone, ["w1"]);
-    assert_eq!(expired.leases.len(), 1);
-    assert_eq!(expired.leases[0].1, Ended::LeaseExpired);
+    // A frozen process with a parked poll loses its lease too: only heartbeats keep one.
+    assert_eq!(expired.leases.len(), 2);
+    assert!(
+        expired
+            .leases
+            .iter()
+            .all(|(_, why)| *why == Ended::LeaseExpired)
+    );
     assert_eq!(book.leases(), 0);
     assert!(book.touch("w1", later).is_none(), "forgotten");
-    assert!(book.touch("parked", later).is_some());
+    assert_eq!(book.free_slots("parked"), 2, "registered, holding nothing");
     assert!(book.touch("calling", later).is_some());
 }
 
