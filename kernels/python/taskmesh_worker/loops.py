@@ -236,6 +236,12 @@ def _apply_outcomes(table: LeaseTable, leases: List[Lease], answers: Optional[An
             elif answer.get("will_retry"):
                 log.info("task %s: attempt %d failed, the node retries it", lease.id, lease.attempt)
             settled.append(lease)
+        elif outcome == "invalid":
+            # Sending the same report again cannot change the answer: drop it. The node's
+            # lease ends on its own (expiry or timeout) and the attempt is retried there.
+            log.error("task %s: the node refused the report as invalid: %s", lease.id,
+                      answer.get("message"))
+            settled.append(lease)
         else:
             log.warning("task %s: unexpected answer %r, sending again", lease.id, answer)
             table.retry(lease)
