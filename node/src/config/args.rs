@@ -24,6 +24,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a node: the HTTP API, the dispatcher and a pool of workers (the default).
     Node(NodeArgs),
+    /// The client subcommands, spoken to a node's HTTP API.
+    #[command(flatten)]
+    Client(crate::cli::ClientCommand),
 }
 
 /// Log line format.
