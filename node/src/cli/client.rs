@@ -91,15 +91,19 @@ impl Client {
     pub(crate) fn new(args: &ClientArgs) -> Result<Self, CliError> {
         let base = Url::parse(&args.url)
             .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && !u.cannot_be_a_base())
-            .ok_or_else(|| CliError::Usage(format!("--url {}: not an http URL", args.url)))?;
+            .filter(|u| u.scheme() == "http" && !u.cannot_be_a_base())
+            .ok_or_else(|| {
+                // The workspace's reqwest is built without TLS: nodes serve plain HTTP.
+                CliError::Usage(format!("--url {}: not an http:// URL", args.url))
+            })?;
         let key = match &args.api_key {
-            Some(key) => Some(key.0.clone()),
+            Some(key) => Some(key.0.trim().to_owned()),
             None => key_file(&args.data_dir)?,
         };
         let auth = key
+            .filter(|key| !key.is_empty())
             .map(|key| {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.trim()))
+                let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
                     .map_err(|_| CliError::Usage("the API key is not valid in a header".into()))?;
                 value.set_sensitive(true);
                 Ok::<_, CliError>(value)

@@ -156,7 +156,7 @@ async fn submit_batch(client: &Client, tasks: &[Value], output: Output) -> Resul
     let progress = if std::io::stderr().is_terminal() {
         let bar =
             ProgressBar::with_draw_target(Some(tasks.len() as u64), ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} tasks {per_sec}") {
+        if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} tasks, {eta} left") {
             bar.set_style(style);
         }
         bar

@@ -147,7 +147,18 @@ fn summarize(text: &str) -> Value {
     Value::Object(summary)
 }
 
-/// The summary as `name  values` lines.
+/// The order of the lines of `stats`.
+const STATS_ORDER: &[&str] = &[
+    "submitted",
+    "completed",
+    "queue_depth",
+    "retries",
+    "workers",
+    "external_workers",
+    "external_leases",
+];
+
+/// The summary as `name  values` lines, in [`STATS_ORDER`].
 fn stats_lines(summary: &Value) -> String {
     let render = |v: &Value| match v {
         Value::Object(map) if map.is_empty() => "-".to_owned(),
@@ -158,10 +169,9 @@ fn stats_lines(summary: &Value) -> String {
             .join(" "),
         other => other.to_string(),
     };
-    summary
-        .as_object()
-        .into_iter()
-        .flatten()
+    STATS_ORDER
+        .iter()
+        .filter_map(|name| summary.get(*name).map(|value| (name, value)))
         .map(|(name, value)| format!("{:<18}{}", name.replace('_', " "), render(value)))
         .collect::<Vec<_>>()
         .join("\n")
@@ -196,6 +206,7 @@ taskmesh_ready 1
         assert!(summary.get("external_workers").is_none());
         let text = stats_lines(&summary);
         assert!(text.contains("workers           busy=1 idle=3"), "{text}");
+        assert!(text.starts_with("submitted         5\n"), "{text}");
     }
 
     #[test]
