@@ -70,12 +70,15 @@ impl Node {
     /// Runs the `taskmesh` command line on this process's arguments and environment:
     /// parses them (`--help` and `--version` included), sets up logging, and runs the
     /// node until SIGINT or SIGTERM, then stops it gracefully. Builds its own tokio
-    /// runtime, so call it from a plain `fn main`.
+    /// runtime, so call it from a plain `fn main`. The client subcommands (`submit`,
+    /// `get`, `wait`, `ls`, `cancel`, `cluster`, `stats`; [`crate::cli`]) run and exit
+    /// the process with their exit code.
     pub fn run_cli(self) -> anyhow::Result<()> {
         let cli = Cli::parse();
         let args = match cli.command {
             Some(Command::Node(args)) => args,
             None => NodeArgs::parse_from(["taskmesh node"]),
+            Some(Command::Client(command)) => std::process::exit(crate::cli::run(command).into()),
         };
         telemetry::init(args.log_format, &args.log)?;
         let config = NodeConfig::try_from(args).context("invalid configuration")?;

@@ -7,6 +7,8 @@
 //!
 //! # Layout
 //! - [`Node`] (`app`): the node as a library: extra kinds, the CLI, start and run.
+//! - [`cli`]: the client subcommands (`submit`, `get`, `wait`, `ls`, `cancel`,
+//!   `cluster`, `stats`) that speak to a node's HTTP API.
 //! - [`config`]: CLI flags and environment → [`config::NodeConfig`].
 //! - [`supervisor`]: the root actor and the supervision tree (drawn there).
 //! - [`telemetry`]: log setup.
@@ -44,6 +46,7 @@ use taskmesh_kernels::Registry;
 use tokio::task::JoinHandle;
 
 mod app;
+pub mod cli;
 pub mod config;
 pub mod shutdown;
 pub mod supervisor;

@@ -20,10 +20,15 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once per process: boxing `NodeArgs` would only make its users' code noisier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a node: the HTTP API, the dispatcher and a pool of workers (the default).
     Node(NodeArgs),
+    /// The client subcommands, spoken to a node's HTTP API.
+    #[command(flatten)]
+    Client(crate::cli::ClientCommand),
 }
 
 /// Log line format.
