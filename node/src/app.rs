@@ -76,6 +76,7 @@ impl Node {
         let args = match cli.command {
             Some(Command::Node(args)) => args,
             None => NodeArgs::parse_from(["taskmesh node"]),
+            Some(Command::Keys(command)) => return crate::keys::run(&command),
         };
         telemetry::init(args.log_format, &args.log)?;
         let config = NodeConfig::try_from(args).context("invalid configuration")?;

@@ -39,6 +39,7 @@ use taskmesh_actors::dispatcher::{DispatcherConfig, DispatcherMessage};
 use taskmesh_actors::failover::{FailoverConfig, FailoverMessage};
 use taskmesh_actors::health::{HealthConfig, HealthMessage};
 use taskmesh_actors::heartbeat::HeartbeatConfig;
+use taskmesh_actors::auth::Authenticator;
 use taskmesh_actors::ingress::IngressLimits;
 use taskmesh_actors::task::now_ms;
 use taskmesh_actors::worker_pool::{PoolMessage, WorkerPoolConfig};
@@ -67,6 +68,8 @@ pub struct SupervisorArgs {
     pub heartbeat: HeartbeatConfig,
     /// HTTP limits.
     pub limits: Arc<IngressLimits>,
+    /// Checks API keys (`--auth on`); `None` leaves the API open.
+    pub auth: Option<Arc<Authenticator>>,
     /// The bound HTTP listener.
     pub listener: Arc<std::net::TcpListener>,
     /// How long finished records are kept.
