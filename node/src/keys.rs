@@ -112,7 +112,9 @@ fn read_key_file(path: &Path) -> anyhow::Result<ApiKey> {
 /// Writes `key` to `path` (mode 0600, through a temporary file and a rename).
 fn write_key_file(path: &Path, key: &ApiKey) -> anyhow::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let dir = path.parent().context("the admin key file has no directory")?;
+    let dir = path
+        .parent()
+        .context("the admin key file has no directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = path.with_extension("key.tmp");
     let _ = std::fs::remove_file(&tmp);

@@ -33,13 +33,13 @@ use std::time::Duration;
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
+use taskmesh_actors::auth::Authenticator;
 use taskmesh_actors::autoscaler::AutoscalerConfig;
 use taskmesh_actors::context::NodeContext;
 use taskmesh_actors::dispatcher::{DispatcherConfig, DispatcherMessage};
 use taskmesh_actors::failover::{FailoverConfig, FailoverMessage};
 use taskmesh_actors::health::{HealthConfig, HealthMessage};
 use taskmesh_actors::heartbeat::HeartbeatConfig;
-use taskmesh_actors::auth::Authenticator;
 use taskmesh_actors::ingress::IngressLimits;
 use taskmesh_actors::task::now_ms;
 use taskmesh_actors::worker_pool::{PoolMessage, WorkerPoolConfig};

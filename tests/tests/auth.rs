@@ -16,7 +16,12 @@ const UNKNOWN_ID: &str = "00000000-0000-7000-8000-000000000000";
 
 /// Flags of every node here: keys on, and request spans logged, so a secret that
 /// reached any log line would show.
-const AUTH_ON: &[&str] = &["--auth", "on", "--log", "info,tower_http=debug,taskmesh_actors=debug"];
+const AUTH_ON: &[&str] = &[
+    "--auth",
+    "on",
+    "--log",
+    "info,tower_http=debug,taskmesh_actors=debug",
+];
 
 /// The admin key the node wrote to `<data-dir>/admin.key`, checked to be private.
 fn admin_key(node: &TestNode) -> anyhow::Result<String> {
@@ -25,7 +30,11 @@ fn admin_key(node: &TestNode) -> anyhow::Result<String> {
         .with_context(|| format!("{} exists", path.display()))?
         .permissions()
         .mode();
-    ensure!(mode & 0o777 == 0o600, "admin.key has mode {:o}", mode & 0o777);
+    ensure!(
+        mode & 0o777 == 0o600,
+        "admin.key has mode {:o}",
+        mode & 0o777
+    );
     Ok(std::fs::read_to_string(&path)?.trim().to_owned())
 }
 
@@ -61,24 +70,42 @@ async fn create_key(
         body["expires_in_secs"] = json!(secs);
     }
     let answer = call(node, Some(admin), Method::POST, "/v1/keys", Some(&body)).await?;
-    ensure!(answer.status == 201, "create key: {} {}", answer.status, answer.body);
+    ensure!(
+        answer.status == 201,
+        "create key: {} {}",
+        answer.status,
+        answer.body
+    );
     let key = answer.body["key"].as_str().context("key")?.to_owned();
     let id = answer.body["id"].as_str().context("id")?.to_owned();
-    ensure!(key.starts_with(&format!("tm_{id}_")), "key {id} is tm_<id>_<secret>");
+    ensure!(
+        key.starts_with(&format!("tm_{id}_")),
+        "key {id} is tm_<id>_<secret>"
+    );
     Ok((key, id))
 }
 
 /// How many tasks an admin listing shows.
 async fn task_count(node: &TestNode, admin: &str) -> anyhow::Result<usize> {
     let answer = call(node, Some(admin), Method::GET, "/v1/tasks?limit=1000", None).await?;
-    ensure!(answer.status == 200, "list: {} {}", answer.status, answer.body);
+    ensure!(
+        answer.status == 200,
+        "list: {} {}",
+        answer.status,
+        answer.body
+    );
     Ok(answer.body["tasks"].as_array().context("tasks")?.len())
 }
 
 /// The key listing, as an admin sees it.
 async fn keys(node: &TestNode, admin: &str) -> anyhow::Result<Vec<Value>> {
     let answer = call(node, Some(admin), Method::GET, "/v1/keys", None).await?;
-    ensure!(answer.status == 200, "list keys: {} {}", answer.status, answer.body);
+    ensure!(
+        answer.status == 200,
+        "list keys: {} {}",
+        answer.status,
+        answer.body
+    );
     Ok(answer.body["keys"].as_array().context("keys")?.clone())
 }
 
@@ -87,7 +114,10 @@ async fn the_admin_key_file_works_a_submit_key_submits_and_secrets_stay_out_of_l
 -> anyhow::Result<()> {
     let node = TestNode::start_temp(AUTH_ON).await?;
     let admin = admin_key(&node)?;
-    ensure!(admin.starts_with("tm_") && admin.len() == 48, "admin key is well-formed");
+    ensure!(
+        admin.starts_with("tm_") && admin.len() == 48,
+        "admin key is well-formed"
+    );
 
     // Open without a key: the probes and the metrics.
     for path in ["/health", "/health/ready", "/metrics"] {
@@ -102,54 +132,121 @@ async fn the_admin_key_file_works_a_submit_key_submits_and_secrets_stay_out_of_l
     let (submit, submit_id) = create_key(&node, &admin, "ci", &["submit"], None).await?;
     let task = json!({ "kind": "noop" });
     let answer = call(&node, Some(&submit), Method::POST, "/v1/tasks", Some(&task)).await?;
-    ensure!(answer.status == 202, "submit key submits: {} {}", answer.status, answer.body);
+    ensure!(
+        answer.status == 202,
+        "submit key submits: {} {}",
+        answer.status,
+        answer.body
+    );
     let id = answer.body["id"].as_str().context("id")?;
-    let read = call(&node, Some(&submit), Method::GET, &format!("/v1/tasks/{id}"), None).await?;
-    ensure!(read.status == 200, "submit key reads tasks: {}", read.status);
+    let read = call(
+        &node,
+        Some(&submit),
+        Method::GET,
+        &format!("/v1/tasks/{id}"),
+        None,
+    )
+    .await?;
+    ensure!(
+        read.status == 200,
+        "submit key reads tasks: {}",
+        read.status
+    );
     for (method, path) in [(Method::GET, "/v1/keys"), (Method::POST, "/v1/keys")] {
         let body = json!({ "name": "escalate", "scopes": ["admin"] });
         let answer = call(&node, Some(&submit), method, path, Some(&body)).await?;
-        ensure!(answer.status == 403, "submit key on {path}: {}", answer.status);
+        ensure!(
+            answer.status == 403,
+            "submit key on {path}: {}",
+            answer.status
+        );
         ensure!(answer.error_code() == "forbidden", "{}", answer.body);
     }
-    let answer = call(&node, Some(&submit), Method::DELETE, &format!("/v1/keys/{submit_id}"), None).await?;
-    ensure!(answer.status == 403, "a submit key cannot revoke: {}", answer.status);
+    let answer = call(
+        &node,
+        Some(&submit),
+        Method::DELETE,
+        &format!("/v1/keys/{submit_id}"),
+        None,
+    )
+    .await?;
+    ensure!(
+        answer.status == 403,
+        "a submit key cannot revoke: {}",
+        answer.status
+    );
 
     let listed = keys(&node, &admin).await?;
-    ensure!(listed.len() == 2, "nothing made by the submit key: {listed:?}");
+    ensure!(
+        listed.len() == 2,
+        "nothing made by the submit key: {listed:?}"
+    );
     for key in &listed {
-        ensure!(key.get("secret_hash").is_none() && key.get("key").is_none(), "{key}");
+        ensure!(
+            key.get("secret_hash").is_none() && key.get("key").is_none(),
+            "{key}"
+        );
     }
 
     let log = node.log_excerpt();
     ensure!(log.contains("admin.key"), "the path is logged: {log}");
     for (name, key) in [("admin", &admin), ("submit", &submit)] {
         let secret = key.rsplit('_').next().context("secret")?;
-        ensure!(!log.contains(secret), "the {name} key's secret is in the logs");
+        ensure!(
+            !log.contains(secret),
+            "the {name} key's secret is in the logs"
+        );
     }
-    ensure!(log.contains(&submit_id), "the key id is in the request spans: {log}");
+    ensure!(
+        log.contains(&submit_id),
+        "the key id is in the request spans: {log}"
+    );
     Ok(())
 }
 
 #[tokio::test]
-async fn every_route_refuses_bad_keys_and_missing_scopes_and_changes_nothing()
--> anyhow::Result<()> {
+async fn every_route_refuses_bad_keys_and_missing_scopes_and_changes_nothing() -> anyhow::Result<()>
+{
     let node = TestNode::start_temp(AUTH_ON).await?;
     let admin = admin_key(&node)?;
     let admin_id = admin.split('_').nth(1).context("id")?.to_owned();
 
     // One task that must stay queued or running (nobody may cancel it).
     let sleeper = json!({ "kind": "sleep", "params": { "ms": 600_000 } });
-    let answer = call(&node, Some(&admin), Method::POST, "/v1/tasks", Some(&sleeper)).await?;
-    ensure!(answer.status == 202, "admin submits: {} {}", answer.status, answer.body);
+    let answer = call(
+        &node,
+        Some(&admin),
+        Method::POST,
+        "/v1/tasks",
+        Some(&sleeper),
+    )
+    .await?;
+    ensure!(
+        answer.status == 202,
+        "admin submits: {} {}",
+        answer.status,
+        answer.body
+    );
     let task = answer.body["id"].as_str().context("id")?.to_owned();
 
     let (read, _) = create_key(&node, &admin, "reader", &["read"], None).await?;
     let (submit, _) = create_key(&node, &admin, "submitter", &["submit"], None).await?;
     let (revoked, revoked_id) = create_key(&node, &admin, "gone", &["admin"], None).await?;
     let (expired, _) = create_key(&node, &admin, "brief", &["admin"], Some(1)).await?;
-    let answer = call(&node, Some(&admin), Method::DELETE, &format!("/v1/keys/{revoked_id}"), None).await?;
-    ensure!(answer.status == 204, "revoke: {} {}", answer.status, answer.body);
+    let answer = call(
+        &node,
+        Some(&admin),
+        Method::DELETE,
+        &format!("/v1/keys/{revoked_id}"),
+        None,
+    )
+    .await?;
+    ensure!(
+        answer.status == 204,
+        "revoke: {} {}",
+        answer.status,
+        answer.body
+    );
     eventually(Duration::from_secs(10), "the 1 s key expires", async || {
         let answer = call(&node, Some(&expired), Method::GET, "/v1/tasks", None).await?;
         Ok((answer.status == 401).then_some(()))
@@ -166,18 +263,66 @@ async fn every_route_refuses_bad_keys_and_missing_scopes_and_changes_nothing()
     let report = json!({ "token": "x", "result": {} });
     // (method, path, body, which of `read` / `submit` may pass)
     let routes: Vec<(Method, String, Option<&Value>, bool, bool)> = vec![
-        (Method::POST, "/v1/tasks".into(), Some(&task_body), false, true),
-        (Method::POST, "/v1/tasks/batch".into(), Some(&batch), false, true),
+        (
+            Method::POST,
+            "/v1/tasks".into(),
+            Some(&task_body),
+            false,
+            true,
+        ),
+        (
+            Method::POST,
+            "/v1/tasks/batch".into(),
+            Some(&batch),
+            false,
+            true,
+        ),
         (Method::GET, "/v1/tasks".into(), None, true, true),
         (Method::GET, format!("/v1/tasks/{task}"), None, true, true),
-        (Method::DELETE, format!("/v1/tasks/{task}"), None, false, true),
+        (
+            Method::DELETE,
+            format!("/v1/tasks/{task}"),
+            None,
+            false,
+            true,
+        ),
         (Method::GET, "/v1/cluster".into(), None, true, false),
-        (Method::POST, "/v1/workers".into(), Some(&worker), false, true),
-        (Method::POST, format!("/v1/tasks/{UNKNOWN_ID}/complete"), Some(&report), false, true),
-        (Method::POST, format!("/v1/tasks/{UNKNOWN_ID}/fail"), Some(&report), false, true),
+        (
+            Method::POST,
+            "/v1/workers".into(),
+            Some(&worker),
+            false,
+            true,
+        ),
+        (
+            Method::POST,
+            format!("/v1/tasks/{UNKNOWN_ID}/complete"),
+            Some(&report),
+            false,
+            true,
+        ),
+        (
+            Method::POST,
+            format!("/v1/tasks/{UNKNOWN_ID}/fail"),
+            Some(&report),
+            false,
+            true,
+        ),
         (Method::GET, "/v1/keys".into(), None, false, false),
-        (Method::POST, "/v1/keys".into(), Some(&new_key), false, false),
-        (Method::DELETE, format!("/v1/keys/{admin_id}"), None, false, false),
+        (
+            Method::POST,
+            "/v1/keys".into(),
+            Some(&new_key),
+            false,
+            false,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/keys/{admin_id}"),
+            None,
+            false,
+            false,
+        ),
         (Method::GET, "/v1/nope".into(), None, true, true),
     ];
     let bad_keys: [(&str, Option<&str>); 6] = [
@@ -197,7 +342,10 @@ async fn every_route_refuses_bad_keys_and_missing_scopes_and_changes_nothing()
                 answer.status,
                 answer.body
             );
-            ensure!(answer.header("www-authenticate") == Some("Bearer"), "{what}");
+            ensure!(
+                answer.header("www-authenticate") == Some("Bearer"),
+                "{what}"
+            );
             if let Some(key) = key {
                 ensure!(!answer.body.to_string().contains(key), "{what} echoed");
             }
@@ -216,10 +364,26 @@ async fn every_route_refuses_bad_keys_and_missing_scopes_and_changes_nothing()
         }
     }
 
-    ensure!(task_count(&node, &admin).await? == tasks_before, "no task created");
-    ensure!(keys(&node, &admin).await? == keys_before, "no key created or revoked");
-    let view = call(&node, Some(&admin), Method::GET, &format!("/v1/tasks/{task}"), None).await?;
+    ensure!(
+        task_count(&node, &admin).await? == tasks_before,
+        "no task created"
+    );
+    ensure!(
+        keys(&node, &admin).await? == keys_before,
+        "no key created or revoked"
+    );
+    let view = call(
+        &node,
+        Some(&admin),
+        Method::GET,
+        &format!("/v1/tasks/{task}"),
+        None,
+    )
+    .await?;
     let status = view.body["status"].as_str().unwrap_or_default();
-    ensure!(status == "queued" || status == "running", "the sleeper was not cancelled: {status}");
+    ensure!(
+        status == "queued" || status == "running",
+        "the sleeper was not cancelled: {status}"
+    );
     Ok(())
 }

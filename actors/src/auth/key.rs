@@ -78,9 +78,8 @@ impl FromStr for ApiKey {
     fn from_str(s: &str) -> Result<Self, MalformedKey> {
         let rest = s.strip_prefix(PREFIX).ok_or(MalformedKey)?;
         let (id, secret) = rest.split_once('_').ok_or(MalformedKey)?;
-        let well_formed = |part: &str, len: usize| {
-            part.len() == len && part.bytes().all(is_key_char)
-        };
+        let well_formed =
+            |part: &str, len: usize| part.len() == len && part.bytes().all(is_key_char);
         if !well_formed(id, ID_LEN) || !well_formed(secret, SECRET_LEN) {
             return Err(MalformedKey);
         }
@@ -167,7 +166,11 @@ const DUMMY_HASH: &[u8; 64] = b"zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz
 /// The record of `key` if `key` is valid at `now`: `record` is what the store holds under
 /// its id (`None` when unknown), the secret's hash matches it (in constant time), and the
 /// key is neither revoked nor expired. Every failure answers `None`, alike.
-pub fn verify<'r>(key: &ApiKey, record: Option<&'r KeyRecord>, now: Millis) -> Option<&'r KeyRecord> {
+pub fn verify<'r>(
+    key: &ApiKey,
+    record: Option<&'r KeyRecord>,
+    now: Millis,
+) -> Option<&'r KeyRecord> {
     let presented = key.secret_hash();
     let stored = record.map_or(&DUMMY_HASH[..], |r| r.secret_hash.as_bytes());
     let matches: bool = presented.as_bytes().ct_eq(stored).into();
@@ -231,14 +234,21 @@ mod tests {
             hash_secret("hello world"),
             "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
         );
-        assert_eq!(key().secret_hash(), hash_secret("0123456789abcdef0123456789abcdef"));
+        assert_eq!(
+            key().secret_hash(),
+            hash_secret("0123456789abcdef0123456789abcdef")
+        );
     }
 
     #[test]
     fn verify_accepts_only_the_right_secret_of_a_live_key() {
         let key = key();
         let mut record = KeyRecord::new(&key, "ci", vec![Scope::Submit], 1_000, Some(5_000));
-        assert!(!record.secret_hash.contains("0123456789abcdef0123456789abcdef"));
+        assert!(
+            !record
+                .secret_hash
+                .contains("0123456789abcdef0123456789abcdef")
+        );
         assert_eq!(verify(&key, Some(&record), 1_000), Some(&record));
         assert_eq!(verify(&key, None, 1_000), None, "unknown id");
         assert_eq!(verify(&key, Some(&record), 5_000), None, "expired");

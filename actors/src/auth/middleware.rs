@@ -28,7 +28,11 @@ pub struct Caller {
 
 /// Checks the request's key against the route's need (see the module docs). Passes every
 /// request when the node runs without authentication.
-pub async fn require_key(State(state): State<IngressState>, mut req: Request, next: Next) -> Response {
+pub async fn require_key(
+    State(state): State<IngressState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let Some(auth) = state.auth.as_ref() else {
         return next.run(req).await;
     };

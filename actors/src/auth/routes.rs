@@ -102,14 +102,18 @@ fn invalid(message: impl Into<String>) -> ApiError {
 
 fn validate(body: &CreateKey) -> Result<(), ApiError> {
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control)
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
     {
         return Err(invalid(format!(
             "`name` must be 1 to {MAX_NAME_CHARS} printable characters"
         )));
     }
     if body.scopes.is_empty() {
-        return Err(invalid("`scopes` must name at least one of submit, read, admin"));
+        return Err(invalid(
+            "`scopes` must name at least one of submit, read, admin",
+        ));
     }
     if let Some(secs) = body.expires_in_secs
         && !(1..=MAX_EXPIRES_IN_SECS).contains(&secs)
@@ -155,7 +159,9 @@ async fn create(
             return Ok((StatusCode::CREATED, Json(body)).into_response());
         }
     }
-    Err(ApiError::Internal("three generated key ids were all taken".into()))
+    Err(ApiError::Internal(
+        "three generated key ids were all taken".into(),
+    ))
 }
 
 async fn list(State(state): State<IngressState>) -> Result<Json<KeyList>, ApiError> {
@@ -174,8 +180,10 @@ async fn revoke(
     State(state): State<IngressState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let well_formed =
-        id.len() == super::key::ID_LEN && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let well_formed = id.len() == super::key::ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     if !well_formed {
         return Err(ApiError::NotFound("no such API key".into()));
     }

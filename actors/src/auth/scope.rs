@@ -163,7 +163,13 @@ mod tests {
         assert!(Need::ReadTasks.allows(&[Read]));
         assert!(!Need::Read.allows(&[Submit]));
         assert!(!Need::Admin.allows(&[Submit, Read]));
-        for need in [Need::AnyKey, Need::ReadTasks, Need::Read, Need::Submit, Need::Admin] {
+        for need in [
+            Need::AnyKey,
+            Need::ReadTasks,
+            Need::Read,
+            Need::Submit,
+            Need::Admin,
+        ] {
             assert!(need.allows(&[Admin]), "{need:?}");
             assert!(!need.allows(&[]), "{need:?}");
         }

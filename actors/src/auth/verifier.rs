@@ -84,7 +84,9 @@ impl Authenticator {
     async fn record(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
         let now = Instant::now();
         if let Ok(cache) = self.cache.lock()
-            && let Some(hit) = cache.get(id).filter(|c| now.duration_since(c.read_at) < CACHE_TTL)
+            && let Some(hit) = cache
+                .get(id)
+                .filter(|c| now.duration_since(c.read_at) < CACHE_TTL)
         {
             return Ok(hit.record.clone());
         }
@@ -129,7 +131,10 @@ mod tests {
         let record = KeyRecord::new(&key, "ci", vec![Scope::Submit], now_ms(), None);
         store.put_key(record.clone()).await.expect("put");
 
-        assert_eq!(auth.authenticate(Some(&bearer(&key))).await.ok(), Some(record));
+        assert_eq!(
+            auth.authenticate(Some(&bearer(&key))).await.ok(),
+            Some(record)
+        );
         let unknown = ApiKey::generate();
         let wrong_secret: ApiKey = format!("tm_{}_{}", key.id(), "0".repeat(32))
             .parse()
@@ -142,7 +147,10 @@ mod tests {
             Some(bearer(&wrong_secret)),
         ] {
             assert!(
-                matches!(auth.authenticate(header.as_ref()).await, Err(Denied::Unauthorized)),
+                matches!(
+                    auth.authenticate(header.as_ref()).await,
+                    Err(Denied::Unauthorized)
+                ),
                 "{header:?}"
             );
         }
@@ -163,7 +171,10 @@ mod tests {
             if auth.authenticate(Some(&bearer(&key))).await.is_err() {
                 break;
             }
-            assert!(Instant::now() < deadline, "still accepted past the cache TTL");
+            assert!(
+                Instant::now() < deadline,
+                "still accepted past the cache TTL"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -46,10 +46,10 @@ use taskmesh_kernels::task::TaskId;
 use tokio::sync::oneshot;
 
 use self::committer::{Counters, MAX_QUEUED, Op, Queue, Reply, Transfer};
+use crate::auth::key::KeyRecord;
 use crate::store::leases::LocalLeases;
 use crate::store::rules::{self, Change};
 use crate::store::{Created, LeaseInfo, ListFilter, StoreError, TaskStore, Transition};
-use crate::auth::key::KeyRecord;
 use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
 
 /// How many tasks one `purge_finished` transaction deletes at most; a large purge takes

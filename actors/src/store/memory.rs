@@ -11,10 +11,10 @@ use async_trait::async_trait;
 use taskmesh_kernels::Progress;
 use taskmesh_kernels::task::TaskId;
 
+use crate::auth::key::KeyRecord;
 use crate::store::leases::LocalLeases;
 use crate::store::rules::{self, Change};
 use crate::store::{Created, LeaseInfo, ListFilter, StoreError, TaskStore, Transition, codec};
-use crate::auth::key::KeyRecord;
 use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
 
 /// An in-memory [`TaskStore`]. Nothing survives a drop.

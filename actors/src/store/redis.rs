@@ -66,9 +66,9 @@ use self::batcher::{Batcher, Counters, Op};
 use self::keys::Keys;
 use self::record::{FIELDS, Patch};
 use self::scripts::{Moving, Scripts};
+use crate::auth::key::KeyRecord;
 use crate::store::rules::{self, Change};
 use crate::store::{Created, LeaseInfo, ListFilter, StoreError, TaskStore, Transition};
-use crate::auth::key::KeyRecord;
 use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
 
 /// How many tasks one `purge_finished` script deletes at most, so a large purge does not

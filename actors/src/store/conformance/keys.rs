@@ -19,8 +19,14 @@ pub async fn a_key_round_trips_and_lists_by_creation_time(store: Arc<dyn TaskSto
     for key in [&later, &earlier] {
         assert!(store.put_key(key.clone()).await.expect("put"));
     }
-    assert_eq!(store.get_key(&later.id).await.expect("get"), Some(later.clone()));
-    assert_eq!(store.get_key(&earlier.id).await.expect("get"), Some(earlier.clone()));
+    assert_eq!(
+        store.get_key(&later.id).await.expect("get"),
+        Some(later.clone())
+    );
+    assert_eq!(
+        store.get_key(&earlier.id).await.expect("get"),
+        Some(earlier.clone())
+    );
     assert_eq!(store.get_key("nosuchkey000").await.expect("get"), None);
     assert_eq!(
         store.list_keys().await.expect("list"),
@@ -36,7 +42,10 @@ pub async fn a_put_of_a_taken_id_writes_nothing(store: Arc<dyn TaskStore>) {
     let mut second = record("second", vec![Scope::Admin], 2, None);
     second.id = first.id.clone();
     assert!(!store.put_key(second).await.expect("put again"));
-    assert_eq!(store.get_key(&first.id).await.expect("get"), Some(first.clone()));
+    assert_eq!(
+        store.get_key(&first.id).await.expect("get"),
+        Some(first.clone())
+    );
     assert_eq!(store.list_keys().await.expect("list"), vec![first]);
 }
 
@@ -65,7 +74,11 @@ pub async fn revoke_keeps_the_first_time_and_refuses_unknown_ids(store: Arc<dyn 
     assert!(!store.revoke_key("nosuchkey000", 5).await.expect("revoke"));
     assert!(store.revoke_key(&key.id, 10).await.expect("revoke"));
     assert!(store.revoke_key(&key.id, 20).await.expect("revoke again"));
-    let stored = store.get_key(&key.id).await.expect("get").expect("still stored");
+    let stored = store
+        .get_key(&key.id)
+        .await
+        .expect("get")
+        .expect("still stored");
     assert_eq!(
         stored,
         KeyRecord {
@@ -74,5 +87,9 @@ pub async fn revoke_keeps_the_first_time_and_refuses_unknown_ids(store: Arc<dyn 
         }
     );
     assert_eq!(store.list_keys().await.expect("list"), vec![stored]);
-    assert_eq!(store.get_key("nosuchkey000").await.expect("get"), None, "no key created");
+    assert_eq!(
+        store.get_key("nosuchkey000").await.expect("get"),
+        None,
+        "no key created"
+    );
 }

@@ -63,7 +63,10 @@ pub(super) fn revoke(db: &Database, id: &str, at_ms: Millis) -> Result<bool, Sto
     let txn = db.begin_write()?;
     let found = {
         let mut table = txn.open_table(API_KEYS)?;
-        let stored = table.get(id)?.map(|bytes| decode(id, bytes.value())).transpose()?;
+        let stored = table
+            .get(id)?
+            .map(|bytes| decode(id, bytes.value()))
+            .transpose()?;
         match stored {
             None => false,
             Some(mut key) => {

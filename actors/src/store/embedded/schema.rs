@@ -30,8 +30,7 @@ pub(super) const FINISHED: TableDefinition<'static, (u64, &str), ()> =
     TableDefinition::new("finished");
 
 /// API keys by id (JSON records, see `embedded/keys.rs`).
-pub(super) const API_KEYS: TableDefinition<'static, &str, &[u8]> =
-    TableDefinition::new("api_keys");
+pub(super) const API_KEYS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("api_keys");
 
 /// Creates any missing table, so read transactions can always open all of them.
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {

@@ -56,12 +56,14 @@ fn decode(id: &str, mut hash: HashMap<String, String>) -> Result<Option<KeyRecor
     let mut take = |field: &str| hash.remove(field);
     let number = |field: &str, value: Option<String>| -> Result<Option<Millis>, StoreError> {
         value
-            .map(|v| v.parse().map_err(|_| corrupt(format!("`{field}` is not a number"))))
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| corrupt(format!("`{field}` is not a number")))
+            })
             .transpose()
     };
-    let required = |field: &str, value: Option<String>| {
-        value.ok_or_else(|| corrupt(format!("no `{field}`")))
-    };
+    let required =
+        |field: &str, value: Option<String>| value.ok_or_else(|| corrupt(format!("no `{field}`")));
     let scopes = required("scopes", take("scopes"))?
         .split(',')
         .filter(|s| !s.is_empty())
