@@ -387,3 +387,90 @@ async fn every_route_refuses_bad_keys_and_missing_scopes_and_changes_nothing() -
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn keys_made_or_revoked_on_one_node_hold_on_another_within_a_second() -> anyhow::Result<()> {
+    let redis = taskmesh_actors::store::redis::testing::RedisServer::start()?;
+    let secrets = tempfile::tempdir()?;
+    let admin_file = secrets.path().join("admin.key");
+    let admin = "tm_bootstrap000_00112233445566778899aabbccddeeff";
+    std::fs::write(&admin_file, format!("{admin}\n"))?;
+    let (url, file) = (redis.url(), admin_file.display().to_string());
+    let flags = |id: &'static str| -> Vec<String> {
+        [
+            AUTH_ON,
+            &["--store", &url, "--node-id", id, "--admin-key-file", &file],
+        ]
+        .concat()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+    };
+    let (fa, fb) = (flags("a"), flags("b"));
+    let a = TestNode::start_temp(&fa.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let b = TestNode::start_temp(&fb.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    ensure!(
+        !a.data_dir.join("admin.key").exists(),
+        "a configured key writes no file"
+    );
+    let listed = keys(&b, admin).await?;
+    ensure!(
+        listed.len() == 1 && listed[0]["name"] == "bootstrap",
+        "stored once: {listed:?}"
+    );
+
+    let (reader, reader_id) = create_key(&a, admin, "reader", &["read"], None).await?;
+    eventually(
+        Duration::from_secs(3),
+        "b accepts a's new key",
+        async || {
+            let answer = call(&b, Some(&reader), Method::GET, "/v1/tasks", None).await?;
+            Ok((answer.status == 200).then_some(()))
+        },
+    )
+    .await?;
+
+    let answer = call(
+        &a,
+        Some(admin),
+        Method::DELETE,
+        &format!("/v1/keys/{reader_id}"),
+        None,
+    )
+    .await?;
+    ensure!(answer.status == 204, "revoke: {}", answer.status);
+    let revoked_at = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(5),
+        "b refuses the revoked key",
+        async || {
+            let answer = call(&b, Some(&reader), Method::GET, "/v1/tasks", None).await?;
+            Ok((answer.status == 401).then_some(()))
+        },
+    )
+    .await?;
+    // The promise is 1 s; the margin is for a slow test machine's polling.
+    let took = revoked_at.elapsed();
+    ensure!(
+        took < Duration::from_millis(1500),
+        "b took {took:?} to see the revoke"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_auth_on_the_api_is_open_and_the_node_warns() -> anyhow::Result<()> {
+    let node = TestNode::start_temp(&[]).await?;
+    let answer = node.get("/v1/tasks").await?;
+    ensure!(answer.status == 200, "open: {}", answer.status);
+    let answer = node.get("/v1/keys").await?;
+    ensure!(
+        answer.status == 404,
+        "no keys API without auth: {}",
+        answer.status
+    );
+    ensure!(!node.data_dir.join("admin.key").exists(), "no key made");
+    let log = node.log_excerpt();
+    ensure!(log.contains("authentication is off"), "warned: {log}");
+    Ok(())
+}
