@@ -198,7 +198,7 @@ async fn the_admin_key_file_works_a_submit_key_submits_and_secrets_stay_out_of_l
         );
     }
     ensure!(
-        log.contains(&submit_id),
+        log.contains(&format!("key_id=\"{submit_id}\"")),
         "the key id is in the request spans: {log}"
     );
     Ok(())
