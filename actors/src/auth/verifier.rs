@@ -61,11 +61,14 @@ impl Authenticator {
         &self.store
     }
 
-    /// The record of the key in `header` (`Bearer tm_…`) if that key is valid now.
+    /// The record of the key in `header` (`Bearer tm_…`, the scheme in any case) if that
+    /// key is valid now.
     pub async fn authenticate(&self, header: Option<&HeaderValue>) -> Result<KeyRecord, Denied> {
         let key = header
             .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key)
             .and_then(|k| k.trim().parse::<ApiKey>().ok())
             .ok_or(Denied::Unauthorized)?;
         let record = self.record(key.id()).await?;
