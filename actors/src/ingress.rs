@@ -14,6 +14,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::auth::Authenticator;
 use crate::context::NodeContext;
 use crate::metrics::HttpMetrics;
 
@@ -90,6 +91,8 @@ pub struct IngressShared {
     pub ctx: NodeContext,
     /// Request limits.
     pub limits: Arc<IngressLimits>,
+    /// Checks API keys; `None` when the node runs with `--auth off`.
+    pub auth: Option<Arc<Authenticator>>,
     /// The HTTP metrics' label children, looked up once per route, method and status.
     http: HttpMetrics,
 }
@@ -97,8 +100,22 @@ pub struct IngressShared {
 impl IngressState {
     /// The state of a node's handlers.
     pub fn new(ctx: NodeContext, limits: Arc<IngressLimits>) -> Self {
+        Self::with_auth(ctx, limits, None)
+    }
+
+    /// The state of a node's handlers, checking API keys with `auth` when given.
+    pub fn with_auth(
+        ctx: NodeContext,
+        limits: Arc<IngressLimits>,
+        auth: Option<Arc<Authenticator>>,
+    ) -> Self {
         let http = HttpMetrics::new(Arc::clone(&ctx.metrics));
-        Self(Arc::new(IngressShared { ctx, limits, http }))
+        Self(Arc::new(IngressShared {
+            ctx,
+            limits,
+            auth,
+            http,
+        }))
     }
 }
 

@@ -1,6 +1,8 @@
 //! The actors of a taskmesh node, the task model and the task store.
 //!
 //! # Layout
+//! - [`auth`]: API keys and scopes (`--auth on`): the key format, verification against
+//!   the store, the middleware and the `/v1/keys` routes.
 //! - [`ingress`]: HttpIngress — the axum server, request validation, [`ingress::error::ApiError`].
 //! - [`dispatcher`]: Dispatcher — admission control, placement across the cluster
 //!   ([`dispatcher::policy`]), peers and their circuit breakers.
@@ -21,6 +23,7 @@
 //!
 //! The supervision tree that ties them together lives in the `node` crate.
 
+pub mod auth;
 pub mod autoscaler;
 pub mod context;
 pub mod dispatcher;

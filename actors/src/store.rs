@@ -58,11 +58,15 @@
 //!   that still renews (alive, whatever the network between nodes says) from one that
 //!   stopped (`crate::failover`). A store private to one node keeps the counter in
 //!   memory for the life of the process.
+//! - API keys ([`KeyRecord`], `crate::auth`): [`TaskStore::put_key`] writes a key only if
+//!   its id is free (so two nodes bootstrapping the same key store it once); a revoke
+//!   keeps the first revocation time; listings are ordered by creation time, then id.
 
 use async_trait::async_trait;
 use taskmesh_kernels::Progress;
 use taskmesh_kernels::task::{TaskId, TaskStatus};
 
+use crate::auth::key::KeyRecord;
 use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
 
 mod codec;
@@ -278,4 +282,23 @@ pub trait TaskStore: Send + Sync + 'static {
 
     /// Cheap reachability check for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Stores `key` if no key with its id exists: `true` when written, `false` (nothing
+    /// written) when the id is taken. Atomic: of two concurrent puts of one id, one wins.
+    async fn put_key(&self, key: KeyRecord) -> Result<bool, StoreError>;
+
+    /// The key with this id, revoked or not.
+    async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// Every stored key, revoked and expired ones included, by creation time then id.
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+
+    /// Marks the key revoked at `at_ms` (a key revoked before keeps its first time):
+    /// `true` when the key exists, `false` when there is no such key.
+    async fn revoke_key(&self, id: &str, at_ms: Millis) -> Result<bool, StoreError>;
+}
+
+/// Sorts keys as [`TaskStore::list_keys`] answers them.
+pub(crate) fn sort_keys(keys: &mut [KeyRecord]) {
+    keys.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
 }

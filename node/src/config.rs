@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use taskmesh_actors::auth::key::ApiKey;
 
 mod args;
 mod cluster;
@@ -22,7 +23,7 @@ pub mod server;
 #[cfg(test)]
 mod tests;
 
-pub use args::{Cli, Command, LogFormat, NodeArgs};
+pub use args::{AuthMode, Cli, Command, LogFormat, NodeArgs, Secret};
 pub use cluster::ClusterSettings;
 use cluster::{check_forget, cluster_settings, heartbeat_settings};
 use server::ServerSettings;
@@ -117,6 +118,41 @@ pub struct NodeConfig {
     pub claim_after: Duration,
     /// HTTP server bounds, drain period, cluster handshake timeout.
     pub server: ServerSettings,
+    /// API keys: whether they are asked for, and the bootstrap admin key.
+    pub auth: AuthSettings,
+}
+
+/// API-key settings (`--auth`, `TASKMESH_ADMIN_KEY`, `--admin-key-file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// Whether requests need a key.
+    pub enabled: bool,
+    /// Where the bootstrap admin key comes from, if configured.
+    pub admin_key: Option<AdminKeySource>,
+}
+
+/// Where the bootstrap admin key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminKeySource {
+    /// `TASKMESH_ADMIN_KEY`, already checked to be well-formed.
+    Env(ApiKey),
+    /// `--admin-key-file`, read at start.
+    File(PathBuf),
+}
+
+fn auth_settings(a: &NodeArgs) -> anyhow::Result<AuthSettings> {
+    let admin_key = match (&a.admin_key, &a.admin_key_file) {
+        (Some(_), Some(_)) => bail!("set TASKMESH_ADMIN_KEY or --admin-key-file, not both"),
+        (Some(Secret(key)), None) => Some(AdminKeySource::Env(key.trim().parse().map_err(
+            |_| anyhow::anyhow!("TASKMESH_ADMIN_KEY is not a well-formed key (tm_<12 chars>_<32 chars>, lowercase letters and digits; `taskmesh keys generate` prints one)"),
+        )?)),
+        (None, Some(path)) => Some(AdminKeySource::File(path.clone())),
+        (None, None) => None,
+    };
+    Ok(AuthSettings {
+        enabled: a.auth == AuthMode::On,
+        admin_key,
+    })
 }
 
 /// The `--external-kinds`, trimmed, without empty entries; each a plain name.
@@ -216,6 +252,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
         }
         let cluster = cluster_settings(&a)?;
         let server = ServerSettings::try_from(&a.server)?;
+        let auth = auth_settings(&a)?;
         let node_id = a.node_id.unwrap_or_else(|| default_node_id(a.listen));
         if node_id.is_empty() || node_id.contains('/') {
             bail!("--node-id must be non-empty and contain no '/'");
@@ -251,6 +288,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
             lease_renew: Duration::from_millis(a.lease_renew_ms),
             claim_after,
             server,
+            auth,
         })
     }
 }

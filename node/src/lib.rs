@@ -10,6 +10,7 @@
 //! - [`cli`]: the client subcommands (`submit`, `get`, `wait`, `ls`, `cancel`,
 //!   `cluster`, `stats`) that speak to a node's HTTP API.
 //! - [`config`]: CLI flags and environment → [`config::NodeConfig`].
+//! - [`keys`]: `taskmesh keys generate` and the bootstrap admin key (`--auth on`).
 //! - [`supervisor`]: the root actor and the supervision tree (drawn there).
 //! - [`telemetry`]: log setup.
 //! - [`shutdown`]: the stop signal.
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ractor::{Actor, ActorRef};
+use taskmesh_actors::auth::Authenticator;
 use taskmesh_actors::autoscaler::AutoscalerConfig;
 use taskmesh_actors::autoscaler::policy::AutoscalePolicy;
 use taskmesh_actors::context::{ActorNames, NodeContext};
@@ -48,6 +50,7 @@ use tokio::task::JoinHandle;
 mod app;
 pub mod cli;
 pub mod config;
+pub mod keys;
 pub mod shutdown;
 pub mod supervisor;
 pub mod telemetry;
@@ -136,6 +139,7 @@ async fn start_with(config: NodeConfig, kernels: Registry) -> anyhow::Result<Nod
     raise_open_files_limit(config.server.max_connections);
     let store = open_store(&config).await?;
     ensure_id_free(&*store, &config.node_id, config.lease_renew).await?;
+    let auth = authentication(&config, &store).await?;
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("binding the HTTP API to {}", config.listen))?;
     let addr = listener.local_addr()?;
@@ -226,6 +230,7 @@ async fn start_with(config: NodeConfig, kernels: Registry) -> anyhow::Result<Nod
             header_read_timeout: config.server.header_read_timeout,
             ..IngressLimits::default()
         }),
+        auth,
         listener: Arc::new(listener),
         result_ttl: config.result_ttl,
         ctx,
@@ -277,6 +282,37 @@ async fn start_with(config: NodeConfig, kernels: Registry) -> anyhow::Result<Nod
         grace: config.shutdown_grace,
         drain: config.server.drain,
     })
+}
+
+/// With `--auth on`: the bootstrap admin key ([`keys::bootstrap`]) and the
+/// authenticator. With `--auth off`: a warning, and `None`.
+async fn authentication(
+    config: &NodeConfig,
+    store: &Arc<dyn TaskStore>,
+) -> anyhow::Result<Option<Arc<Authenticator>>> {
+    if !config.auth.enabled {
+        tracing::warn!(
+            "authentication is off: anyone who reaches the HTTP port may submit, read and \
+             cancel every task; start with --auth on (TASKMESH_AUTH=on) outside trusted networks"
+        );
+        return Ok(None);
+    }
+    match keys::bootstrap(&**store, &config.auth, &config.data_dir).await? {
+        keys::Bootstrapped::Created(path) => tracing::warn!(
+            path = %path.display(),
+            "no API key was stored or configured: created an admin key and wrote it to this \
+             file (mode 0600); read it from there"
+        ),
+        keys::Bootstrapped::Stored(key_id) => {
+            tracing::info!(%key_id, "stored the configured admin key as `bootstrap`")
+        }
+        keys::Bootstrapped::AlreadyStored(key_id) => {
+            tracing::info!(%key_id, "the configured admin key is already stored")
+        }
+        keys::Bootstrapped::Nothing => {}
+    }
+    tracing::info!("authentication is on: API keys are required (docs/api.md)");
+    Ok(Some(Arc::new(Authenticator::new(Arc::clone(store)))))
 }
 
 /// Opens the configured task store.

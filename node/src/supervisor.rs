@@ -33,6 +33,7 @@ use std::time::Duration;
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
+use taskmesh_actors::auth::Authenticator;
 use taskmesh_actors::autoscaler::AutoscalerConfig;
 use taskmesh_actors::context::NodeContext;
 use taskmesh_actors::dispatcher::{DispatcherConfig, DispatcherMessage};
@@ -67,6 +68,8 @@ pub struct SupervisorArgs {
     pub heartbeat: HeartbeatConfig,
     /// HTTP limits.
     pub limits: Arc<IngressLimits>,
+    /// Checks API keys (`--auth on`); `None` leaves the API open.
+    pub auth: Option<Arc<Authenticator>>,
     /// The bound HTTP listener.
     pub listener: Arc<std::net::TcpListener>,
     /// How long finished records are kept.

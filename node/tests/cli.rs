@@ -71,3 +71,27 @@ fn unknown_flags_are_refused() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(text(&out.stderr).contains("--no-such-flag"));
 }
+
+#[test]
+fn keys_generate_prints_a_fresh_well_formed_key_offline() {
+    let keys: Vec<String> = (0..2)
+        .map(|_| {
+            let out = taskmesh(&["keys", "generate"]);
+            assert!(out.status.success(), "{out:?}");
+            text(&out.stdout).trim().to_owned()
+        })
+        .collect();
+    for key in &keys {
+        let parts: Vec<&str> = key.split('_').collect();
+        assert_eq!(parts.len(), 3, "{key}");
+        assert_eq!(parts[0], "tm");
+        assert_eq!(parts[1].len(), 12, "{key}");
+        assert_eq!(parts[2].len(), 32, "{key}");
+        let lower_alnum = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        };
+        assert!(lower_alnum(parts[1]) && lower_alnum(parts[2]), "{key}");
+    }
+    assert_ne!(keys[0], keys[1]);
+}

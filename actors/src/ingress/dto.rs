@@ -115,7 +115,7 @@ pub struct TaskView {
     pub progress: Option<Progress>,
 }
 
-fn rfc3339(ms: Millis) -> String {
+pub(crate) fn rfc3339(ms: Millis) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 

@@ -24,6 +24,11 @@ tokio::task_local! {
 pub enum ApiError {
     /// 400: the request is malformed.
     BadRequest(&'static str, String),
+    /// 401 `unauthorized` with `WWW-Authenticate: Bearer`: a missing, malformed,
+    /// unknown, revoked or expired key (one answer for all).
+    Unauthorized,
+    /// 403 `forbidden`: the key lacks the scope the route needs.
+    Forbidden,
     /// 404: no such task or route.
     NotFound(String),
     /// 405: the route exists, the method does not.
@@ -62,6 +67,16 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             ApiError::BadRequest(code, m) => (StatusCode::BAD_REQUEST, code, m.clone()),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid API key is needed: `Authorization: Bearer tm_…`".into(),
+            ),
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this API key's scopes do not allow this request".into(),
+            ),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -115,6 +130,11 @@ impl IntoResponse for ApiError {
             error["ids"] = json!(ids);
         }
         let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if let ApiError::Unauthorized = self {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         let retry_after = match self {
             ApiError::Unavailable(_, _, secs) => Some(secs),
             ApiError::OutcomeUnknown(_) | ApiError::Timeout(_) => Some(1),

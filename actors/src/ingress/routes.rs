@@ -29,7 +29,7 @@ use crate::store::{Created, ListFilter};
 /// The node's HTTP API.
 pub fn router(state: IngressState) -> Router {
     let body_limit = state.limits.max_body_bytes;
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/v1/tasks", post(submit).get(list))
         .route("/v1/tasks/batch", post(submit_batch))
         .route("/v1/tasks/{id}", get(get_task).delete(cancel))
@@ -37,10 +37,21 @@ pub fn router(state: IngressState) -> Router {
         .route("/health", get(health))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
-        .merge(super::workers::routes())
+        .merge(super::workers::routes());
+    if state.auth.is_some() {
+        app = app.merge(crate::auth::routes::routes());
+    }
+    app = app
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit));
+    if state.auth.is_some() {
+        // Inside the span (it records the key id) and the bounds; outside every handler.
+        app = app.layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::middleware::require_key,
+        ));
+    }
     super::server::bounded(app, &state.limits)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(
@@ -59,6 +70,7 @@ pub fn router(state: IngressState) -> Router {
                                 method = %req.method(),
                                 path = %req.uri().path(),
                                 request_id,
+                                key_id = tracing::field::Empty,
                             )
                         })
                         .on_response(DefaultOnResponse::new().level(Level::DEBUG))

@@ -1,7 +1,8 @@
 //! The conformance suite: one set of cases that every [`TaskStore`] must pass.
 //!
 //! Each case is a `pub async fn` taking a fresh, empty store, grouped by topic in
-//! [`create`], [`transitions`], [`progress`], [`ownership`], [`retry`] and [`queries`].
+//! [`create`], [`transitions`], [`progress`], [`ownership`], [`retry`], [`queries`] and
+//! [`keys`] (API keys).
 //! An implementation in another crate runs them all with [`run_all`] (or one by one
 //! through [`CASES`]):
 //!
@@ -17,6 +18,7 @@
 
 pub mod create;
 pub(crate) mod fixtures;
+pub mod keys;
 pub mod ownership;
 pub mod progress;
 pub mod queries;
@@ -74,6 +76,10 @@ cases!(
     queries::recoverable_is_the_holding_nodes_unfinished_tasks_oldest_first,
     queries::purge_removes_only_old_finished_tasks_and_frees_their_keys,
     queries::ping_succeeds,
+    keys::a_key_round_trips_and_lists_by_creation_time,
+    keys::a_put_of_a_taken_id_writes_nothing,
+    keys::concurrent_puts_of_one_id_write_one_key,
+    keys::revoke_keeps_the_first_time_and_refuses_unknown_ids,
 );
 
 /// Runs every case in [`CASES`], each on a fresh store from `make`, which must return an

@@ -2,10 +2,10 @@
 //!
 //! # Layout
 //! One database file, `tasks.redb`, in the directory given to [`EmbeddedStore::open`],
-//! with four tables (see `embedded/schema.rs`): `tasks` (id → MessagePack record),
-//! `idempotency` (key → id), and two indexes so neither `unfinished` nor
+//! with five tables (see `embedded/schema.rs`): `tasks` (id → MessagePack record),
+//! `idempotency` (key → id), two indexes so neither `unfinished` nor
 //! `purge_finished` scans every task: `unfinished` (ids of queued and running tasks) and
-//! `finished` ((finished_at_ms, id) of terminal tasks).
+//! `finished` ((finished_at_ms, id) of terminal tasks), and `api_keys` (`embedded/keys.rs`).
 //!
 //! # Writes: group commit
 //! A dedicated OS thread, the committer (`embedded/committer.rs`), owns every write
@@ -26,6 +26,7 @@
 //! [redb]: https://docs.rs/redb/4
 
 mod committer;
+mod keys;
 mod read;
 mod schema;
 #[cfg(test)]
@@ -45,6 +46,7 @@ use taskmesh_kernels::task::TaskId;
 use tokio::sync::oneshot;
 
 use self::committer::{Counters, MAX_QUEUED, Op, Queue, Reply, Transfer};
+use crate::auth::key::KeyRecord;
 use crate::store::leases::LocalLeases;
 use crate::store::rules::{self, Change};
 use crate::store::{Created, LeaseInfo, ListFilter, StoreError, TaskStore, Transition};
@@ -296,6 +298,29 @@ impl TaskStore for EmbeddedStore {
         }
         self.db.begin_read()?;
         Ok(())
+    }
+
+    async fn put_key(&self, key: KeyRecord) -> Result<bool, StoreError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Closed);
+        }
+        self.scan(move |db| keys::put(db, &key)).await
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        keys::get(&self.db, id)
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.scan(keys::list).await
+    }
+
+    async fn revoke_key(&self, id: &str, at_ms: Millis) -> Result<bool, StoreError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Closed);
+        }
+        let id = id.to_owned();
+        self.scan(move |db| keys::revoke(db, &id, at_ms)).await
     }
 }
 

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use taskmesh_kernels::Progress;
 use taskmesh_kernels::task::TaskId;
 
+use crate::auth::key::KeyRecord;
 use crate::store::leases::LocalLeases;
 use crate::store::rules::{self, Change};
 use crate::store::{Created, LeaseInfo, ListFilter, StoreError, TaskStore, Transition, codec};
@@ -29,6 +30,8 @@ struct Inner {
     tasks: BTreeMap<TaskId, Vec<u8>>,
     /// Idempotency key → the first task created with it.
     keys: HashMap<String, TaskId>,
+    /// API keys by id.
+    api_keys: BTreeMap<String, KeyRecord>,
 }
 
 impl MemoryStore {
@@ -247,6 +250,34 @@ impl TaskStore for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.lock().map(drop)
+    }
+
+    async fn put_key(&self, key: KeyRecord) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        if inner.api_keys.contains_key(&key.id) {
+            return Ok(false);
+        }
+        inner.api_keys.insert(key.id.clone(), key);
+        Ok(true)
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self.lock()?.api_keys.get(id).cloned())
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut keys: Vec<KeyRecord> = self.lock()?.api_keys.values().cloned().collect();
+        crate::store::sort_keys(&mut keys);
+        Ok(keys)
+    }
+
+    async fn revoke_key(&self, id: &str, at_ms: Millis) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        let Some(key) = inner.api_keys.get_mut(id) else {
+            return Ok(false);
+        };
+        key.revoked_at_ms.get_or_insert(at_ms);
+        Ok(true)
     }
 }
 

@@ -39,6 +39,7 @@
 //! [`testing::RedisServer`] runs a real `redis-server` on a free loopback port for tests
 //! (built for this crate's tests and with the `testsuite` feature).
 
+mod apikeys;
 mod batcher;
 mod holders;
 mod keys;
@@ -65,6 +66,7 @@ use self::batcher::{Batcher, Counters, Op};
 use self::keys::Keys;
 use self::record::{FIELDS, Patch};
 use self::scripts::{Moving, Scripts};
+use crate::auth::key::KeyRecord;
 use crate::store::rules::{self, Change};
 use crate::store::{Created, LeaseInfo, ListFilter, StoreError, TaskStore, Transition};
 use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
@@ -390,6 +392,22 @@ impl TaskStore for RedisStore {
             Ok(pong) if pong == "PONG" => Ok(()),
             other => Err(StoreError::Backend(format!("PING answered {other:?}"))),
         }
+    }
+
+    async fn put_key(&self, key: KeyRecord) -> Result<bool, StoreError> {
+        self.insert_key(&key).await
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.read_key(id).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.read_keys().await
+    }
+
+    async fn revoke_key(&self, id: &str, at_ms: Millis) -> Result<bool, StoreError> {
+        self.mark_revoked(id, at_ms).await
     }
 }
 

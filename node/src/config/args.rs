@@ -29,6 +29,35 @@ pub enum Command {
     /// The client subcommands, spoken to a node's HTTP API.
     #[command(flatten)]
     Client(crate::cli::ClientCommand),
+    /// API keys: `taskmesh keys generate` prints a fresh key, offline.
+    #[command(subcommand)]
+    Keys(crate::keys::KeysCommand),
+}
+
+/// Whether the HTTP API asks for API keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// No keys: anyone who reaches the port may do anything (trusted networks only).
+    Off,
+    /// `Authorization: Bearer <key>` on every route but `/health`, `/health/ready` and
+    /// `/metrics`.
+    On,
+}
+
+/// A secret given by flag or environment: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// Log line format.
@@ -211,6 +240,24 @@ pub struct NodeArgs {
     /// production.
     #[arg(long, env = "TASKMESH_TEST_KERNELS")]
     pub test_kernels: bool,
+
+    /// API keys: `on` asks every request but the health probes and `/metrics` for
+    /// `Authorization: Bearer <key>` (docs/api.md). `off` (the default for now) leaves
+    /// the API open and logs a warning at start.
+    #[arg(long, env = "TASKMESH_AUTH", value_enum, default_value_t = AuthMode::Off)]
+    pub auth: AuthMode,
+
+    /// With --auth on: a file holding the bootstrap admin key (`tm_…`, as printed by
+    /// `taskmesh keys generate`), stored as the admin key `bootstrap` if its id is new.
+    /// Like the TASKMESH_ADMIN_KEY variable; without either, a node whose store has no
+    /// key creates one in <data-dir>/admin.key.
+    #[arg(long, env = "TASKMESH_ADMIN_KEY_FILE")]
+    pub admin_key_file: Option<PathBuf>,
+
+    /// The bootstrap admin key itself: set it by the environment (TASKMESH_ADMIN_KEY),
+    /// never on a command line.
+    #[arg(long, env = "TASKMESH_ADMIN_KEY", hide = true, hide_env_values = true)]
+    pub admin_key: Option<Secret>,
 
     /// HTTP server bounds and shutdown.
     #[command(flatten)]

@@ -216,3 +216,32 @@ fn labels_are_split_and_trimmed() {
     let cfg = NodeConfig::try_from(args).expect("valid");
     assert_eq!(cfg.labels, ["heavy", "gpu"]);
 }
+
+#[test]
+fn auth_is_off_by_default_and_the_admin_key_is_checked_without_being_echoed() {
+    let parse = |extra: &[&str]| {
+        let args = NodeArgs::try_parse_from([&["node"], extra].concat()).expect("parse");
+        NodeConfig::try_from(args)
+    };
+    let default = parse(&[]).expect("valid");
+    assert!(!default.auth.enabled);
+    assert_eq!(default.auth.admin_key, None);
+    assert!(parse(&["--auth", "on"]).expect("valid").auth.enabled);
+
+    let key = ApiKey::generate();
+    let text = key.expose();
+    let given = parse(&["--auth", "on", "--admin-key", &text]).expect("valid");
+    assert_eq!(given.auth.admin_key, Some(AdminKeySource::Env(key)));
+    assert!(
+        !format!("{given:?}").contains(&text[16..]),
+        "Debug hides the secret"
+    );
+
+    let almost = format!("{}x", &text[..text.len() - 1]).replace('_', "-");
+    let err = parse(&["--admin-key", &almost]).expect_err("malformed");
+    assert!(err.to_string().contains("TASKMESH_ADMIN_KEY"), "{err}");
+    assert!(!format!("{err:#}").contains(&almost[16..]), "{err:#}");
+
+    let both = parse(&["--admin-key", &text, "--admin-key-file", "/k"]).expect_err("both");
+    assert!(both.to_string().contains("not both"), "{both}");
+}

@@ -144,7 +144,11 @@ impl SupervisorState {
             Child::HttpIngress => {
                 let args = HttpIngressArgs {
                     listener: self.args.listener.clone(),
-                    state: IngressState::new(ctx, self.args.limits.clone()),
+                    state: IngressState::with_auth(
+                        ctx,
+                        self.args.limits.clone(),
+                        self.args.auth.clone(),
+                    ),
                 };
                 Actor::spawn_linked(Some(names.ingress.clone()), HttpIngress, args, sup)
                     .await?

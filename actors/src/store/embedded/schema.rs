@@ -6,10 +6,12 @@
 //! | `idempotency` | idempotency key          | task id                    |
 //! | `unfinished`  | task id (queued/running) | `()`                       |
 //! | `finished`    | (finished_at_ms, id)     | `()`                       |
+//! | `api_keys`    | API key id               | JSON [`KeyRecord`]         |
 //!
 //! Ids are UUIDv7 text, so both id-keyed tables iterate in creation order.
 //!
 //! [`TaskRecord`]: crate::task::TaskRecord
+//! [`KeyRecord`]: crate::auth::key::KeyRecord
 
 use redb::{TableDefinition, WriteTransaction};
 
@@ -27,12 +29,16 @@ pub(super) const UNFINISHED: TableDefinition<'static, &str, ()> =
 pub(super) const FINISHED: TableDefinition<'static, (u64, &str), ()> =
     TableDefinition::new("finished");
 
-/// Creates any missing table, so read transactions can always open all four.
+/// API keys by id (JSON records, see `embedded/keys.rs`).
+pub(super) const API_KEYS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("api_keys");
+
+/// Creates any missing table, so read transactions can always open all of them.
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(TASKS)?;
     txn.open_table(IDEMPOTENCY)?;
     txn.open_table(UNFINISHED)?;
     txn.open_table(FINISHED)?;
+    txn.open_table(API_KEYS)?;
     Ok(())
 }
 

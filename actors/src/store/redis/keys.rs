@@ -11,6 +11,8 @@
 //! | `{p}owner:{node}`   | set        | ids of non-terminal tasks `node` holds (see below)   |
 //! | `{p}lease:{node}`   | string     | `node`'s lease: its renewal counter, with a TTL      |
 //! | `{p}holders`        | set        | nodes that may hold tasks (see below)                |
+//! | `{p}apikey:{id}`    | hash       | one API key's record, a field per part (`apikeys.rs`) |
+//! | `{p}apikeys`        | set        | ids of every stored API key                          |
 //!
 //! A task joins its node's owner set when it is created with a node (`NewTask::node`, the
 //! node the dispatcher placed it on), or else when a node first starts it; it moves to
@@ -100,6 +102,16 @@ impl Keys {
         format!("{}holders", self.prefix)
     }
 
+    /// `{p}apikey:{id}`: one API key's record.
+    pub(super) fn api_key(&self, id: &str) -> String {
+        format!("{}apikey:{id}", self.prefix)
+    }
+
+    /// `{p}apikeys`: the ids of every API key.
+    pub(super) fn api_keys(&self) -> String {
+        format!("{}apikeys", self.prefix)
+    }
+
     /// `{p}owner:`, which the change and purge scripts complete with a record's node.
     pub(super) fn owner_prefix(&self) -> String {
         format!("{}owner:", self.prefix)
@@ -125,5 +137,7 @@ mod tests {
         assert_eq!(keys.holders(), "{tm}:holders");
         assert!(keys.task("x").starts_with(&keys.task_prefix()));
         assert_eq!(keys.prefix(), "{tm}:");
+        assert_eq!(keys.api_key("abc"), "{tm}:apikey:abc");
+        assert_eq!(keys.api_keys(), "{tm}:apikeys");
     }
 }

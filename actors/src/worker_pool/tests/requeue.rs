@@ -128,6 +128,22 @@ impl TaskStore for FirstRequeue {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+
+    async fn put_key(&self, key: crate::auth::key::KeyRecord) -> Result<bool, StoreError> {
+        self.inner.put_key(key).await
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<crate::auth::key::KeyRecord>, StoreError> {
+        self.inner.get_key(id).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<crate::auth::key::KeyRecord>, StoreError> {
+        self.inner.list_keys().await
+    }
+
+    async fn revoke_key(&self, id: &str, at_ms: crate::task::Millis) -> Result<bool, StoreError> {
+        self.inner.revoke_key(id, at_ms).await
+    }
 }
 
 /// A one-worker pool over a store whose first requeue meets `fault`, with its start-up

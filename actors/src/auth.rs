@@ -1,0 +1,23 @@
+//! API keys and scopes: who may call the HTTP API, and what they may do.
+//!
+//! Opt-in for now: a node checks keys only with `--auth on` (the ingress then carries an
+//! [`Authenticator`]); with `--auth off`, the default until every client sends keys, the
+//! API is open as before and no `/v1/keys` route exists.
+//!
+//! # Layout
+//! - [`key`]: the `tm_<key id>_<secret>` format, the stored [`key::KeyRecord`] (a hash
+//!   of the secret, never the secret), constant-time verification. Pure.
+//! - [`scope`]: the scopes and which one each route needs. Pure.
+//! - [`verifier`]: [`Authenticator`], which reads keys from the task store (shared by
+//!   every node of a cluster) with a cache of at most [`verifier::CACHE_TTL`], so a
+//!   revoke takes effect on every node within a second.
+//! - [`middleware`]: the axum middleware (401 / 403, the key id in the request's span).
+//! - [`routes`]: `POST /v1/keys`, `GET /v1/keys`, `DELETE /v1/keys/{id}` (admin scope).
+
+pub mod key;
+pub mod middleware;
+pub mod routes;
+pub mod scope;
+pub mod verifier;
+
+pub use verifier::Authenticator;

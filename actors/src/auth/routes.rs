@@ -1,0 +1,204 @@
+//! The keys API (admin scope, only with `--auth on`):
+//!
+//! | route | answer |
+//! |---|---|
+//! | `POST /v1/keys {name, scopes, expires_in_secs?}` | `201 {id, key, name, scopes, created_at, expires_at?}`: the whole key, shown this once |
+//! | `GET /v1/keys` | `200 {keys: [{id, name, scopes, created_at, expires_at?, revoked_at?}]}`: no secrets, no hashes |
+//! | `DELETE /v1/keys/{id}` | `204`; `404` for an unknown id; revoking twice is fine |
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::key::{ApiKey, KeyRecord};
+use super::scope::Scope;
+use crate::ingress::IngressState;
+use crate::ingress::dto::rfc3339;
+use crate::ingress::error::ApiError;
+use crate::task::now_ms;
+
+/// Longest key name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// Longest lifetime a key may be given (ten years).
+pub const MAX_EXPIRES_IN_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// `POST /v1/keys`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// A name for people.
+    pub name: String,
+    /// What the key may do (at least one).
+    pub scopes: Vec<Scope>,
+    /// Seconds until the key stops working; never when absent.
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+}
+
+/// A key as listed: no secret, no hash.
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    /// The key id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its scopes.
+    pub scopes: Vec<Scope>,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// When it expires (RFC 3339), if ever.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// When it was revoked (RFC 3339), if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+impl From<KeyRecord> for KeyView {
+    fn from(r: KeyRecord) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            scopes: r.scopes,
+            created_at: rfc3339(r.created_at_ms),
+            expires_at: r.expires_at_ms.map(rfc3339),
+            revoked_at: r.revoked_at_ms.map(rfc3339),
+        }
+    }
+}
+
+/// The answer to `POST /v1/keys`: the listing's fields and the whole key.
+#[derive(Debug, Serialize)]
+pub struct CreatedKey {
+    /// The whole key, `tm_<id>_<secret>`: shown once, never again.
+    pub key: String,
+    /// Everything else.
+    #[serde(flatten)]
+    pub view: KeyView,
+}
+
+/// `GET /v1/keys`.
+#[derive(Debug, Serialize)]
+pub struct KeyList {
+    /// Every key, by creation time.
+    pub keys: Vec<KeyView>,
+}
+
+/// The keys API's routes.
+pub fn routes() -> Router<IngressState> {
+    Router::new()
+        .route("/v1/keys", get(list).post(create))
+        .route("/v1/keys/{id}", delete(revoke))
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::Unprocessable("invalid_request", message.into())
+}
+
+fn validate(body: &CreateKey) -> Result<(), ApiError> {
+    let name = body.name.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(invalid(format!(
+            "`name` must be 1 to {MAX_NAME_CHARS} printable characters"
+        )));
+    }
+    if body.scopes.is_empty() {
+        return Err(invalid(
+            "`scopes` must name at least one of submit, read, admin",
+        ));
+    }
+    if let Some(secs) = body.expires_in_secs
+        && !(1..=MAX_EXPIRES_IN_SECS).contains(&secs)
+    {
+        return Err(invalid(format!(
+            "`expires_in_secs` must be between 1 and {MAX_EXPIRES_IN_SECS}"
+        )));
+    }
+    Ok(())
+}
+
+async fn create(
+    State(state): State<IngressState>,
+    body: Result<Json<CreateKey>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(mut body) = body?;
+    validate(&body)?;
+    body.scopes.sort();
+    body.scopes.dedup();
+    let now = now_ms();
+    let expires = body
+        .expires_in_secs
+        .map(|secs| now.saturating_add(secs.saturating_mul(1000)));
+    // A fresh id collides with a stored one about never; try again if it does.
+    for _ in 0..3 {
+        let key = ApiKey::generate();
+        let record = KeyRecord::new(&key, body.name.trim(), body.scopes.clone(), now, expires);
+        let written = state
+            .ctx
+            .store
+            .put_key(record.clone())
+            .await
+            .map_err(|e| state.store_failed("put_key", &e))?;
+        if written {
+            if let Some(auth) = &state.auth {
+                auth.forget(key.id());
+            }
+            tracing::info!(key_id = %record.id, name = %record.name, "API key created");
+            let body = CreatedKey {
+                key: key.expose(),
+                view: record.into(),
+            };
+            return Ok((StatusCode::CREATED, Json(body)).into_response());
+        }
+    }
+    Err(ApiError::Internal(
+        "three generated key ids were all taken".into(),
+    ))
+}
+
+async fn list(State(state): State<IngressState>) -> Result<Json<KeyList>, ApiError> {
+    let keys = state
+        .ctx
+        .store
+        .list_keys()
+        .await
+        .map_err(|e| state.store_failed("list_keys", &e))?;
+    Ok(Json(KeyList {
+        keys: keys.into_iter().map(KeyView::from).collect(),
+    }))
+}
+
+async fn revoke(
+    State(state): State<IngressState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let well_formed = id.len() == super::key::ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !well_formed {
+        return Err(ApiError::NotFound("no such API key".into()));
+    }
+    let found = state
+        .ctx
+        .store
+        .revoke_key(&id, now_ms())
+        .await
+        .map_err(|e| state.store_failed("revoke_key", &e))?;
+    if !found {
+        return Err(ApiError::NotFound("no such API key".into()));
+    }
+    if let Some(auth) = &state.auth {
+        auth.forget(&id);
+    }
+    tracing::info!(key_id = %id, "API key revoked");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,184 @@
+//! [`Authenticator`]: turns an `Authorization` header into the caller's key record.
+//!
+//! Keys live in the task store, so on a cluster every node sees the same keys. Each node
+//! caches what it read (a key's record, or that there is no such key) for at most
+//! [`CACHE_TTL`], so a key created or revoked on any node works or stops working on every
+//! node within that time, and a burst of requests costs one store read per key and
+//! second. The cache holds at most [`CACHE_MAX`] entries (it is cleared when full, so a
+//! flood of made-up key ids cannot grow it).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderValue;
+
+use super::key::{self, ApiKey, KeyRecord};
+use crate::store::{StoreError, TaskStore};
+use crate::task::now_ms;
+
+/// How long a key read from the store is trusted before it is read again.
+pub const CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// The most key ids cached at once.
+pub const CACHE_MAX: usize = 10_000;
+
+/// Why a request was not authenticated.
+#[derive(Debug, thiserror::Error)]
+pub enum Denied {
+    /// A missing, malformed, unknown, revoked or expired key, or a wrong secret: one
+    /// answer for all (401).
+    #[error("unauthorized")]
+    Unauthorized,
+    /// The store could not be read: the key could not be checked (503).
+    #[error("the key could not be checked: {0}")]
+    Store(#[from] StoreError),
+}
+
+#[derive(Clone)]
+struct Cached {
+    read_at: Instant,
+    record: Option<KeyRecord>,
+}
+
+/// Checks keys against the task store. One per node, shared by every request.
+pub struct Authenticator {
+    store: Arc<dyn TaskStore>,
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+impl Authenticator {
+    /// Checks keys against `store`.
+    pub fn new(store: Arc<dyn TaskStore>) -> Self {
+        Self {
+            store,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The store keys live in.
+    pub fn store(&self) -> &Arc<dyn TaskStore> {
+        &self.store
+    }
+
+    /// The record of the key in `header` (`Bearer tm_…`, the scheme in any case) if that
+    /// key is valid now.
+    pub async fn authenticate(&self, header: Option<&HeaderValue>) -> Result<KeyRecord, Denied> {
+        let key = header
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key)
+            .and_then(|k| k.trim().parse::<ApiKey>().ok())
+            .ok_or(Denied::Unauthorized)?;
+        let record = self.record(key.id()).await?;
+        key::verify(&key, record.as_ref(), now_ms())
+            .cloned()
+            .ok_or(Denied::Unauthorized)
+    }
+
+    /// Forgets what is cached about `id` (after this node revoked or created it).
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(id);
+        }
+    }
+
+    async fn record(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let now = Instant::now();
+        if let Ok(cache) = self.cache.lock()
+            && let Some(hit) = cache
+                .get(id)
+                .filter(|c| now.duration_since(c.read_at) < CACHE_TTL)
+        {
+            return Ok(hit.record.clone());
+        }
+        let record = self.store.get_key(id).await?;
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(
+                id.to_owned(),
+                Cached {
+                    read_at: now,
+                    record: record.clone(),
+                },
+            );
+        }
+        Ok(record)
+    }
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::scope::Scope;
+    use crate::store::memory::MemoryStore;
+
+    fn bearer(key: &ApiKey) -> HeaderValue {
+        HeaderValue::try_from(format!("Bearer {}", key.expose())).expect("header")
+    }
+
+    #[tokio::test]
+    async fn only_a_stored_live_key_with_its_secret_passes() {
+        let store = Arc::new(MemoryStore::new());
+        let auth = Authenticator::new(store.clone());
+        let key = ApiKey::generate();
+        let record = KeyRecord::new(&key, "ci", vec![Scope::Submit], now_ms(), None);
+        store.put_key(record.clone()).await.expect("put");
+
+        assert_eq!(
+            auth.authenticate(Some(&bearer(&key))).await.ok(),
+            Some(record)
+        );
+        let unknown = ApiKey::generate();
+        let wrong_secret: ApiKey = format!("tm_{}_{}", key.id(), "0".repeat(32))
+            .parse()
+            .expect("well-formed");
+        for header in [
+            None,
+            Some(HeaderValue::from_static("Bearer garbage")),
+            Some(HeaderValue::from_static("Basic dXNlcjpwYXNz")),
+            Some(bearer(&unknown)),
+            Some(bearer(&wrong_secret)),
+        ] {
+            assert!(
+                matches!(
+                    auth.authenticate(header.as_ref()).await,
+                    Err(Denied::Unauthorized)
+                ),
+                "{header:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revoke_elsewhere_takes_effect_within_the_cache_ttl() {
+        let store = Arc::new(MemoryStore::new());
+        let auth = Authenticator::new(store.clone());
+        let key = ApiKey::generate();
+        let record = KeyRecord::new(&key, "ci", vec![Scope::Read], now_ms(), None);
+        store.put_key(record).await.expect("put");
+        assert!(auth.authenticate(Some(&bearer(&key))).await.is_ok());
+
+        store.revoke_key(key.id(), now_ms()).await.expect("revoke");
+        let deadline = Instant::now() + CACHE_TTL + Duration::from_millis(500);
+        loop {
+            if auth.authenticate(Some(&bearer(&key))).await.is_err() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still accepted past the cache TTL"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! API keys (`--auth on`), black-box: the bootstrap admin key file, every route against
+//! every kind of bad key (401) and every missing scope (403) with nothing created or
+//! cancelled, a `submit` key's reach, open probes, and secrets kept out of the logs.
+//! `--auth off` (the default) is what every other test file runs.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use integration_tests::{Answer, TestNode, eventually};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A valid task id that names no task.
+const UNKNOWN_ID: &str = "00000000-0000-7000-8000-000000000000";
+
+/// Flags of every node here: keys on, and request spans logged, so a secret that
+/// reached any log line would show.
+const AUTH_ON: &[&str] = &[
+    "--auth",
+    "on",
+    "--log",
+    "info,tower_http=debug,taskmesh_actors=debug",
+];
+
+/// The admin key the node wrote to `<data-dir>/admin.key`, checked to be private.
+fn admin_key(node: &TestNode) -> anyhow::Result<String> {
+    let path = node.data_dir.join("admin.key");
+    let mode = std::fs::metadata(&path)
+        .with_context(|| format!("{} exists", path.display()))?
+        .permissions()
+        .mode();
+    ensure!(
+        mode & 0o777 == 0o600,
+        "admin.key has mode {:o}",
+        mode & 0o777
+    );
+    Ok(std::fs::read_to_string(&path)?.trim().to_owned())
+}
+
+/// Sends `method path` with `body` and, if given, `Authorization: Bearer {key}`.
+async fn call(
+    node: &TestNode,
+    key: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<Answer> {
+    let mut request = node.http.request(method, node.url(path));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    node.send(request).await
+}
+
+/// Creates a key with `scopes` (and a lifetime, if given) using `admin`; answers the
+/// whole key and its id.
+async fn create_key(
+    node: &TestNode,
+    admin: &str,
+    name: &str,
+    scopes: &[&str],
+    expires_in_secs: Option<u64>,
+) -> anyhow::Result<(String, String)> {
+    let mut body = json!({ "name": name, "scopes": scopes });
+    if let Some(secs) = expires_in_secs {
+        body["expires_in_secs"] = json!(secs);
+    }
+    let answer = call(node, Some(admin), Method::POST, "/v1/keys", Some(&body)).await?;
+    ensure!(
+        answer.status == 201,
+        "create key: {} {}",
+        answer.status,
+        answer.body
+    );
+    let key = answer.body["key"].as_str().context("key")?.to_owned();
+    let id = answer.body["id"].as_str().context("id")?.to_owned();
+    ensure!(
+        key.starts_with(&format!("tm_{id}_")),
+        "key {id} is tm_<id>_<secret>"
+    );
+    Ok((key, id))
+}
+
+/// How many tasks an admin listing shows.
+async fn task_count(node: &TestNode, admin: &str) -> anyhow::Result<usize> {
+    let answer = call(node, Some(admin), Method::GET, "/v1/tasks?limit=1000", None).await?;
+    ensure!(
+        answer.status == 200,
+        "list: {} {}",
+        answer.status,
+        answer.body
+    );
+    Ok(answer.body["tasks"].as_array().context("tasks")?.len())
+}
+
+/// The key listing, as an admin sees it.
+async fn keys(node: &TestNode, admin: &str) -> anyhow::Result<Vec<Value>> {
+    let answer = call(node, Some(admin), Method::GET, "/v1/keys", None).await?;
+    ensure!(
+        answer.status == 200,
+        "list keys: {} {}",
+        answer.status,
+        answer.body
+    );
+    Ok(answer.body["keys"].as_array().context("keys")?.clone())
+}
+
+#[tokio::test]
+async fn the_admin_key_file_works_a_submit_key_submits_and_secrets_stay_out_of_logs()
+-> anyhow::Result<()> {
+    let node = TestNode::start_temp(AUTH_ON).await?;
+    let admin = admin_key(&node)?;
+    ensure!(
+        admin.starts_with("tm_") && admin.len() == 48,
+        "admin key is well-formed"
+    );
+
+    // Open without a key: the probes and the metrics.
+    for path in ["/health", "/health/ready", "/metrics"] {
+        let answer = call(&node, None, Method::GET, path, None).await?;
+        ensure!(answer.status == 200, "{path} answered {}", answer.status);
+    }
+
+    let listed = keys(&node, &admin).await?;
+    ensure!(listed.len() == 1, "one key after bootstrap: {listed:?}");
+    ensure!(listed[0]["scopes"] == json!(["admin"]), "{listed:?}");
+
+    let (submit, submit_id) = create_key(&node, &admin, "ci", &["submit"], None).await?;
+    let task = json!({ "kind": "noop" });
+    let answer = call(&node, Some(&submit), Method::POST, "/v1/tasks", Some(&task)).await?;
+    ensure!(
+        answer.status == 202,
+        "submit key submits: {} {}",
+        answer.status,
+        answer.body
+    );
+    let id = answer.body["id"].as_str().context("id")?;
+    let read = call(
+        &node,
+        Some(&submit),
+        Method::GET,
+        &format!("/v1/tasks/{id}"),
+        None,
+    )
+    .await?;
+    ensure!(
+        read.status == 200,
+        "submit key reads tasks: {}",
+        read.status
+    );
+    for (method, path) in [(Method::GET, "/v1/keys"), (Method::POST, "/v1/keys")] {
+        let body = json!({ "name": "escalate", "scopes": ["admin"] });
+        let answer = call(&node, Some(&submit), method, path, Some(&body)).await?;
+        ensure!(
+            answer.status == 403,
+            "submit key on {path}: {}",
+            answer.status
+        );
+        ensure!(answer.error_code() == "forbidden", "{}", answer.body);
+    }
+    let answer = call(
+        &node,
+        Some(&submit),
+        Method::DELETE,
+        &format!("/v1/keys/{submit_id}"),
+        None,
+    )
+    .await?;
+    ensure!(
+        answer.status == 403,
+        "a submit key cannot revoke: {}",
+        answer.status
+    );
+
+    let listed = keys(&node, &admin).await?;
+    ensure!(
+        listed.len() == 2,
+        "nothing made by the submit key: {listed:?}"
+    );
+    for key in &listed {
+        ensure!(
+            key.get("secret_hash").is_none() && key.get("key").is_none(),
+            "{key}"
+        );
+    }
+
+    let log = node.log_excerpt();
+    ensure!(log.contains("admin.key"), "the path is logged: {log}");
+    for (name, key) in [("admin", &admin), ("submit", &submit)] {
+        let secret = key.rsplit('_').next().context("secret")?;
+        ensure!(
+            !log.contains(secret),
+            "the {name} key's secret is in the logs"
+        );
+    }
+    ensure!(
+        log.contains(&format!("key_id=\"{submit_id}\"")),
+        "the key id is in the request spans: {log}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_route_refuses_bad_keys_and_missing_scopes_and_changes_nothing() -> anyhow::Result<()>
+{
+    let node = TestNode::start_temp(AUTH_ON).await?;
+    let admin = admin_key(&node)?;
+    let admin_id = admin.split('_').nth(1).context("id")?.to_owned();
+
+    // One task that must stay queued or running (nobody may cancel it).
+    let sleeper = json!({ "kind": "sleep", "params": { "ms": 600_000 } });
+    let answer = call(
+        &node,
+        Some(&admin),
+        Method::POST,
+        "/v1/tasks",
+        Some(&sleeper),
+    )
+    .await?;
+    ensure!(
+        answer.status == 202,
+        "admin submits: {} {}",
+        answer.status,
+        answer.body
+    );
+    let task = answer.body["id"].as_str().context("id")?.to_owned();
+
+    let (read, _) = create_key(&node, &admin, "reader", &["read"], None).await?;
+    let (submit, _) = create_key(&node, &admin, "submitter", &["submit"], None).await?;
+    let (revoked, revoked_id) = create_key(&node, &admin, "gone", &["admin"], None).await?;
+    let (expired, _) = create_key(&node, &admin, "brief", &["admin"], Some(1)).await?;
+    let answer = call(
+        &node,
+        Some(&admin),
+        Method::DELETE,
+        &format!("/v1/keys/{revoked_id}"),
+        None,
+    )
+    .await?;
+    ensure!(
+        answer.status == 204,
+        "revoke: {} {}",
+        answer.status,
+        answer.body
+    );
+    eventually(Duration::from_secs(10), "the 1 s key expires", async || {
+        let answer = call(&node, Some(&expired), Method::GET, "/v1/tasks", None).await?;
+        Ok((answer.status == 401).then_some(()))
+    })
+    .await?;
+    let wrong_secret = format!("tm_{admin_id}_{}", "0".repeat(32));
+    let tasks_before = task_count(&node, &admin).await?;
+    let keys_before = keys(&node, &admin).await?;
+
+    let task_body = json!({ "kind": "noop" });
+    let batch = json!({ "tasks": [{ "kind": "noop" }] });
+    let new_key = json!({ "name": "sneaky", "scopes": ["admin"] });
+    let worker = json!({ "kinds": ["noop"] });
+    let report = json!({ "token": "x", "result": {} });
+    // (method, path, body, which of `read` / `submit` may pass)
+    let routes: Vec<(Method, String, Option<&Value>, bool, bool)> = vec![
+        (
+            Method::POST,
+            "/v1/tasks".into(),
+            Some(&task_body),
+            false,
+            true,
+        ),
+        (
+            Method::POST,
+            "/v1/tasks/batch".into(),
+            Some(&batch),
+            false,
+            true,
+        ),
+        (Method::GET, "/v1/tasks".into(), None, true, true),
+        (Method::GET, format!("/v1/tasks/{task}"), None, true, true),
+        (
+            Method::DELETE,
+            format!("/v1/tasks/{task}"),
+            None,
+            false,
+            true,
+        ),
+        (Method::GET, "/v1/cluster".into(), None, true, false),
+        (
+            Method::POST,
+            "/v1/workers".into(),
+            Some(&worker),
+            false,
+            true,
+        ),
+        (
+            Method::POST,
+            format!("/v1/tasks/{UNKNOWN_ID}/complete"),
+            Some(&report),
+            false,
+            true,
+        ),
+        (
+            Method::POST,
+            format!("/v1/tasks/{UNKNOWN_ID}/fail"),
+            Some(&report),
+            false,
+            true,
+        ),
+        (Method::GET, "/v1/keys".into(), None, false, false),
+        (
+            Method::POST,
+            "/v1/keys".into(),
+            Some(&new_key),
+            false,
+            false,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/keys/{admin_id}"),
+            None,
+            false,
+            false,
+        ),
+        (Method::GET, "/v1/nope".into(), None, true, true),
+    ];
+    let bad_keys: [(&str, Option<&str>); 6] = [
+        ("no key", None),
+        ("garbage", Some("garbage")),
+        ("a malformed tm_ key", Some("tm_short_key")),
+        ("a wrong secret", Some(&wrong_secret)),
+        ("a revoked key", Some(&revoked)),
+        ("an expired key", Some(&expired)),
+    ];
+    for (method, path, body, read_may, submit_may) in &routes {
+        for (what, key) in &bad_keys {
+            let answer = call(&node, *key, method.clone(), path, *body).await?;
+            ensure!(
+                answer.status == 401 && answer.error_code() == "unauthorized",
+                "{method} {path} with {what}: {} {}",
+                answer.status,
+                answer.body
+            );
+            ensure!(
+                answer.header("www-authenticate") == Some("Bearer"),
+                "{what}"
+            );
+            if let Some(key) = key {
+                ensure!(!answer.body.to_string().contains(key), "{what} echoed");
+            }
+        }
+        for (scope, key, may) in [("read", &read, read_may), ("submit", &submit, submit_may)] {
+            if *may {
+                continue;
+            }
+            let answer = call(&node, Some(key), method.clone(), path, *body).await?;
+            ensure!(
+                answer.status == 403 && answer.error_code() == "forbidden",
+                "{method} {path} with a {scope} key: {} {}",
+                answer.status,
+                answer.body
+            );
+        }
+    }
+
+    ensure!(
+        task_count(&node, &admin).await? == tasks_before,
+        "no task created"
+    );
+    ensure!(
+        keys(&node, &admin).await? == keys_before,
+        "no key created or revoked"
+    );
+    let view = call(
+        &node,
+        Some(&admin),
+        Method::GET,
+        &format!("/v1/tasks/{task}"),
+        None,
+    )
+    .await?;
+    let status = view.body["status"].as_str().unwrap_or_default();
+    ensure!(
+        status == "queued" || status == "running",
+        "the sleeper was not cancelled: {status}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn keys_made_or_revoked_on_one_node_hold_on_another_within_a_second() -> anyhow::Result<()> {
+    let redis = taskmesh_actors::store::redis::testing::RedisServer::start()?;
+    let secrets = tempfile::tempdir()?;
+    let admin_file = secrets.path().join("admin.key");
+    let admin = "tm_bootstrap000_00112233445566778899aabbccddeeff";
+    std::fs::write(&admin_file, format!("{admin}\n"))?;
+    let (url, file) = (redis.url(), admin_file.display().to_string());
+    let flags = |id: &'static str| -> Vec<String> {
+        [
+            AUTH_ON,
+            &["--store", &url, "--node-id", id, "--admin-key-file", &file],
+        ]
+        .concat()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+    };
+    let (fa, fb) = (flags("a"), flags("b"));
+    let a = TestNode::start_temp(&fa.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let b = TestNode::start_temp(&fb.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    ensure!(
+        !a.data_dir.join("admin.key").exists(),
+        "a configured key writes no file"
+    );
+    let listed = keys(&b, admin).await?;
+    ensure!(
+        listed.len() == 1 && listed[0]["name"] == "bootstrap",
+        "stored once: {listed:?}"
+    );
+
+    let (reader, reader_id) = create_key(&a, admin, "reader", &["read"], None).await?;
+    eventually(
+        Duration::from_secs(3),
+        "b accepts a's new key",
+        async || {
+            let answer = call(&b, Some(&reader), Method::GET, "/v1/tasks", None).await?;
+            Ok((answer.status == 200).then_some(()))
+        },
+    )
+    .await?;
+
+    let answer = call(
+        &a,
+        Some(admin),
+        Method::DELETE,
+        &format!("/v1/keys/{reader_id}"),
+        None,
+    )
+    .await?;
+    ensure!(answer.status == 204, "revoke: {}", answer.status);
+    let revoked_at = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(5),
+        "b refuses the revoked key",
+        async || {
+            let answer = call(&b, Some(&reader), Method::GET, "/v1/tasks", None).await?;
+            Ok((answer.status == 401).then_some(()))
+        },
+    )
+    .await?;
+    // The promise is 1 s; the margin is for a slow test machine's polling.
+    let took = revoked_at.elapsed();
+    ensure!(
+        took < Duration::from_millis(1500),
+        "b took {took:?} to see the revoke"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_auth_on_the_api_is_open_and_the_node_warns() -> anyhow::Result<()> {
+    let node = TestNode::start_temp(&[]).await?;
+    let answer = node.get("/v1/tasks").await?;
+    ensure!(answer.status == 200, "open: {}", answer.status);
+    let answer = node.get("/v1/keys").await?;
+    ensure!(
+        answer.status == 404,
+        "no keys API without auth: {}",
+        answer.status
+    );
+    ensure!(!node.data_dir.join("admin.key").exists(), "no key made");
+    let log = node.log_excerpt();
+    ensure!(log.contains("authentication is off"), "warned: {log}");
+    Ok(())
+}
