@@ -349,6 +349,8 @@ impl<R> Book<R> {
             .workers
             .iter()
             .filter(|(_, w)| now.saturating_duration_since(w.last_seen) > self.lease_period)
+            // A parked worker holding nothing has nothing to lose yet.
+            .filter(|(_, w)| w.held > 0 || w.parked.is_none())
             .map(|(id, w)| (Arc::clone(id), w.parked.is_some()))
             .collect();
         let mut expired = Expired {
