@@ -73,6 +73,8 @@ mod codec;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
 pub mod embedded;
+#[cfg(test)]
+pub(crate) mod intercept;
 mod leases;
 pub mod memory;
 pub mod redis;

@@ -18,9 +18,10 @@ use crate::ingress::{IngressLimits, IngressState};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::store::conformance::fixtures::spec;
+use crate::store::intercept::{Intercept, Intercepted};
 use crate::store::memory::MemoryStore;
-use crate::store::{Created, LeaseInfo, ListFilter, StoreError, TaskStore, Transition};
-use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord};
+use crate::store::{Created, StoreError, TaskStore, Transition};
+use crate::task::{Fence, Finish, NewTask};
 
 const NODE: &str = "here";
 
@@ -65,119 +66,38 @@ enum Fault {
     NeverAnswers,
 }
 
-/// A [`MemoryStore`] whose `create` fails as told; everything else passes through.
+/// `create` fails as told; everything else passes through.
 struct Faulty {
-    inner: MemoryStore,
     fault: Fault,
     creates: AtomicUsize,
 }
 
 impl Faulty {
-    fn new(fault: Fault) -> Arc<Self> {
-        Arc::new(Self {
-            inner: MemoryStore::new(),
+    fn new(fault: Fault) -> Arc<Intercepted<Self>> {
+        Arc::new(Intercepted::new(Self {
             fault,
             creates: AtomicUsize::new(0),
-        })
+        }))
     }
 }
 
 #[async_trait]
-impl TaskStore for Faulty {
-    async fn create(&self, tasks: Vec<NewTask>) -> Result<Vec<Created>, StoreError> {
+impl Intercept for Faulty {
+    async fn create(
+        &self,
+        inner: &MemoryStore,
+        tasks: Vec<NewTask>,
+    ) -> Result<Vec<Created>, StoreError> {
         let n = self.creates.fetch_add(1, Ordering::SeqCst);
         match self.fault {
             Fault::LandsThenTimesOut if n == 0 => {
-                self.inner.create(tasks).await?;
+                inner.create(tasks).await?;
                 Err(StoreError::Backend("redis did not answer within 5s".into()))
             }
-            Fault::LandsThenTimesOut => self.inner.create(tasks).await,
+            Fault::LandsThenTimesOut => inner.create(tasks).await,
             Fault::Refused => Err(StoreError::Unreachable("Connection refused".into())),
             Fault::NeverAnswers => Err(StoreError::Backend("broken pipe".into())),
         }
-    }
-    async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn start(
-        &self,
-        id: &TaskId,
-        fence: Fence<'_>,
-        attempts: u32,
-        at: Millis,
-    ) -> Result<Transition, StoreError> {
-        self.inner.start(id, fence, attempts, at).await
-    }
-    async fn requeue(
-        &self,
-        id: &TaskId,
-        fence: Fence<'_>,
-        attempts: u32,
-        error: Option<String>,
-    ) -> Result<Transition, StoreError> {
-        self.inner.requeue(id, fence, attempts, error).await
-    }
-    async fn progress(
-        &self,
-        id: &TaskId,
-        fence: Fence<'_>,
-        progress: taskmesh_kernels::Progress,
-    ) -> Result<Transition, StoreError> {
-        self.inner.progress(id, fence, progress).await
-    }
-    async fn finish(&self, id: &TaskId, finish: Finish) -> Result<Transition, StoreError> {
-        self.inner.finish(id, finish).await
-    }
-    async fn claim(&self, from: &str, to: &str) -> Result<Vec<TaskRecord>, StoreError> {
-        self.inner.claim(from, to).await
-    }
-    async fn reassign(
-        &self,
-        ids: &[TaskId],
-        from: &str,
-        to: &str,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
-        self.inner.reassign(ids, from, to).await
-    }
-    async fn renew_lease(&self, node: &str, ttl_ms: u64) -> Result<(), StoreError> {
-        self.inner.renew_lease(node, ttl_ms).await
-    }
-    async fn lease(&self, node: &str) -> Result<Option<LeaseInfo>, StoreError> {
-        self.inner.lease(node).await
-    }
-    async fn expired_holders(&self) -> Result<Vec<String>, StoreError> {
-        self.inner.expired_holders().await
-    }
-    async fn list(&self, filter: &ListFilter) -> Result<Vec<TaskRecord>, StoreError> {
-        self.inner.list(filter).await
-    }
-    async fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
-        self.inner.unfinished().await
-    }
-    async fn recoverable(&self, node: &str) -> Result<Vec<TaskRecord>, StoreError> {
-        self.inner.recoverable(node).await
-    }
-    async fn purge_finished(&self, before: Millis) -> Result<usize, StoreError> {
-        self.inner.purge_finished(before).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-
-    async fn put_key(&self, key: crate::auth::key::KeyRecord) -> Result<bool, StoreError> {
-        self.inner.put_key(key).await
-    }
-
-    async fn get_key(&self, id: &str) -> Result<Option<crate::auth::key::KeyRecord>, StoreError> {
-        self.inner.get_key(id).await
-    }
-
-    async fn list_keys(&self) -> Result<Vec<crate::auth::key::KeyRecord>, StoreError> {
-        self.inner.list_keys().await
-    }
-
-    async fn revoke_key(&self, id: &str, at_ms: crate::task::Millis) -> Result<bool, StoreError> {
-        self.inner.revoke_key(id, at_ms).await
     }
 }
 
@@ -191,7 +111,11 @@ async fn a_create_that_landed_before_its_timeout_is_answered_as_new() {
         created,
         vec![Created::New(tasks[0].id), Created::New(tasks[1].id)]
     );
-    assert_eq!(store.creates.load(Ordering::SeqCst), 2, "one retry");
+    assert_eq!(
+        store.intercept.creates.load(Ordering::SeqCst),
+        2,
+        "one retry"
+    );
     for task in &tasks {
         let record = store.inner.get(&task.id).await.expect("get");
         assert!(record.is_some(), "stored once, under its own id");
@@ -212,7 +136,7 @@ async fn a_refused_create_is_store_unavailable_at_once() {
         "{answer:?}"
     );
     assert_eq!(
-        store.creates.load(Ordering::SeqCst),
+        store.intercept.creates.load(Ordering::SeqCst),
         1,
         "nothing to resolve"
     );
@@ -231,7 +155,10 @@ async fn a_create_never_confirmed_is_outcome_unknown_with_its_ids_after_the_boun
     };
     let expected: Vec<String> = tasks.iter().map(|t| t.id.to_string()).collect();
     assert_eq!(ids, expected);
-    assert!(store.creates.load(Ordering::SeqCst) > 2, "it kept retrying");
+    assert!(
+        store.intercept.creates.load(Ordering::SeqCst) > 2,
+        "it kept retrying"
+    );
     assert!(
         started.elapsed() <= RESOLVE_WITHIN,
         "{:?}",

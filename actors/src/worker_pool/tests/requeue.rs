@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use taskmesh_kernels::Progress;
 use taskmesh_kernels::task::{TaskId, TaskStatus};
 
 use super::{Harness, eventually, spec, start_pool_on};
 use crate::handoff::Job;
 use crate::store::conformance::fixtures::finish;
+use crate::store::intercept::{Intercept, Intercepted};
 use crate::store::memory::MemoryStore;
-use crate::store::{Created, LeaseInfo, ListFilter, StoreError, TaskStore, Transition};
-use crate::task::{Fence, Finish, Millis, NewTask, TaskRecord, now_ms};
+use crate::store::{StoreError, TaskStore, Transition};
+use crate::task::{Fence, Finish, NewTask, TaskRecord, now_ms};
 use crate::worker_pool::PoolMessage;
 
 /// What happens around the first `requeue`; later ones pass through.
@@ -28,121 +28,44 @@ enum Fault {
     CancelledFirst,
 }
 
-/// A [`MemoryStore`] whose first `requeue` meets a [`Fault`].
+/// The first `requeue` meets a [`Fault`]; every other call passes through.
 struct FirstRequeue {
-    inner: MemoryStore,
     fault: Fault,
     hit: AtomicBool,
 }
 
 #[async_trait]
-impl TaskStore for FirstRequeue {
+impl Intercept for FirstRequeue {
     async fn requeue(
         &self,
+        inner: &MemoryStore,
         id: &TaskId,
         fence: Fence<'_>,
         attempts: u32,
         error: Option<String>,
     ) -> Result<Transition, StoreError> {
         if self.hit.swap(true, Ordering::SeqCst) {
-            return self.inner.requeue(id, fence, attempts, error).await;
+            return inner.requeue(id, fence, attempts, error).await;
         }
         match self.fault {
             Fault::AppliedThenTimesOut => {
-                let applied = self.inner.requeue(id, fence, attempts, error).await?;
+                let applied = inner.requeue(id, fence, attempts, error).await?;
                 assert_eq!(applied, Transition::Applied);
                 Err(StoreError::Backend("redis did not answer within 5s".into()))
             }
             Fault::ClaimedAwayFirst => {
-                assert_eq!(self.inner.claim(fence.node, "other").await?.len(), 1);
-                self.inner.requeue(id, fence, attempts, error).await
+                assert_eq!(inner.claim(fence.node, "other").await?.len(), 1);
+                inner.requeue(id, fence, attempts, error).await
             }
             Fault::CancelledFirst => {
                 let cancel = Finish {
                     lease: fence.lease,
                     ..finish(TaskStatus::Cancelled, now_ms())
                 };
-                assert_eq!(self.inner.finish(id, cancel).await?, Transition::Applied);
-                self.inner.requeue(id, fence, attempts, error).await
+                assert_eq!(inner.finish(id, cancel).await?, Transition::Applied);
+                inner.requeue(id, fence, attempts, error).await
             }
         }
-    }
-    async fn create(&self, tasks: Vec<NewTask>) -> Result<Vec<Created>, StoreError> {
-        self.inner.create(tasks).await
-    }
-    async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn start(
-        &self,
-        id: &TaskId,
-        fence: Fence<'_>,
-        attempts: u32,
-        at: Millis,
-    ) -> Result<Transition, StoreError> {
-        self.inner.start(id, fence, attempts, at).await
-    }
-    async fn progress(
-        &self,
-        id: &TaskId,
-        fence: Fence<'_>,
-        progress: Progress,
-    ) -> Result<Transition, StoreError> {
-        self.inner.progress(id, fence, progress).await
-    }
-    async fn finish(&self, id: &TaskId, finish: Finish) -> Result<Transition, StoreError> {
-        self.inner.finish(id, finish).await
-    }
-    async fn claim(&self, from: &str, to: &str) -> Result<Vec<TaskRecord>, StoreError> {
-        self.inner.claim(from, to).await
-    }
-    async fn reassign(
-        &self,
-        ids: &[TaskId],
-        from: &str,
-        to: &str,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
-        self.inner.reassign(ids, from, to).await
-    }
-    async fn renew_lease(&self, node: &str, ttl_ms: u64) -> Result<(), StoreError> {
-        self.inner.renew_lease(node, ttl_ms).await
-    }
-    async fn lease(&self, node: &str) -> Result<Option<LeaseInfo>, StoreError> {
-        self.inner.lease(node).await
-    }
-    async fn expired_holders(&self) -> Result<Vec<String>, StoreError> {
-        self.inner.expired_holders().await
-    }
-    async fn list(&self, filter: &ListFilter) -> Result<Vec<TaskRecord>, StoreError> {
-        self.inner.list(filter).await
-    }
-    async fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
-        self.inner.unfinished().await
-    }
-    async fn recoverable(&self, node: &str) -> Result<Vec<TaskRecord>, StoreError> {
-        self.inner.recoverable(node).await
-    }
-    async fn purge_finished(&self, finished_before: Millis) -> Result<usize, StoreError> {
-        self.inner.purge_finished(finished_before).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-
-    async fn put_key(&self, key: crate::auth::key::KeyRecord) -> Result<bool, StoreError> {
-        self.inner.put_key(key).await
-    }
-
-    async fn get_key(&self, id: &str) -> Result<Option<crate::auth::key::KeyRecord>, StoreError> {
-        self.inner.get_key(id).await
-    }
-
-    async fn list_keys(&self) -> Result<Vec<crate::auth::key::KeyRecord>, StoreError> {
-        self.inner.list_keys().await
-    }
-
-    async fn revoke_key(&self, id: &str, at_ms: crate::task::Millis) -> Result<bool, StoreError> {
-        self.inner.revoke_key(id, at_ms).await
     }
 }
 
@@ -150,11 +73,10 @@ impl TaskStore for FirstRequeue {
 /// recovery done, and a task of `kind` (params `params`, three retries) created on the
 /// pool's node and given to it.
 async fn pool_with_a_failing_task(fault: Fault, kind: &str, params: &str) -> (Harness, TaskId) {
-    let store = FirstRequeue {
-        inner: MemoryStore::new(),
+    let store = Intercepted::new(FirstRequeue {
         fault,
         hit: AtomicBool::new(false),
-    };
+    });
     let h = start_pool_on(1, Arc::new(store)).await;
     let warmup = h.submit(spec("noop", "{}", 0)).await;
     assert_eq!(h.terminal(&warmup).await.status, TaskStatus::Succeeded);
