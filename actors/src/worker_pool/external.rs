@@ -30,8 +30,8 @@ use taskmesh_kernels::Progress;
 
 use super::PoolMessage;
 use super::state::PoolState;
+use super::worker::write_running;
 use crate::handoff::Job;
-use crate::store::Transition;
 use crate::task::{Fence, now_ms};
 
 pub mod book;
@@ -252,12 +252,7 @@ impl PoolState {
             else {
                 break;
             };
-            self.queued_ids.remove(&job.id);
-            self.ctx
-                .metrics
-                .queue_wait
-                .with_label_values(&[priority.as_str()])
-                .observe(job.enqueued_at.elapsed().as_secs_f64());
+            self.left_queue(priority, &job);
             let started_at_ms = now_ms();
             let token = self
                 .external
@@ -279,18 +274,14 @@ impl PoolState {
     /// Records the leased attempt as running, without waiting; if the task moved since
     /// the pool was given it, the pool is told ([`PoolMessage::Lost`]) and the lease ends.
     fn record_start(&self, job: &Job, started_at_ms: u64) {
-        let (store, id, node) = (self.ctx.store.clone(), job.id, self.ctx.node_id.clone());
-        let (pool, lease, attempt) = (self.myself.clone(), job.lease, job.attempts + 1);
-        self.writes.spawn(async move {
-            let fence = Fence::new(&node, lease);
-            match store.start(&id, fence, attempt, started_at_ms).await {
-                Ok(Transition::NotHolder(holder)) => {
-                    let _ = pool.cast(PoolMessage::Lost { id, lease, holder });
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(task_id = %id, error = %e, "recording task start failed"),
-            }
-        });
+        let write = write_running(
+            &self.ctx,
+            &self.myself,
+            job,
+            job.attempts + 1,
+            started_at_ms,
+        );
+        self.writes.spawn(write);
     }
 
     /// Writes a leased attempt's progress, fenced, without waiting.

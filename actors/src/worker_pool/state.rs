@@ -202,6 +202,17 @@ impl PoolState {
         }
     }
 
+    /// `job`, popped from a queue of `priority`, starts (on a worker, or leased to an
+    /// HTTP worker): it is no longer queued, and its wait is observed.
+    pub(super) fn left_queue(&mut self, priority: Priority, job: &Job) {
+        self.queued_ids.remove(&job.id);
+        self.ctx
+            .metrics
+            .queue_wait
+            .with_label_values(&[priority.as_str()])
+            .observe(job.enqueued_at.elapsed().as_secs_f64());
+    }
+
     /// Starts queued tasks on idle workers.
     pub(super) fn dispatch(&mut self) {
         while !self.draining && !self.idle.is_empty() && !self.queue.is_empty() {
@@ -210,12 +221,7 @@ impl PoolState {
                 self.idle.push(worker);
                 break;
             };
-            self.queued_ids.remove(&job.id);
-            self.ctx
-                .metrics
-                .queue_wait
-                .with_label_values(&[priority.as_str()])
-                .observe(job.enqueued_at.elapsed().as_secs_f64());
+            self.left_queue(priority, &job);
             let Some(slot) = self.workers.get_mut(&worker) else {
                 self.enqueue(job);
                 continue;

@@ -91,10 +91,7 @@ impl Actor for Worker {
 /// How long an attempt runs before the store is told it is running.
 pub const RECORD_RUNNING_AFTER: Duration = Duration::from_millis(25);
 
-/// Writes `running` without waiting: the store refuses it over a terminal state, so a
-/// late write can never undo a completion. If the task moved since this attempt was given
-/// it (another node holds it, or its lease token is newer), the pool is told
-/// ([`PoolMessage::Lost`]) and cancels this attempt.
+/// Writes `running` without waiting (see [`write_running`]).
 fn record_running(
     ctx: &NodeContext,
     pool: &ActorRef<PoolMessage>,
@@ -102,9 +99,23 @@ fn record_running(
     attempt: u32,
     started_at_ms: u64,
 ) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(write_running(ctx, pool, job, attempt, started_at_ms))
+}
+
+/// The `running` write of attempt `attempt` of `job`, for the caller to spawn: the store
+/// refuses it over a terminal state, so a late write can never undo a completion. If the
+/// task moved since this attempt was given it (another node holds it, or its lease token
+/// is newer), the pool is told ([`PoolMessage::Lost`]) and drops this attempt.
+pub(super) fn write_running(
+    ctx: &NodeContext,
+    pool: &ActorRef<PoolMessage>,
+    job: &Job,
+    attempt: u32,
+    started_at_ms: u64,
+) -> impl Future<Output = ()> + Send + 'static {
     let (store, id, node) = (ctx.store.clone(), job.id, ctx.node_id.clone());
     let (pool, lease) = (pool.clone(), job.lease);
-    tokio::spawn(async move {
+    async move {
         let fence = Fence::new(&node, lease);
         match store.start(&id, fence, attempt, started_at_ms).await {
             Ok(Transition::NotHolder(holder)) => {
@@ -113,7 +124,7 @@ fn record_running(
             Ok(_) => {}
             Err(e) => tracing::warn!(task_id = %id, error = %e, "recording task start failed"),
         }
-    })
+    }
 }
 
 async fn run_attempt(
