@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`auth`]: API keys and scopes (`--auth on`): the key format, verification against
 //!   the store, the middleware and the `/v1/keys` routes.
+//! - [`rate_limit`]: rate limits per API key and per client IP (GCRA), in memory or in
+//!   Redis (cluster-wide), checked by the auth middleware.
 //! - [`ingress`]: HttpIngress — the axum server, request validation, [`ingress::error::ApiError`].
 //! - [`dispatcher`]: Dispatcher — admission control, placement across the cluster
 //!   ([`dispatcher::policy`]), peers and their circuit breakers.
@@ -36,6 +38,7 @@ pub mod ingress;
 pub mod log_limit;
 pub mod metrics;
 pub mod notify;
+pub mod rate_limit;
 pub mod store;
 pub mod task;
 #[cfg(any(test, feature = "testsuite"))]

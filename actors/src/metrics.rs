@@ -39,6 +39,9 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     /// `taskmesh_store_errors_total{op}`
     pub store_errors: IntCounterVec,
+    /// `taskmesh_rate_limited_total{scope}`: requests refused with 429, by the limit that
+    /// refused them: `key` (an API key's) or `ip` (a client without a valid key).
+    pub rate_limited: IntCounterVec,
     /// `taskmesh_ready`: 1 when the node is ready.
     pub ready: IntGauge,
     /// `taskmesh_peers{state}`: known peers by membership state.
@@ -242,6 +245,11 @@ impl Metrics {
                 "taskmesh_store_errors_total",
                 "Task store operations that failed",
                 &["op"],
+            )?,
+            rate_limited: counter(
+                "taskmesh_rate_limited_total",
+                "Requests refused with 429 by a rate limit, by scope (key or ip)",
+                &["scope"],
             )?,
             peers: gauge(
                 "taskmesh_peers",

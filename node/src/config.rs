@@ -8,6 +8,7 @@
 //!   of the node needs; the store ([`StoreKind`]), the workers and the leases.
 //! - `cluster`: the cluster flags checked into [`ClusterSettings`].
 //! - [`server`]: the HTTP server's bounds and the shutdown's drain period.
+//! - [`rate_limit`]: the rate limits per API key and per client IP.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use taskmesh_actors::auth::key::ApiKey;
 
 mod args;
 mod cluster;
+pub mod rate_limit;
 pub mod server;
 #[cfg(test)]
 mod tests;
@@ -26,6 +28,7 @@ mod tests;
 pub use args::{AuthMode, Cli, Command, LogFormat, NodeArgs, Secret};
 pub use cluster::ClusterSettings;
 use cluster::{check_forget, cluster_settings, heartbeat_settings};
+use rate_limit::RateLimitSettings;
 use server::ServerSettings;
 
 /// The task store a node uses.
@@ -120,6 +123,8 @@ pub struct NodeConfig {
     pub server: ServerSettings,
     /// API keys: whether they are asked for, and the bootstrap admin key.
     pub auth: AuthSettings,
+    /// Rate limits per key and per client IP (enforced with `--auth on`).
+    pub rate_limits: RateLimitSettings,
 }
 
 /// API-key settings (`--auth`, `TASKMESH_ADMIN_KEY`, `--admin-key-file`).
@@ -253,6 +258,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
         let cluster = cluster_settings(&a)?;
         let server = ServerSettings::try_from(&a.server)?;
         let auth = auth_settings(&a)?;
+        let rate_limits = RateLimitSettings::try_from(&a.rate_limits)?;
         let node_id = a.node_id.unwrap_or_else(|| default_node_id(a.listen));
         if node_id.is_empty() || node_id.contains('/') {
             bail!("--node-id must be non-empty and contain no '/'");
@@ -289,6 +295,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
             claim_after,
             server,
             auth,
+            rate_limits,
         })
     }
 }

@@ -37,6 +37,8 @@ use taskmesh_actors::heartbeat::HeartbeatConfig;
 use taskmesh_actors::ingress::IngressLimits;
 use taskmesh_actors::metrics::Metrics;
 use taskmesh_actors::notify::Notifier;
+use taskmesh_actors::rate_limit::local::LocalLimiter;
+use taskmesh_actors::rate_limit::{RateLimiter, RateLimits};
 use taskmesh_actors::store::TaskStore;
 use taskmesh_actors::store::embedded::EmbeddedStore;
 use taskmesh_actors::store::redis::RedisStore;
@@ -137,9 +139,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
 /// [`start`] with the kinds in `kernels`.
 async fn start_with(config: NodeConfig, kernels: Registry) -> anyhow::Result<NodeHandle> {
     raise_open_files_limit(config.server.max_connections);
-    let store = open_store(&config).await?;
+    let (store, limiter) = open_store(&config).await?;
     ensure_id_free(&*store, &config.node_id, config.lease_renew).await?;
-    let auth = authentication(&config, &store).await?;
+    let auth = authentication(&config, &store, limiter).await?;
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("binding the HTTP API to {}", config.listen))?;
     let addr = listener.local_addr()?;
@@ -285,10 +287,12 @@ async fn start_with(config: NodeConfig, kernels: Registry) -> anyhow::Result<Nod
 }
 
 /// With `--auth on`: the bootstrap admin key ([`keys::bootstrap`]) and the
-/// authenticator. With `--auth off`: a warning, and `None`.
+/// authenticator, enforcing the rate limits on `limiter`. With `--auth off`: a warning,
+/// and `None`.
 async fn authentication(
     config: &NodeConfig,
     store: &Arc<dyn TaskStore>,
+    limiter: Arc<dyn RateLimiter>,
 ) -> anyhow::Result<Option<Arc<Authenticator>>> {
     if !config.auth.enabled {
         tracing::warn!(
@@ -312,11 +316,28 @@ async fn authentication(
         keys::Bootstrapped::Nothing => {}
     }
     tracing::info!("authentication is on: API keys are required (docs/api.md)");
-    Ok(Some(Arc::new(Authenticator::new(Arc::clone(store)))))
+    let limits = &config.rate_limits;
+    tracing::info!(
+        key = %limits.key_default.map_or("off".into(), |l| l.to_string()),
+        ip = %limits.ip.map_or("off".into(), |l| l.to_string()),
+        trusted_proxies = limits.trusted_proxies.len(),
+        "rate limits (per second/burst)"
+    );
+    let auth = Authenticator::new(Arc::clone(store)).with_rate_limits(RateLimits {
+        limiter,
+        key_default: limits.key_default,
+        ip: limits.ip,
+        trusted_proxies: limits.trusted_proxies.clone(),
+    });
+    Ok(Some(Arc::new(auth)))
 }
 
-/// Opens the configured task store.
-async fn open_store(config: &NodeConfig) -> anyhow::Result<Arc<dyn TaskStore>> {
+/// Opens the configured task store, and the rate limiter that goes with it: buckets in
+/// memory beside the embedded store (one node), in Redis beside the Redis store (shared
+/// by the cluster).
+async fn open_store(
+    config: &NodeConfig,
+) -> anyhow::Result<(Arc<dyn TaskStore>, Arc<dyn RateLimiter>)> {
     match &config.store {
         StoreKind::Embedded => {
             let (dir, cache) = (config.data_dir.clone(), config.store_cache_bytes);
@@ -327,13 +348,14 @@ async fn open_store(config: &NodeConfig) -> anyhow::Result<Arc<dyn TaskStore>> {
                     .with_context(|| {
                         format!("opening the task store in {}", config.data_dir.display())
                     })?;
-            Ok(Arc::new(store))
+            Ok((Arc::new(store), Arc::new(LocalLimiter::new())))
         }
         StoreKind::Redis(url) => {
             let store = RedisStore::connect(url).await.with_context(|| {
                 format!("connecting to the Redis task store at {}", config.store)
             })?;
-            Ok(Arc::new(store))
+            let limiter = store.rate_limiter();
+            Ok((Arc::new(store), Arc::new(limiter)))
         }
     }
 }

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::scope::Scope;
+use crate::rate_limit::RateLimit;
 use crate::task::Millis;
 
 /// What every key starts with.
@@ -130,6 +131,10 @@ pub struct KeyRecord {
     pub expires_at_ms: Option<Millis>,
     /// When the key was revoked, if it was.
     pub revoked_at_ms: Option<Millis>,
+    /// The key's own rate limit; `None`: the node's `--key-rate-limit`. Absent from
+    /// records written before rate limits existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl KeyRecord {
@@ -149,6 +154,7 @@ impl KeyRecord {
             created_at_ms: now,
             expires_at_ms,
             revoked_at_ms: None,
+            rate_limit: None,
         }
     }
 

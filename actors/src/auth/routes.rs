@@ -2,8 +2,11 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `POST /v1/keys {name, scopes, expires_in_secs?}` | `201 {id, key, name, scopes, created_at, expires_at?}`: the whole key, shown this once |
-//! | `GET /v1/keys` | `200 {keys: [{id, name, scopes, created_at, expires_at?, revoked_at?}]}`: no secrets, no hashes |
+//! | `POST /v1/keys {name, scopes, expires_in_secs?, rate_limit?}` | `201 {id, key, name, scopes, created_at, expires_at?, rate_limit?}`: the whole key, shown this once |
+//! | `GET /v1/keys` | `200 {keys: [{id, name, scopes, created_at, expires_at?, revoked_at?, rate_limit?}]}`: no secrets, no hashes |
+//!
+//! `rate_limit` is `{"per_sec": 50, "burst": 100}`: the key's own limit; without it the
+//! node's `--key-rate-limit` applies (`crate::rate_limit`).
 //! | `DELETE /v1/keys/{id}` | `204`; `404` for an unknown id; revoking twice is fine |
 
 use axum::extract::rejection::JsonRejection;
@@ -19,6 +22,7 @@ use super::scope::Scope;
 use crate::ingress::IngressState;
 use crate::ingress::dto::rfc3339;
 use crate::ingress::error::ApiError;
+use crate::rate_limit::RateLimit;
 use crate::task::now_ms;
 
 /// Longest key name, in characters.
@@ -38,6 +42,9 @@ pub struct CreateKey {
     /// Seconds until the key stops working; never when absent.
     #[serde(default)]
     pub expires_in_secs: Option<u64>,
+    /// The key's own rate limit; the node's default when absent.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A key as listed: no secret, no hash.
@@ -57,6 +64,9 @@ pub struct KeyView {
     /// When it was revoked (RFC 3339), if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+    /// Its own rate limit, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl From<KeyRecord> for KeyView {
@@ -68,6 +78,7 @@ impl From<KeyRecord> for KeyView {
             created_at: rfc3339(r.created_at_ms),
             expires_at: r.expires_at_ms.map(rfc3339),
             revoked_at: r.revoked_at_ms.map(rfc3339),
+            rate_limit: r.rate_limit,
         }
     }
 }
@@ -122,6 +133,11 @@ fn validate(body: &CreateKey) -> Result<(), ApiError> {
             "`expires_in_secs` must be between 1 and {MAX_EXPIRES_IN_SECS}"
         )));
     }
+    if let Some(limit) = body.rate_limit
+        && let Err(e) = RateLimit::new(limit.per_sec, limit.burst)
+    {
+        return Err(invalid(format!("`rate_limit`: {e}")));
+    }
     Ok(())
 }
 
@@ -140,7 +156,8 @@ async fn create(
     // A fresh id collides with a stored one about never; try again if it does.
     for _ in 0..3 {
         let key = ApiKey::generate();
-        let record = KeyRecord::new(&key, body.name.trim(), body.scopes.clone(), now, expires);
+        let mut record = KeyRecord::new(&key, body.name.trim(), body.scopes.clone(), now, expires);
+        record.rate_limit = body.rate_limit;
         let written = state
             .ctx
             .store

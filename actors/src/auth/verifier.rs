@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderValue;
 
 use super::key::{self, ApiKey, KeyRecord};
+use crate::rate_limit::RateLimits;
 use crate::store::{StoreError, TaskStore};
 use crate::task::now_ms;
 
@@ -45,6 +46,7 @@ struct Cached {
 pub struct Authenticator {
     store: Arc<dyn TaskStore>,
     cache: Mutex<HashMap<String, Cached>>,
+    limits: Option<RateLimits>,
 }
 
 impl Authenticator {
@@ -53,7 +55,19 @@ impl Authenticator {
         Self {
             store,
             cache: Mutex::new(HashMap::new()),
+            limits: None,
         }
+    }
+
+    /// Also enforces `limits` on the requests it authenticates (`crate::rate_limit`).
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// The rate limits enforced, if any.
+    pub fn rate_limits(&self) -> Option<&RateLimits> {
+        self.limits.as_ref()
     }
 
     /// The store keys live in.

@@ -13,6 +13,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::rate_limit::{Checked, Scope};
+
 tokio::task_local! {
     /// The request id of the request being answered; set by the router's middleware
     /// around each request, read when an error body is built.
@@ -41,6 +43,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 422: well-formed but invalid (unknown kind, bad params, wrong types).
     Unprocessable(&'static str, String),
+    /// 429 `rate_limited` with `Retry-After` and the `RateLimit-Policy` / `RateLimit`
+    /// headers: over an API key's or a client IP's rate limit (`crate::rate_limit`).
+    RateLimited(Checked),
     /// 503 with `Retry-After`: saturated or not ready; retry later.
     Unavailable(&'static str, String, u32),
     /// 503 `outcome_unknown` with `Retry-After`: the store did not confirm a submission's
@@ -91,6 +96,26 @@ impl ApiError {
                 m.clone(),
             ),
             ApiError::Unprocessable(code, m) => (StatusCode::UNPROCESSABLE_ENTITY, code, m.clone()),
+            ApiError::RateLimited(checked) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                match checked.scope {
+                    Scope::Key => format!(
+                        "this API key is over its rate limit of {} requests per second \
+                         (burst {}); retry after {} s",
+                        checked.limit.per_sec,
+                        checked.limit.burst,
+                        checked.decision.retry_after_secs()
+                    ),
+                    Scope::Ip => format!(
+                        "too many requests without a valid API key from this address (limit \
+                         {} per second, burst {}); retry after {} s",
+                        checked.limit.per_sec,
+                        checked.limit.burst,
+                        checked.decision.retry_after_secs()
+                    ),
+                },
+            ),
             ApiError::Unavailable(code, m, _) => (StatusCode::SERVICE_UNAVAILABLE, code, m.clone()),
             ApiError::OutcomeUnknown(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -135,9 +160,15 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let ApiError::RateLimited(checked) = &self {
+            for (name, value) in checked.headers() {
+                response.headers_mut().insert(name, value);
+            }
+        }
         let retry_after = match self {
-            ApiError::Unavailable(_, _, secs) => Some(secs),
+            ApiError::Unavailable(_, _, secs) => Some(u64::from(secs)),
             ApiError::OutcomeUnknown(_) | ApiError::Timeout(_) => Some(1),
+            ApiError::RateLimited(checked) => Some(checked.decision.retry_after_secs()),
             _ => None,
         };
         if let Some(secs) = retry_after {

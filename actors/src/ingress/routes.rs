@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use ractor::ActorRef;
 use serde_json::json;
 use taskmesh_kernels::task::{TaskId, TaskStatus};
@@ -22,6 +22,7 @@ use super::dto::{
     ListQuery, SubmitBatch, SubmitTask, Submitted, SubmittedBatch, TaskList, TaskView, WaitQuery,
 };
 use super::error::{ApiError, REQUEST_ID};
+use crate::auth::{self, middleware::Caller};
 use crate::dispatcher::DispatcherMessage;
 use crate::health::HealthMessage;
 use crate::store::{Created, ListFilter};
@@ -153,6 +154,7 @@ async fn submit(
 
 async fn submit_batch(
     State(state): State<IngressState>,
+    caller: Option<Extension<Caller>>,
     body: Result<Json<SubmitBatch>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(batch) = body?;
@@ -181,9 +183,21 @@ async fn submit_batch(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // A batch of N costs N against the key's rate limit: the middleware charged 1.
+    let charged = match &caller {
+        Some(Extension(caller)) => {
+            let more = u32::try_from(specs.len() - 1).unwrap_or(u32::MAX);
+            auth::middleware::charge(&state, caller, more).await?
+        }
+        None => None,
+    };
     let created = state.submit(specs).await?;
     let ids = created.iter().map(|c| c.id().to_string()).collect();
-    Ok((StatusCode::ACCEPTED, Json(SubmittedBatch { ids })).into_response())
+    let response = (StatusCode::ACCEPTED, Json(SubmittedBatch { ids })).into_response();
+    Ok(match charged {
+        Some(checked) => auth::middleware::with_headers(response, checked),
+        None => response,
+    })
 }
 
 fn parse_id(id: &str) -> Result<TaskId, ApiError> {

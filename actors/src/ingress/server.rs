@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -30,6 +30,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tower::ServiceExt;
 
 use super::IngressLimits;
 use super::error::ApiError;
@@ -151,8 +152,8 @@ pub(super) async fn serve(
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, mostly: wait rather than spin.
                 tracing::warn!(error = %e, "accepting an HTTP connection failed");
@@ -166,7 +167,15 @@ pub(super) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (builder, service) = (builder.clone(), TowerToHyperService::new(app.clone()));
+        // The peer's address, for the per-IP rate limit (`ConnectInfo`, as axum's own
+        // server sets it).
+        let app = app
+            .clone()
+            .map_request(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
+        let (builder, service) = (builder.clone(), TowerToHyperService::new(app));
         let mut closed = closed.clone();
         connections.spawn(async move {
             let conn = builder.serve_connection(TokioIo::new(stream), service);

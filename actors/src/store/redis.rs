@@ -196,6 +196,16 @@ impl RedisStore {
         self.keys.prefix()
     }
 
+    /// A rate limiter keeping its buckets in this store's Redis, under its prefix
+    /// (`{p}rate:{bucket}`), on the same connection.
+    pub fn rate_limiter(&self) -> crate::rate_limit::redis::RedisLimiter {
+        crate::rate_limit::redis::RedisLimiter::new(
+            self.conn.clone(),
+            self.keys.prefix(),
+            self.timeout,
+        )
+    }
+
     /// The non-terminal tasks `node` holds, oldest first, read from the node's owner set
     /// rather than by scanning the keyspace. A task joins the set when it is created with
     /// `node` as its [`NewTask::node`] (or, created without one, when `node` starts it),

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use taskmesh_cluster::discovery::{DnsTarget, Peer};
 
+use super::rate_limit::RateLimitArgs;
 use super::server::ServerArgs;
 
 /// taskmesh: a distributed task-processing runtime in one binary.
@@ -262,4 +263,8 @@ pub struct NodeArgs {
     /// HTTP server bounds and shutdown.
     #[command(flatten)]
     pub server: ServerArgs,
+
+    /// Rate limits per API key and per client IP.
+    #[command(flatten)]
+    pub rate_limits: RateLimitArgs,
 }

@@ -11,10 +11,11 @@ fn record(name: &str, scopes: Vec<Scope>, created: u64, expires: Option<u64>) ->
 }
 
 /// A put key reads back whole (by id and in the listing); an unknown id reads `None`;
-/// the listing is by creation time, then id.
+/// the listing is by creation time, then id. A key's own rate limit round-trips too.
 pub async fn a_key_round_trips_and_lists_by_creation_time(store: Arc<dyn TaskStore>) {
     assert_eq!(store.list_keys().await.expect("list"), Vec::new());
-    let later = record("ci", vec![Scope::Submit, Scope::Read], 2_000, Some(9_000));
+    let mut later = record("ci", vec![Scope::Submit, Scope::Read], 2_000, Some(9_000));
+    later.rate_limit = Some(crate::rate_limit::RateLimit::new(50, 100).expect("valid"));
     let earlier = record("admin", vec![Scope::Admin], 1_000, None);
     for key in [&later, &earlier] {
         assert!(store.put_key(key.clone()).await.expect("put"));

@@ -1,5 +1,5 @@
 //! API keys in the Redis store: a hash per key (`{p}apikey:{id}`, a field per part of the
-//! [`KeyRecord`]) and the set of key ids (`{p}apikeys`). Writes are one small Lua script
+//! [`KeyRecord`]; a key's own rate limit is `rate_per_sec` and `rate_burst`) and the set of key ids (`{p}apikeys`). Writes are one small Lua script
 //! each (insert-if-absent, revoke-if-present), so they are atomic; key calls are rare and
 //! go straight to the connection, not through the batcher.
 
@@ -10,6 +10,7 @@ use redis::Value;
 use super::RedisStore;
 use crate::auth::key::KeyRecord;
 use crate::auth::scope::Scope;
+use crate::rate_limit::RateLimit;
 use crate::store::StoreError;
 use crate::task::Millis;
 
@@ -42,6 +43,10 @@ fn fields(key: &KeyRecord) -> Vec<(&'static str, String)> {
     if let Some(at) = key.revoked_at_ms {
         fields.push(("revoked_at_ms", at.to_string()));
     }
+    if let Some(limit) = key.rate_limit {
+        fields.push(("rate_per_sec", limit.per_sec.to_string()));
+        fields.push(("rate_burst", limit.burst.to_string()));
+    }
     fields
 }
 
@@ -71,6 +76,20 @@ fn decode(id: &str, mut hash: HashMap<String, String>) -> Result<Option<KeyRecor
         .collect::<Result<Vec<_>, _>>()?;
     let created_at_ms = number("created_at_ms", take("created_at_ms"))?
         .ok_or_else(|| corrupt("no `created_at_ms`".into()))?;
+    let rate_limit = match (
+        number("rate_per_sec", take("rate_per_sec"))?,
+        number("rate_burst", take("rate_burst"))?,
+    ) {
+        (None, None) => None,
+        (Some(per_sec), Some(burst)) => Some(
+            u32::try_from(per_sec)
+                .ok()
+                .zip(u32::try_from(burst).ok())
+                .and_then(|(r, b)| RateLimit::new(r, b).ok())
+                .ok_or_else(|| corrupt("the rate limit is out of range".into()))?,
+        ),
+        _ => return Err(corrupt("half a rate limit".into())),
+    };
     Ok(Some(KeyRecord {
         id: id.to_owned(),
         name: required("name", take("name"))?,
@@ -79,6 +98,7 @@ fn decode(id: &str, mut hash: HashMap<String, String>) -> Result<Option<KeyRecor
         created_at_ms,
         expires_at_ms: number("expires_at_ms", take("expires_at_ms"))?,
         revoked_at_ms: number("revoked_at_ms", take("revoked_at_ms"))?,
+        rate_limit,
     }))
 }
 

@@ -13,6 +13,7 @@
 //! | `{p}holders`        | set        | nodes that may hold tasks (see below)                |
 //! | `{p}apikey:{id}`    | hash       | one API key's record, a field per part (`apikeys.rs`) |
 //! | `{p}apikeys`        | set        | ids of every stored API key                          |
+//! | `{p}rate:{bucket}`  | string     | a rate-limit bucket's TAT in µs, expiring once full (`rate_limit::redis`) |
 //!
 //! A task joins its node's owner set when it is created with a node (`NewTask::node`, the
 //! node the dispatcher placed it on), or else when a node first starts it; it moves to
