@@ -207,7 +207,10 @@ async fn the_admin_key_file_works_a_submit_key_submits_and_secrets_stay_out_of_l
 #[tokio::test]
 async fn every_route_refuses_bad_keys_and_missing_scopes_and_changes_nothing() -> anyhow::Result<()>
 {
-    let node = TestNode::start_temp(AUTH_ON).await?;
+    // Hundreds of bad keys from one address: without the per-IP rate limit (tested in
+    // rate_limits.rs), so each answer is the 401 under test, not a 429.
+    let flags = [AUTH_ON, &["--ip-rate-limit", "off"]].concat();
+    let node = TestNode::start_temp(&flags).await?;
     let admin = admin_key(&node)?;
     let admin_id = admin.split('_').nth(1).context("id")?.to_owned();
 
