@@ -206,3 +206,6 @@ pub fn with_headers(mut response: Response, checked: Checked) -> Response {
     }
     response
 }
+
+#[cfg(test)]
+mod tests;
