@@ -292,8 +292,9 @@ async fn authentication(
 ) -> anyhow::Result<Option<Arc<Authenticator>>> {
     if !config.auth.enabled {
         tracing::warn!(
-            "authentication is off: anyone who reaches the HTTP port may submit, read and \
-             cancel every task; start with --auth on (TASKMESH_AUTH=on) outside trusted networks"
+            "authentication is off (--auth off): anyone who reaches the HTTP port may submit, \
+             read and cancel every task and run tasks as a worker; use it on trusted networks \
+             only, and leave --auth at its default (on) anywhere else"
         );
         return Ok(None);
     }
@@ -312,7 +313,8 @@ async fn authentication(
         keys::Bootstrapped::Nothing => {}
     }
     tracing::info!("authentication is on: API keys are required (docs/api.md)");
-    Ok(Some(Arc::new(Authenticator::new(Arc::clone(store)))))
+    let auth = Authenticator::new(Arc::clone(store)).protect_metrics(config.auth.protect_metrics);
+    Ok(Some(Arc::new(auth)))
 }
 
 /// Opens the configured task store.

@@ -60,13 +60,15 @@ async fn taskmesh_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> anyhow:
     Ok(run)
 }
 
-/// Runs `taskmesh ARGS --url <node>` in a fresh directory.
+/// Runs `taskmesh ARGS --url <node>` in a fresh directory, with the node's data
+/// directory as `TASKMESH_DATA_DIR`: the CLI reads the node's `admin.key` there.
 async fn taskmesh(node: &TestNode, args: &[&str]) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
     let url = node.url("");
     let mut all = args.to_vec();
     all.extend(["--url", url.as_str()]);
-    taskmesh_in(dir.path(), &[], &all).await
+    let data_dir = node.data_dir.display().to_string();
+    taskmesh_in(dir.path(), &[("TASKMESH_DATA_DIR", &data_dir)], &all).await
 }
 
 #[tokio::test]

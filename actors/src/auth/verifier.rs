@@ -11,9 +11,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Method};
 
 use super::key::{self, ApiKey, KeyRecord};
+use super::scope::{self, Need};
 use crate::store::{StoreError, TaskStore};
 use crate::task::now_ms;
 
@@ -45,6 +46,7 @@ struct Cached {
 pub struct Authenticator {
     store: Arc<dyn TaskStore>,
     cache: Mutex<HashMap<String, Cached>>,
+    protect_metrics: bool,
 }
 
 impl Authenticator {
@@ -53,6 +55,23 @@ impl Authenticator {
         Self {
             store,
             cache: Mutex::new(HashMap::new()),
+            protect_metrics: false,
+        }
+    }
+
+    /// With `true`, `GET /metrics` needs a key with `read` (`--metrics-auth on`);
+    /// otherwise it is open like the health probes.
+    pub fn protect_metrics(mut self, protect: bool) -> Self {
+        self.protect_metrics = protect;
+        self
+    }
+
+    /// What a request with `method` on `path` needs on this node: the table of
+    /// [`scope::need`], with `/metrics` needing `read` when protected.
+    pub fn need(&self, method: &Method, path: &str) -> Need {
+        match scope::need(method, path) {
+            Need::Open if self.protect_metrics && path.trim_matches('/') == "metrics" => Need::Read,
+            need => need,
         }
     }
 
@@ -157,6 +176,18 @@ mod tests {
                 "{header:?}"
             );
         }
+    }
+
+    #[test]
+    fn metrics_need_read_only_when_protected() {
+        let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::new());
+        let open = Authenticator::new(Arc::clone(&store));
+        assert_eq!(open.need(&Method::GET, "/metrics"), Need::Open);
+        let closed = Authenticator::new(store).protect_metrics(true);
+        assert_eq!(closed.need(&Method::GET, "/metrics"), Need::Read);
+        assert_eq!(closed.need(&Method::GET, "/health"), Need::Open);
+        assert_eq!(closed.need(&Method::GET, "/health/ready"), Need::Open);
+        assert_eq!(closed.need(&Method::POST, "/v1/tasks"), Need::Submit);
     }
 
     #[tokio::test]
