@@ -258,6 +258,12 @@ impl TestNode {
         client(None)
     }
 
+    /// A new HTTP client (its own connections) that sends [`TestNode::api_key`], like
+    /// [`TestNode::http`].
+    pub fn fresh_client(&self) -> anyhow::Result<reqwest::Client> {
+        client(self.api_key.as_deref())
+    }
+
     /// Reads the key the node's client sends (see [`TestNode::api_key`]) and rebuilds
     /// the client with it.
     fn use_key(&mut self) -> anyhow::Result<()> {
