@@ -243,6 +243,10 @@ build_prometheus() {
 
 build_base
 [[ -n $only && $only != node ]] || build_node
+# The cluster's secrets for compose/docker-compose.yml, made once (compose/.env is
+# git-ignored): the cookie and the bootstrap admin key.
+source "$ROOT/compose/api-key.sh"
+ensure_env_file "$ROOT/compose/.env"
 [[ -n $only && $only != redis ]] || build_redis
 if [[ $only == prometheus || ($monitoring == 1 && -z $only) ]]; then
   build_prometheus

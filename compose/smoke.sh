@@ -10,8 +10,12 @@ cd "$(dirname "$0")"
 source ./compose-command.sh
 project=taskmesh-smoke
 export TASKMESH_PORTS=${TASKMESH_PORTS:-18181-18190}
-export TASKMESH_CLUSTER_COOKIE
+export TASKMESH_CLUSTER_COOKIE TASKMESH_ADMIN_KEY
 TASKMESH_CLUSTER_COOKIE=$(head -c 18 /dev/urandom | base64)
+source ./api-key.sh
+TASKMESH_ADMIN_KEY=$(new_api_key)
+# Every API call but the open probes and /metrics sends the run's admin key.
+api() { curl -H "Authorization: Bearer $TASKMESH_ADMIN_KEY" "$@"; }
 dc() { "${compose[@]}" -p "$project" --project-directory . -f docker-compose.yml "$@"; }
 cleanup() { dc down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap cleanup EXIT
@@ -28,7 +32,7 @@ echo "replicas on host ports ${ports[*]}"
 # Every replica sees the two others up.
 for port in "${ports[@]}"; do
   for _ in $(seq 120); do
-    ups=$(curl -sf "localhost:$port/v1/cluster" | grep -o '"state":"up"' | wc -l || true)
+    ups=$(api -sf "localhost:$port/v1/cluster" | grep -o '"state":"up"' | wc -l || true)
     [[ $ups -ge 3 ]] && break # its own entry and two peers
     sleep 0.5
   done
@@ -40,7 +44,7 @@ echo "cluster formed"
 ids=()
 for port in "${ports[@]}"; do
   for _ in $(seq 30); do
-    id=$(curl -sf -X POST "localhost:$port/v1/tasks" -H 'content-type: application/json' \
+    id=$(api -sf -X POST "localhost:$port/v1/tasks" -H 'content-type: application/json' \
       -d '{"kind":"sleep","params":{"ms":200}}' | grep -o '"id":"[^"]*"' | cut -d'"' -f4) ||
       fail "submission to $port refused"
     ids+=("$id")
@@ -56,7 +60,7 @@ echo "killed $victim"
 for id in "${ids[@]}"; do
   status=
   for _ in $(seq 240); do
-    status=$(curl -sf "localhost:${ports[0]}/v1/tasks/$id?wait_ms=1000" |
+    status=$(api -sf "localhost:${ports[0]}/v1/tasks/$id?wait_ms=1000" |
       grep -o '"status":"[a-z]*"' | cut -d'"' -f4 || true)
     [[ $status == succeeded || $status == failed || $status == cancelled ]] && break
   done

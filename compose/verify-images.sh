@@ -72,15 +72,17 @@ wait_healthy() {
   return 1
 }
 
-# Submits a noop task to 127.0.0.1:PORT and waits for it to succeed; sets TASK_ID.
+# Submits a noop task to 127.0.0.1:PORT and waits for it to succeed, with the admin
+# key node container CONTAINER wrote to /data/admin.key (API keys are on); sets TASK_ID.
 TASK_ID=""
 noop_succeeds() {
-  local port=$1 reply
+  local port=$1 key reply
+  key=$(docker exec "$2" cat /data/admin.key) || return 1
   reply=$(curl -fsS -X POST "127.0.0.1:$port/v1/tasks" -H 'content-type: application/json' \
-    -d '{"kind":"noop","params":{}}') || return 1
+    -H "Authorization: Bearer $key" -d '{"kind":"noop","params":{}}') || return 1
   TASK_ID=$(sed -nE 's/.*"id":"([^"]+)".*/\1/p' <<<"$reply")
   [[ -n $TASK_ID ]] || return 1
-  reply=$(curl -fsS "127.0.0.1:$port/v1/tasks/$TASK_ID?wait_ms=10000") || return 1
+  reply=$(curl -fsS -H "Authorization: Bearer $key" "127.0.0.1:$port/v1/tasks/$TASK_ID?wait_ms=10000") || return 1
   echo "      task $TASK_ID: $(sed -nE 's/.*"status":"([a-z]+)".*/\1/p' <<<"$reply")"
   grep -q '"status":"succeeded"' <<<"$reply"
 }
@@ -137,7 +139,7 @@ docker run -d --name "$P-node" -p 127.0.0.1:0:8080 "$NODE_IMAGE" >/dev/null
 if wait_healthy "$P-node"; then
   ok "node: healthy"
   port=$(host_port "$P-node" 8080)
-  check "node: noop task succeeded via 127.0.0.1:$port" noop_succeeds "$port"
+  check "node: noop task succeeded via 127.0.0.1:$port" noop_succeeds "$port" "$P-node"
   check "node: runs as a non-root user" not_root "$P-node"
 else
   fail "node: healthy"
@@ -166,7 +168,7 @@ if wait_healthy "$P-net-redis"; then
   if wait_healthy "$P-net-node"; then
     ok "network: node on redis://$P-net-redis:6379/0 healthy"
     port=$(host_port "$P-net-node" 8080)
-    if noop_succeeds "$port"; then
+    if noop_succeeds "$port" "$P-net-node"; then
       ok "network: noop task succeeded"
       check "network: the task's record is in Redis" \
         test "$(docker exec "$P-net-redis" redis-cli exists "taskmesh:task:$TASK_ID")" = 1
@@ -198,7 +200,7 @@ else
   if [[ -n $node ]] && wait_healthy "$node"; then
     ok "compose: node healthy (redis healthy before it: depends_on service_healthy)"
     port=$(host_port "$node" 8080)
-    check "compose: noop task succeeded via 127.0.0.1:$port" noop_succeeds "$port"
+    check "compose: noop task succeeded via 127.0.0.1:$port" noop_succeeds "$port" "$node"
     check "compose: node store is redis://redis:6379/0" \
       bash -c "docker logs '$node' 2>&1 | grep -q '\"store\":\"redis://redis:6379/0\"'"
     check "compose: resource limits applied (memory, cpus, pids)" test \

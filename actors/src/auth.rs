@@ -1,8 +1,8 @@
 //! API keys and scopes: who may call the HTTP API, and what they may do.
 //!
-//! Opt-in for now: a node checks keys only with `--auth on` (the ingress then carries an
-//! [`Authenticator`]); with `--auth off`, the default until every client sends keys, the
-//! API is open as before and no `/v1/keys` route exists.
+//! On by default: a node checks keys unless started with `--auth off` (the ingress then
+//! carries an [`Authenticator`]); with `--auth off` (trusted networks only, a warning at
+//! every start) the API is open and no `/v1/keys` route exists.
 //!
 //! # Layout
 //! - [`key`]: the `tm_<key id>_<secret>` format, the stored [`key::KeyRecord`] (a hash
@@ -12,10 +12,13 @@
 //!   every node of a cluster) with a cache of at most [`verifier::CACHE_TTL`], so a
 //!   revoke takes effect on every node within a second.
 //! - [`middleware`]: the axum middleware (401 / 403, the key id in the request's span).
+//! - [`owner`]: whose tasks a caller may read and cancel (`submit`-only keys: their own).
+//!   Pure.
 //! - [`routes`]: `POST /v1/keys`, `GET /v1/keys`, `DELETE /v1/keys/{id}` (admin scope).
 
 pub mod key;
 pub mod middleware;
+pub mod owner;
 pub mod routes;
 pub mod scope;
 pub mod verifier;

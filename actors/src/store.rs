@@ -158,6 +158,10 @@ pub struct ListFilter {
     pub status: Option<TaskStatus>,
     /// Only tasks of this kind.
     pub kind: Option<String>,
+    /// Only tasks submitted by this API key id ([`TaskSpec::submitted_by`]).
+    ///
+    /// [`TaskSpec::submitted_by`]: taskmesh_kernels::task::TaskSpec::submitted_by
+    pub submitted_by: Option<String>,
     /// At most this many records (callers cap it).
     pub limit: usize,
 }

@@ -23,6 +23,7 @@ fn spec(kind: &str, params: &str) -> TaskSpec {
         idempotency_key: Some("order-42".into()),
         class: None,
         request_id: Some("2c5f9085-e42d-4bef-8274-9600029866f6".into()),
+        submitted_by: None,
     }
 }
 

@@ -74,6 +74,7 @@ fn task() -> NewTask {
             idempotency_key: None,
             class: None,
             request_id: Some("2c5f9085-e42d-4bef-8274-9600029866f6".into()),
+            submitted_by: None,
         }
         .into(),
         created_at_ms: 1_700_000_000_000,

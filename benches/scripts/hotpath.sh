@@ -33,6 +33,11 @@ command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; ex
 command -v redis-server >/dev/null || { echo "redis-server is needed" >&2; exit 2; }
 mkdir -p "$OUT" "$DATA_ROOT"
 cargo build --release --locked -p taskmesh-node -p taskmesh-benches --bins
+# API keys are on: every node started here is given this admin key, and loadgen and
+# curl send it.
+export TASKMESH_ADMIN_KEY TASKMESH_API_KEY
+TASKMESH_ADMIN_KEY=$("$NODE" keys generate)
+TASKMESH_API_KEY=$TASKMESH_ADMIN_KEY
 {
   echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "commit:  $(git rev-parse HEAD) $(git status --porcelain | grep -q . && echo '(dirty)')"
@@ -147,7 +152,7 @@ cluster() {
   for _ in $(seq 1 100); do # every node sees both peers up
     local up=0
     for port in $p1 $p2 $p3; do
-      up=$((up + $(curl -s "http://127.0.0.1:$port/v1/cluster" | grep -o '"state":"up"' | wc -l)))
+      up=$((up + $(curl -s -H "Authorization: Bearer $TASKMESH_API_KEY" "http://127.0.0.1:$port/v1/cluster" | grep -o '"state":"up"' | wc -l)))
     done
     [ "$up" -ge 9 ] && break
     sleep 0.2
@@ -170,7 +175,7 @@ cluster() {
     --params '{"ms": 200}' --label "burst of 300 sleeps (200 ms) to node 1" \
     --json-out "$OUT/burst.json" > "$OUT/burst.txt"
   local ran
-  ran=$(curl -s "http://127.0.0.1:$p2/v1/tasks?kind=sleep&status=succeeded&limit=1000" |
+  ran=$(curl -s -H "Authorization: Bearer $TASKMESH_API_KEY" "http://127.0.0.1:$p2/v1/tasks?kind=sleep&status=succeeded&limit=1000" |
     grep -o '"node":"[^"]*"' | sort | uniq -c | tr '\n' ' ')
   cleanup
 

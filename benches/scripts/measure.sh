@@ -30,6 +30,11 @@ MC_PARAMS='{"s0": 100, "k": 100, "r": 0.05, "sigma": 0.2, "t": 1, "paths": 10000
 
 mkdir -p "$OUT" "$DATA_ROOT"
 cargo build --release --locked -p taskmesh-node -p taskmesh-benches --bins
+# API keys are on: every node started here is given this admin key, and loadgen and
+# curl send it.
+export TASKMESH_ADMIN_KEY TASKMESH_API_KEY
+TASKMESH_ADMIN_KEY=$("$NODE" keys generate)
+TASKMESH_API_KEY=$TASKMESH_ADMIN_KEY
 {
   echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "commit:  $(git rev-parse HEAD) $(git status --porcelain | grep -q . && echo '(dirty)')"

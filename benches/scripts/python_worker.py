@@ -59,8 +59,9 @@ def cpu_seconds(pid):
 
 
 class Node:
-    def __init__(self, port):
+    def __init__(self, port, key=None):
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.key = key
 
     def call(self, method, path, body=None):
         if self.conn.sock is None:
@@ -70,6 +71,8 @@ class Node:
             self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         data = json.dumps(body).encode() if body is not None else None
         headers = {"content-type": "application/json"} if data else {}
+        if self.key:
+            headers["authorization"] = f"Bearer {self.key}"
         self.conn.request(method, path, body=data, headers=headers)
         resp = self.conn.getresponse()
         raw = resp.read()
@@ -174,6 +177,11 @@ def main():
     try:
         node = Node(port)
         wait_ready(node, time.monotonic() + 30)
+        # API keys are on: the node's admin key, for our calls and (through
+        # TASKMESH_API_KEY) the worker's.
+        with open(os.path.join(data, "admin.key")) as f:
+            node.key = f.read().strip()
+        os.environ["TASKMESH_API_KEY"] = node.key
         url = f"http://127.0.0.1:{port}"
         cpu0 = cpu_seconds(node_proc.pid)
         result = {"throughput": throughput(node, url, args.tasks, args.slots)}

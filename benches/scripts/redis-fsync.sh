@@ -36,6 +36,11 @@ URL=http://127.0.0.1:$PORT
 mkdir -p "$OUT" "$DATA_ROOT"
 if [ "$PROFILE" = release ]; then release=--release; else release=; fi
 [ "${BUILD:-1}" = 0 ] || cargo build $release --locked -p taskmesh-node -p taskmesh-benches --bins
+# API keys are on: every node started here is given this admin key, and loadgen and
+# curl send it.
+export TASKMESH_ADMIN_KEY TASKMESH_API_KEY
+TASKMESH_ADMIN_KEY=$("$NODE" keys generate)
+TASKMESH_API_KEY=$TASKMESH_ADMIN_KEY
 {
   echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "commit:  $(git rev-parse HEAD) $(git status --porcelain | grep -q . && echo '(dirty)')"

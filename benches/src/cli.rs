@@ -7,6 +7,22 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 
+/// An API key given by flag or environment: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(pub String);
+
+impl From<String> for ApiKey {
+    fn from(key: String) -> Self {
+        Self(key)
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
 /// Drives one or more taskmesh nodes over HTTP and reports throughput, latency
 /// percentiles, errors, and the CPU time and RSS of the node and of itself.
 ///
@@ -74,6 +90,11 @@ pub struct Args {
     /// Timeout of one HTTP request, in milliseconds (a timed-out connection is reopened).
     #[arg(long, default_value_t = 30_000)]
     pub timeout_ms: u64,
+
+    /// API key sent as `Authorization: Bearer …` on every request (nodes run with API
+    /// keys on by default; a key with `submit` does for closed and open loops).
+    #[arg(long, env = "TASKMESH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<ApiKey>,
 
     /// Runtime threads of the generator (1: a single-threaded runtime, the leanest).
     #[arg(long, default_value_t = 1)]

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -26,6 +26,8 @@ pub struct Target {
     pub url: String,
     /// `host:port`: where to connect, and the `Host` header.
     pub authority: String,
+    /// `Bearer <key>`, sent as `Authorization` on every request when set.
+    pub auth: Option<HeaderValue>,
 }
 
 impl Target {
@@ -48,7 +50,21 @@ impl Target {
         Ok(Self {
             url: url.to_owned(),
             authority,
+            auth: None,
         })
+    }
+
+    /// The same target, with every request sending `key` (`Authorization: Bearer`).
+    pub fn with_key(mut self, key: Option<&str>) -> anyhow::Result<Self> {
+        self.auth = key
+            .map(|key| {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.trim()))
+                    .context("the API key is not valid in a header")?;
+                value.set_sensitive(true);
+                Ok::<_, anyhow::Error>(value)
+            })
+            .transpose()?;
+        Ok(self)
     }
 }
 
@@ -173,6 +189,9 @@ impl Conn {
             .method(method)
             .uri(path)
             .header(HOST, self.host.clone());
+        if let Some(auth) = &self.target.auth {
+            request = request.header(AUTHORIZATION, auth.clone());
+        }
         if body.is_some() {
             request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }

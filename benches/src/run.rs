@@ -44,7 +44,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let targets = args
         .targets
         .iter()
-        .map(|t| Target::parse(t).map(Arc::new))
+        .map(|t| {
+            let key = args.api_key.as_ref().map(|k| k.0.as_str());
+            Target::parse(t)?.with_key(key).map(Arc::new)
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let workload = Workload::new(
         &args.kind,

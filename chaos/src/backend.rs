@@ -17,6 +17,7 @@ pub mod loopback;
 
 use async_trait::async_trait;
 
+use crate::client::Api;
 use crate::scenario::Cut;
 
 /// A place to run scenarios.
@@ -24,6 +25,8 @@ use crate::scenario::Cut;
 pub trait Backend: Send {
     /// `loopback` or `compose`.
     fn name(&self) -> &'static str;
+    /// The client of the run: its admin key is the one every node was given.
+    fn api(&self) -> Api;
     /// Starts Redis and `nodes` nodes and returns once every node is ready.
     async fn start(&mut self, nodes: usize) -> anyhow::Result<()>;
     /// The HTTP base URL of every node ever started, by index.

@@ -5,8 +5,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use std::sync::Arc;
+
 use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::Value;
+use taskmesh_actors::auth::key::ApiKey;
 use taskmesh_actors::testing::metric_sum;
 
 /// What became of one submission.
@@ -27,21 +31,39 @@ pub enum Submitted {
     Unreachable,
 }
 
-/// An HTTP client for the nodes.
-#[derive(Clone, Debug)]
+/// An HTTP client for the nodes. It holds the run's admin key, made fresh by
+/// [`Api::new`]: the backends give it to every node as `TASKMESH_ADMIN_KEY`, and every
+/// request sends it.
+#[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
+    admin_key: Arc<str>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
 }
 
 impl Api {
-    /// A client whose every request gives up after `timeout`.
+    /// A client whose every request gives up after `timeout`, with a fresh admin key.
     pub fn new(timeout: Duration) -> anyhow::Result<Self> {
+        let admin_key: Arc<str> = ApiKey::generate().expose().into();
+        let mut auth = HeaderValue::from_str(&format!("Bearer {admin_key}"))?;
+        auth.set_sensitive(true);
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .pool_max_idle_per_host(32)
+            .default_headers(HeaderMap::from_iter([(AUTHORIZATION, auth)]))
             .build()?;
-        Ok(Self { http })
+        Ok(Self { http, admin_key })
+    }
+
+    /// The run's admin key, for the nodes' `TASKMESH_ADMIN_KEY`.
+    pub fn admin_key(&self) -> &str {
+        &self.admin_key
     }
 
     /// Whether `/health/ready` answers 200.

@@ -76,7 +76,7 @@ impl Runner {
         backend: Box<dyn Backend>,
         options: &RunOptions,
     ) -> anyhow::Result<Report> {
-        let api = Api::new(Duration::from_secs(2))?;
+        let api = backend.api();
         let clock = RunClock::start();
         let targets: Targets = Arc::new(RwLock::new(Vec::new()));
         let submitter = Submitter::new(

@@ -129,8 +129,11 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 curl -sf "127.0.0.1:$port/health/ready" >/dev/null || die "the node is not ready after 20 s"
+# API keys are on: the node wrote its admin key to its data directory.
+KEY=$(cat "$WORK/data/admin.key") || die "the node wrote no $WORK/data/admin.key"
+api() { curl -H "Authorization: Bearer $KEY" "$@"; }
 post() {
-  curl -s -o /dev/null -w '%{http_code}' -X POST "127.0.0.1:$port/v1/tasks" \
+  api -s -o /dev/null -w '%{http_code}' -X POST "127.0.0.1:$port/v1/tasks" \
     -H 'content-type: application/json' -d "$1"
 }
 # Whether the node's /metrics has a line matching $1 (via a file: `curl | grep -q`
@@ -142,18 +145,18 @@ scraped() {
 # then leases a task and goes silent: the per-kind external series, a lease, and (after
 # 500 ms) a lease expiry. The task has no retries, so the expiry fails it and it leaves
 # the queue before the work below.
-wid=$(curl -sf -X POST "127.0.0.1:$port/v1/workers" -H 'content-type: application/json' \
+wid=$(api -sf -X POST "127.0.0.1:$port/v1/workers" -H 'content-type: application/json' \
   -d '{"name":"monitoring-check","kinds":["'"$EXT"'"],"slots":1}' |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["worker_id"])') ||
   die "registering an HTTP worker of $EXT failed"
-curl -sf -o /dev/null -X POST "127.0.0.1:$port/v1/workers/$wid/poll" \
+api -sf -o /dev/null -X POST "127.0.0.1:$port/v1/workers/$wid/poll" \
   -H 'content-type: application/json' -d '{"max":1,"wait_ms":200}' ||
   die "the first poll of worker $wid failed"
 code=$(post '{"kind":"'"$EXT"'","params":{"x":3},"max_retries":0}')
 [[ $code == 202 ]] || die "a task of the external kind $EXT was answered $code"
 leased=0
 for _ in $(seq 10); do
-  leased=$(curl -sf -X POST "127.0.0.1:$port/v1/workers/$wid/poll" \
+  leased=$(api -sf -X POST "127.0.0.1:$port/v1/workers/$wid/poll" \
     -H 'content-type: application/json' -d '{"max":1,"wait_ms":1000}' |
     python3 -c 'import json, sys; print(len(json.load(sys.stdin)["tasks"]))') ||
     die "the poll of worker $wid failed"
@@ -286,8 +289,10 @@ else
   project=taskmesh-moncheck
   export TASKMESH_PORTS=${TASKMESH_PORTS:-18291-18299}
   export PROMETHEUS_PORT=${PROMETHEUS_PORT:-18290}
-  export TASKMESH_CLUSTER_COOKIE
+  export TASKMESH_CLUSTER_COOKIE TASKMESH_ADMIN_KEY
   TASKMESH_CLUSTER_COOKIE=$(head -c 18 /dev/urandom | base64)
+  source "$ROOT/compose/api-key.sh"
+  TASKMESH_ADMIN_KEY=$(new_api_key)
   dc() { "${compose[@]}" -p "$project" --project-directory "$ROOT/compose" -f "$ROOT/compose/docker-compose.yml" --profile monitoring "$@"; }
   trap 'dc down -v --remove-orphans >/dev/null 2>&1 || true; cleanup' EXIT
   step "compose profile: ${compose[*]} --profile monitoring up -d --scale node=2 redis node prometheus"

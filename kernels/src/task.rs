@@ -266,6 +266,12 @@ pub struct TaskSpec {
     pub class: Option<String>,
     /// The `X-Request-ID` of the submission, carried into every log line of the task.
     pub request_id: Option<String>,
+    /// The id of the API key that submitted the task; `None` when the node ran with
+    /// `--auth off`, and in records written before the field existed. A key with only
+    /// the `submit` scope sees and cancels only the tasks it submitted. Left out of the
+    /// serialized forms when `None`, so they stay as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_by: Option<String>,
 }
 
 #[cfg(test)]
@@ -282,6 +288,7 @@ mod tests {
             idempotency_key: Some("k".into()),
             class: None,
             request_id: Some("r".into()),
+            submitted_by: None,
         }
     }
 

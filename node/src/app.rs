@@ -79,7 +79,7 @@ impl Node {
             Some(Command::Node(args)) => args,
             None => NodeArgs::parse_from(["taskmesh node"]),
             Some(Command::Client(command)) => std::process::exit(crate::cli::run(command).into()),
-            Some(Command::Keys(command)) => return crate::keys::run(&command),
+            Some(Command::Keys(command)) => return crate::keys::run(command),
         };
         telemetry::init(args.log_format, &args.log)?;
         let config = NodeConfig::try_from(args).context("invalid configuration")?;

@@ -8,12 +8,14 @@
 //! - `submit`: `submit` and `submit --batch`.
 //! - `tasks`: `get`, `wait`, `ls`, `cancel`.
 //! - `views`: `cluster` and `stats`.
+//! - [`keys`]: `keys create`, `keys ls`, `keys revoke` (the keys API, admin scope).
 //! - `output`: tables and task views.
 
 use clap::{Subcommand, ValueEnum};
 
 mod args;
 mod client;
+pub mod keys;
 mod output;
 mod submit;
 mod tasks;
@@ -75,6 +77,43 @@ pub(crate) fn value_name(value: impl ValueEnum) -> String {
 
 /// Runs a client subcommand on a current-thread runtime; its exit code.
 pub(crate) fn run(command: ClientCommand) -> u8 {
+    block_on(async {
+        match command {
+            ClientCommand::Submit(args) => submit::submit(args).await,
+            ClientCommand::Get(args) => tasks::get(args).await,
+            ClientCommand::Wait(args) => tasks::wait(args).await,
+            ClientCommand::Ls(args) => tasks::ls(args).await,
+            ClientCommand::Cancel(args) => tasks::cancel(args).await,
+            ClientCommand::Cluster(args) => views::cluster(args).await,
+            ClientCommand::Stats(args) => views::stats(args).await,
+        }
+    })
+}
+
+/// The online `taskmesh keys` subcommands, spoken to a node.
+#[derive(Debug, Clone)]
+pub(crate) enum KeysClient {
+    /// `keys create`.
+    Create(keys::CreateArgs),
+    /// `keys ls`.
+    Ls(keys::LsArgs),
+    /// `keys revoke`.
+    Revoke(keys::RevokeArgs),
+}
+
+/// Runs an online `taskmesh keys` subcommand; its exit code.
+pub(crate) fn run_keys(command: KeysClient) -> u8 {
+    block_on(async {
+        match command {
+            KeysClient::Create(args) => keys::create(args).await,
+            KeysClient::Ls(args) => keys::ls(args).await,
+            KeysClient::Revoke(args) => keys::revoke(args).await,
+        }
+    })
+}
+
+/// Runs `work` on a current-thread runtime; the exit code of its outcome.
+fn block_on(work: impl Future<Output = Result<Exit, client::CliError>>) -> u8 {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -85,18 +124,7 @@ pub(crate) fn run(command: ClientCommand) -> u8 {
             return 5;
         }
     };
-    let outcome = runtime.block_on(async {
-        match command {
-            ClientCommand::Submit(args) => submit::submit(args).await,
-            ClientCommand::Get(args) => tasks::get(args).await,
-            ClientCommand::Wait(args) => tasks::wait(args).await,
-            ClientCommand::Ls(args) => tasks::ls(args).await,
-            ClientCommand::Cancel(args) => tasks::cancel(args).await,
-            ClientCommand::Cluster(args) => views::cluster(args).await,
-            ClientCommand::Stats(args) => views::stats(args).await,
-        }
-    });
-    match outcome {
+    match runtime.block_on(work) {
         Ok(exit) => exit.code(),
         Err(e) => {
             eprintln!("taskmesh: error: {e}");

@@ -25,7 +25,7 @@ pub mod server;
 #[cfg(test)]
 mod tests;
 
-pub use args::{AuthMode, Cli, Command, LogFormat, NodeArgs, Secret};
+pub use args::{AuthMode, Cli, Command, LogFormat, MetricsAuth, NodeArgs, Secret};
 pub use cluster::ClusterSettings;
 use cluster::{check_forget, cluster_settings, heartbeat_settings};
 use rate_limit::RateLimitSettings;
@@ -132,6 +132,8 @@ pub struct NodeConfig {
 pub struct AuthSettings {
     /// Whether requests need a key.
     pub enabled: bool,
+    /// Whether `GET /metrics` needs a key with `read` (only when `enabled`).
+    pub protect_metrics: bool,
     /// Where the bootstrap admin key comes from, if configured.
     pub admin_key: Option<AdminKeySource>,
 }
@@ -156,6 +158,7 @@ fn auth_settings(a: &NodeArgs) -> anyhow::Result<AuthSettings> {
     };
     Ok(AuthSettings {
         enabled: a.auth == AuthMode::On,
+        protect_metrics: a.metrics_auth == MetricsAuth::On,
         admin_key,
     })
 }

@@ -1,5 +1,6 @@
-//! API keys on the node's side: `taskmesh keys generate`, and the bootstrap admin key a
-//! node with `--auth on` makes sure of at start.
+//! API keys on the node's side: `taskmesh keys generate` (offline; `keys create`, `ls`
+//! and `revoke` speak to a node, in [`crate::cli::keys`]), and the bootstrap admin key a
+//! node with `--auth on` (the default) makes sure of at start.
 //!
 //! # Bootstrap
 //! - `TASKMESH_ADMIN_KEY` (or `--admin-key-file`) names a key: it is stored as the admin
@@ -32,17 +33,31 @@ pub enum KeysCommand {
     /// Print a fresh, well-formed key (`tm_<key id>_<secret>`) on stdout, offline: for
     /// TASKMESH_ADMIN_KEY. No node is contacted and nothing is stored.
     Generate,
+    /// Create a key on the node and print it whole on stdout (shown this once); with
+    /// `--output json`, the API's document. Needs an admin key.
+    Create(crate::cli::keys::CreateArgs),
+    /// List the keys (ids, names, scopes, times; never a secret). Needs an admin key.
+    Ls(crate::cli::keys::LsArgs),
+    /// Revoke a key by its id: it stops working on every node within about a second.
+    /// Needs an admin key.
+    Revoke(crate::cli::keys::RevokeArgs),
 }
 
-/// Runs a `taskmesh keys` subcommand.
-pub fn run(command: &KeysCommand) -> anyhow::Result<()> {
-    match command {
+/// Runs a `taskmesh keys` subcommand. The online ones (`create`, `ls`, `revoke`) exit
+/// the process with their documented exit code.
+pub fn run(command: KeysCommand) -> anyhow::Result<()> {
+    use crate::cli::KeysClient;
+    let online = match command {
         KeysCommand::Generate => {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", ApiKey::generate().expose()).context("writing to stdout")?;
-            Ok(())
+            return Ok(());
         }
-    }
+        KeysCommand::Create(args) => KeysClient::Create(args),
+        KeysCommand::Ls(args) => KeysClient::Ls(args),
+        KeysCommand::Revoke(args) => KeysClient::Revoke(args),
+    };
+    std::process::exit(crate::cli::run_keys(online).into())
 }
 
 /// What [`bootstrap`] did.
@@ -144,6 +159,7 @@ mod tests {
     fn settings(admin_key: Option<AdminKeySource>) -> AuthSettings {
         AuthSettings {
             enabled: true,
+            protect_metrics: false,
             admin_key,
         }
     }

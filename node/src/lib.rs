@@ -296,8 +296,9 @@ async fn authentication(
 ) -> anyhow::Result<Option<Arc<Authenticator>>> {
     if !config.auth.enabled {
         tracing::warn!(
-            "authentication is off: anyone who reaches the HTTP port may submit, read and \
-             cancel every task; start with --auth on (TASKMESH_AUTH=on) outside trusted networks"
+            "authentication is off (--auth off): anyone who reaches the HTTP port may submit, \
+             read and cancel every task and run tasks as a worker; use it on trusted networks \
+             only, and leave --auth at its default (on) anywhere else"
         );
         return Ok(None);
     }
@@ -323,12 +324,14 @@ async fn authentication(
         trusted_proxies = limits.trusted_proxies.len(),
         "rate limits (per second/burst)"
     );
-    let auth = Authenticator::new(Arc::clone(store)).with_rate_limits(RateLimits {
-        limiter,
-        key_default: limits.key_default,
-        ip: limits.ip,
-        trusted_proxies: limits.trusted_proxies.clone(),
-    });
+    let auth = Authenticator::new(Arc::clone(store))
+        .protect_metrics(config.auth.protect_metrics)
+        .with_rate_limits(RateLimits {
+            limiter,
+            key_default: limits.key_default,
+            ip: limits.ip,
+            trusted_proxies: limits.trusted_proxies.clone(),
+        });
     Ok(Some(Arc::new(auth)))
 }
 

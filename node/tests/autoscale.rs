@@ -46,11 +46,14 @@ async fn the_pool_grows_with_the_backlog_and_shrinks_when_idle() {
     assert_eq!(workers(&names).await, 1);
 
     let http = reqwest::Client::new();
+    // API keys are on: the admin key the node wrote to its data directory.
+    let key = std::fs::read_to_string(dir.path().join("admin.key")).expect("admin.key");
     let tasks: Vec<_> = (0..8)
         .map(|_| json!({"kind": "sleep", "params": {"ms": 1500}}))
         .collect();
     let r = http
         .post(format!("http://{}/v1/tasks/batch", node.addr))
+        .bearer_auth(key.trim())
         .json(&json!({ "tasks": tasks }))
         .send()
         .await

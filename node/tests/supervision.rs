@@ -61,8 +61,17 @@ async fn start(dir: &std::path::Path) -> (taskmesh_node::NodeHandle, Client) {
     config.min_workers = 1;
     config.max_workers = 1;
     let node = taskmesh_node::start(config).await.expect("start");
+    // API keys are on: send the admin key the node wrote to its data directory.
+    let key = std::fs::read_to_string(dir.join("admin.key")).expect("admin.key");
+    let mut auth =
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.trim())).expect("header");
+    auth.set_sensitive(true);
+    let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, auth)]);
     let client = Client {
-        http: reqwest::Client::new(),
+        http: reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("client"),
         base: format!("http://{}", node.addr),
     };
     (node, client)

@@ -1,11 +1,13 @@
 //! [`TestCluster`]: several `taskmesh` processes on loopback sharing one real
-//! `redis-server`, joined by `--peers`, and helpers to read `GET /v1/cluster`.
+//! `redis-server`, joined by `--peers`, all given one admin key (`TASKMESH_ADMIN_KEY`),
+//! and helpers to read `GET /v1/cluster`.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::Value;
+use taskmesh_actors::auth::key::ApiKey;
 use taskmesh_actors::store::redis::testing::RedisServer;
 
 use crate::{TestNode, eventually, free_port};
@@ -55,6 +57,8 @@ pub struct TestCluster {
     pub cluster_addrs: Vec<String>,
     /// The shared store.
     pub redis: RedisServer,
+    /// The admin key every node was given (`TASKMESH_ADMIN_KEY`) and sends.
+    pub admin_key: String,
 }
 
 impl TestCluster {
@@ -82,21 +86,20 @@ impl TestCluster {
         let cluster_addrs: Vec<String> = (0..n)
             .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
             .collect::<Result<_, _>>()?;
+        let admin_key = ApiKey::generate().expose();
         let mut nodes = Vec::with_capacity(n);
         for (i, (addr, example)) in cluster_addrs.iter().zip(examples).enumerate() {
             let id = format!("n{}", i + 1);
             let mut flags = cluster_flags(&id, &redis.url(), addr, COOKIE, &cluster_addrs);
             flags.extend(extra.iter().map(|s| (*s).to_owned()));
             let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-            nodes.push(match example {
-                Some(example) => TestNode::start_example(example, &flags).await?,
-                None => TestNode::start_temp(&flags).await?,
-            });
+            nodes.push(TestNode::start_keyed(*example, &admin_key, &flags).await?);
         }
         let cluster = Self {
             nodes,
             cluster_addrs,
             redis,
+            admin_key,
         };
         for node in &cluster.nodes {
             wait_peers_up(node, n - 1, JOIN_WITHIN).await?;

@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //! - [`TestNode`]: one `taskmesh node` process (SIGKILL on drop), its HTTP client and
-//!   the calls the tests make through it.
+//!   the calls the tests make through it. Nodes run with API keys on (the default); the
+//!   client sends an admin key on every request (see [`TestNode::api_key`]).
 //! - [`Answer`]: an HTTP answer with its JSON body.
 //! - [`eventually`]: poll a condition until it holds or a deadline passes (never a bare
 //!   sleep for correctness); [`is_terminal`] for a status; [`metric`] and [`metric_sum`]
@@ -32,8 +33,9 @@ use anyhow::{Context, bail, ensure};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::RequestBuilder;
-use reqwest::header::HeaderMap;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
+use taskmesh_actors::auth::key::ApiKey;
 use tempfile::TempDir;
 use tokio::time::Instant;
 
@@ -146,8 +148,14 @@ pub struct TestNode {
     wrapper: Vec<String>,
     /// The binary, when not `taskmesh` (an example built on the node library).
     binary: Option<PathBuf>,
-    /// An HTTP client with keep-alive, for requests the helpers do not cover.
+    /// An HTTP client with keep-alive, for requests the helpers do not cover. Once the
+    /// node is ready it sends [`TestNode::api_key`] on every request (a request that sets
+    /// its own `Authorization` header sends that one instead).
     pub http: reqwest::Client,
+    /// The bootstrap admin key given to the process as `TASKMESH_ADMIN_KEY`, if any.
+    admin_key: Option<String>,
+    /// The key the client sends, read once the node is ready.
+    api_key: Option<String>,
     log: LogTail,
     // Declared last: dropped after the process is killed.
     _temp: Option<TempDir>,
@@ -186,6 +194,23 @@ impl TestNode {
         Ok(node)
     }
 
+    /// Like [`TestNode::start_temp`] (or [`TestNode::start_example`] with an example),
+    /// with `admin_key` as the node's bootstrap admin key (`TASKMESH_ADMIN_KEY`).
+    pub async fn start_keyed(
+        example: Option<&str>,
+        admin_key: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let temp = tempfile::tempdir()?;
+        let mut node = Self::unstarted(temp.path().to_path_buf(), Some(temp), extra)?;
+        if let Some(example) = example {
+            node.binary = Some(example_bin(example)?);
+        }
+        node.admin_key = Some(admin_key.to_owned());
+        node.restart().await?;
+        Ok(node)
+    }
+
     async fn start_in(
         data_dir: PathBuf,
         temp: Option<TempDir>,
@@ -204,13 +229,63 @@ impl TestNode {
             args: extra.iter().map(|s| (*s).to_owned()).collect(),
             wrapper: Vec::new(),
             binary: None,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
+            http: client(None)?,
+            admin_key: shared_store(extra).then(|| ApiKey::generate().expose()),
+            api_key: None,
             log: LogTail::default(),
             _temp: temp,
         };
         Ok(node)
+    }
+
+    /// Gives the node `key` as its bootstrap admin key (`TASKMESH_ADMIN_KEY`) from its
+    /// next (re)start on; [`cluster::TestCluster`] gives one key to all its nodes.
+    pub fn set_admin_key(&mut self, key: Option<String>) {
+        self.admin_key = key;
+    }
+
+    /// The key [`TestNode::http`] sends: the bootstrap key given to the node
+    /// ([`TestNode::set_admin_key`], or generated for a node on a shared Redis store,
+    /// whose first start may find the store already holding another node's keys), else
+    /// the file of `--admin-key-file`, else the `<data dir>/admin.key` the node wrote.
+    /// `None` for a node with `--auth off`.
+    pub fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref()
+    }
+
+    /// An HTTP client that sends no key (for tests of what a keyless caller gets).
+    pub fn anonymous(&self) -> anyhow::Result<reqwest::Client> {
+        client(None)
+    }
+
+    /// A new HTTP client (its own connections) that sends [`TestNode::api_key`], like
+    /// [`TestNode::http`].
+    pub fn fresh_client(&self) -> anyhow::Result<reqwest::Client> {
+        client(self.api_key.as_deref())
+    }
+
+    /// Reads the key the node's client sends (see [`TestNode::api_key`]) and rebuilds
+    /// the client with it.
+    fn use_key(&mut self) -> anyhow::Result<()> {
+        let key_file = self
+            .args
+            .iter()
+            .position(|a| a == "--admin-key-file")
+            .and_then(|i| self.args.get(i + 1))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.data_dir.join("admin.key"));
+        let key = match &self.admin_key {
+            Some(key) => Some(key.clone()),
+            None if auth_off(&self.args) => None,
+            None => match std::fs::read_to_string(&key_file) {
+                Ok(text) => Some(text.trim().to_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e).context(format!("reading {}", key_file.display())),
+            },
+        };
+        self.http = client(key.as_deref())?;
+        self.api_key = key;
+        Ok(())
     }
 
     /// (Re)starts the process on a fresh port with the same data directory and flags,
@@ -220,7 +295,7 @@ impl TestNode {
         for _ in 0..BIND_ATTEMPTS {
             self.spawn()?;
             match self.wait_ready(READY_WITHIN).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return self.use_key(),
                 // Another process took the port between `free_port` and the bind.
                 Err(_) if self.child.is_none() && self.log_contains("binding the HTTP API") => {
                     continue;
@@ -245,6 +320,10 @@ impl TestNode {
                 c
             }
             None => Command::new(binary),
+        };
+        match &self.admin_key {
+            Some(key) => command.env("TASKMESH_ADMIN_KEY", key),
+            None => command.env_remove("TASKMESH_ADMIN_KEY"),
         };
         let mut child = command
             .arg("node")
@@ -520,6 +599,36 @@ impl Drop for TestNode {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Whether `args` turn authentication off.
+fn auth_off(args: &[String]) -> bool {
+    args.windows(2).any(|w| w[0] == "--auth" && w[1] == "off")
+        || args.iter().any(|a| a == "--auth=off")
+}
+
+/// Whether a node with `args` uses a Redis store (shared with other nodes, so its first
+/// start may find keys it did not make and write no `admin.key`) and takes its admin key
+/// from nowhere else: such a node is given a key of its own.
+fn shared_store(args: &[&str]) -> bool {
+    let owned: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    let redis = args
+        .windows(2)
+        .any(|w| w[0] == "--store" && w[1].starts_with("redis"))
+        || args.iter().any(|a| a.starts_with("--store=redis"));
+    redis && !auth_off(&owned) && !args.contains(&"--admin-key-file")
+}
+
+/// An HTTP client with keep-alive that sends `key`, if given, on every request.
+fn client(key: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+    if let Some(key) = key {
+        let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
+            .context("the API key is not valid in a header")?;
+        value.set_sensitive(true);
+        builder = builder.default_headers(HeaderMap::from_iter([(AUTHORIZATION, value)]));
+    }
+    Ok(builder.build()?)
 }
 
 /// Copies the node's stdout (its logs) line by line to our stderr (prefixed) and into

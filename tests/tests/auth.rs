@@ -1,15 +1,22 @@
-//! API keys (`--auth on`), black-box: the bootstrap admin key file, every route against
+//! API keys (on by default), black-box: the bootstrap admin key file, every route against
 //! every kind of bad key (401) and every missing scope (403) with nothing created or
-//! cancelled, a `submit` key's reach, open probes, and secrets kept out of the logs.
-//! `--auth off` (the default) is what every other test file runs.
+//! cancelled, a `submit` key's reach (its own tasks only: another key's answer 404), open
+//! probes and the protected `/metrics`, revocation across a cluster, secrets kept out of
+//! the logs, and the warning of `--auth off`. Every other test file runs with keys on too,
+//! its `TestNode` sending the node's admin key.
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use integration_tests::cluster::TestCluster;
 use integration_tests::{Answer, TestNode, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
+
+/// How long a revoke may take to hold on another node: the promise is about a second
+/// (the 1 s key cache); the rest is margin for a slow test machine.
+const REVOKED_WITHIN: Duration = Duration::from_secs(3);
 
 /// A valid task id that names no task.
 const UNKNOWN_ID: &str = "00000000-0000-7000-8000-000000000000";
@@ -38,7 +45,8 @@ fn admin_key(node: &TestNode) -> anyhow::Result<String> {
     Ok(std::fs::read_to_string(&path)?.trim().to_owned())
 }
 
-/// Sends `method path` with `body` and, if given, `Authorization: Bearer {key}`.
+/// Sends `method path` with `body` and, if given, `Authorization: Bearer {key}`, and no
+/// other key (not the one `TestNode::http` sends).
 async fn call(
     node: &TestNode,
     key: Option<&str>,
@@ -46,7 +54,7 @@ async fn call(
     path: &str,
     body: Option<&Value>,
 ) -> anyhow::Result<Answer> {
-    let mut request = node.http.request(method, node.url(path));
+    let mut request = node.anonymous()?.request(method, node.url(path));
     if let Some(key) = key {
         request = request.bearer_auth(key);
     }
@@ -264,6 +272,8 @@ async fn every_route_refuses_bad_keys_and_missing_scopes_and_changes_nothing() -
     let new_key = json!({ "name": "sneaky", "scopes": ["admin"] });
     let worker = json!({ "kinds": ["noop"] });
     let report = json!({ "token": "x", "result": {} });
+    let poll = json!({ "max": 1, "wait_ms": 0 });
+    let results = json!({ "results": [] });
     // (method, path, body, which of `read` / `submit` may pass)
     let routes: Vec<(Method, String, Option<&Value>, bool, bool)> = vec![
         (
@@ -294,6 +304,34 @@ async fn every_route_refuses_bad_keys_and_missing_scopes_and_changes_nothing() -
             Method::POST,
             "/v1/workers".into(),
             Some(&worker),
+            false,
+            true,
+        ),
+        (
+            Method::POST,
+            format!("/v1/workers/{UNKNOWN_ID}/poll"),
+            Some(&poll),
+            false,
+            true,
+        ),
+        (
+            Method::POST,
+            format!("/v1/workers/{UNKNOWN_ID}/heartbeat"),
+            None,
+            false,
+            true,
+        ),
+        (
+            Method::POST,
+            format!("/v1/workers/{UNKNOWN_ID}/results"),
+            Some(&results),
+            false,
+            true,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/workers/{UNKNOWN_ID}"),
+            None,
             false,
             true,
         ),
@@ -351,6 +389,14 @@ async fn every_route_refuses_bad_keys_and_missing_scopes_and_changes_nothing() -
             );
             if let Some(key) = key {
                 ensure!(!answer.body.to_string().contains(key), "{what} echoed");
+                // The secret of a well-formed key, alone (a malformed key's last part may
+                // be a plain word such as `key`).
+                if let Some(secret) = key.rsplit('_').next().filter(|s| s.len() == 32) {
+                    ensure!(
+                        !answer.body.to_string().contains(secret),
+                        "{what}'s secret echoed"
+                    );
+                }
             }
         }
         for (scope, key, may) in [("read", &read, read_may), ("submit", &submit, submit_may)] {
@@ -442,38 +488,331 @@ async fn keys_made_or_revoked_on_one_node_hold_on_another_within_a_second() -> a
     )
     .await?;
     ensure!(answer.status == 204, "revoke: {}", answer.status);
-    let revoked_at = std::time::Instant::now();
-    eventually(
-        Duration::from_secs(5),
-        "b refuses the revoked key",
-        async || {
-            let answer = call(&b, Some(&reader), Method::GET, "/v1/tasks", None).await?;
-            Ok((answer.status == 401).then_some(()))
-        },
-    )
+    eventually(REVOKED_WITHIN, "b refuses the revoked key", async || {
+        let answer = call(&b, Some(&reader), Method::GET, "/v1/tasks", None).await?;
+        Ok((answer.status == 401).then_some(()))
+    })
     .await?;
-    // The promise is 1 s; the margin is for a slow test machine's polling.
-    let took = revoked_at.elapsed();
+    Ok(())
+}
+
+#[tokio::test]
+async fn by_default_keys_are_on_and_the_node_writes_its_admin_key() -> anyhow::Result<()> {
+    let node = TestNode::start_temp(&[]).await?;
+    let admin = admin_key(&node)?;
+    let anonymous = call(&node, None, Method::GET, "/v1/tasks", None).await?;
     ensure!(
-        took < Duration::from_millis(1500),
-        "b took {took:?} to see the revoke"
+        anonymous.status == 401,
+        "no key, no tasks: {}",
+        anonymous.status
+    );
+    let keyed = call(&node, Some(&admin), Method::GET, "/v1/tasks", None).await?;
+    ensure!(keyed.status == 200, "the admin key reads: {}", keyed.status);
+    let log = node.log_excerpt();
+    ensure!(
+        !log.contains("authentication is off"),
+        "no warning when on: {log}"
     );
     Ok(())
 }
 
 #[tokio::test]
-async fn without_auth_on_the_api_is_open_and_the_node_warns() -> anyhow::Result<()> {
-    let node = TestNode::start_temp(&[]).await?;
-    let answer = node.get("/v1/tasks").await?;
-    ensure!(answer.status == 200, "open: {}", answer.status);
-    let answer = node.get("/v1/keys").await?;
+async fn with_auth_off_the_api_is_open_and_the_node_warns_at_every_start() -> anyhow::Result<()> {
+    let mut node = TestNode::start_temp(&["--auth", "off"]).await?;
+    for start in ["first", "second"] {
+        let answer = call(&node, None, Method::GET, "/v1/tasks", None).await?;
+        ensure!(answer.status == 200, "open: {}", answer.status);
+        let answer = call(&node, None, Method::GET, "/v1/keys", None).await?;
+        ensure!(
+            answer.status == 404,
+            "no keys API without auth: {}",
+            answer.status
+        );
+        ensure!(!node.data_dir.join("admin.key").exists(), "no key made");
+        let submitted = node.submit(&json!({ "kind": "noop" })).await?;
+        let view = node.task(&submitted).await?;
+        ensure!(
+            view.get("submitted_by").is_none(),
+            "no submitter without keys: {view}"
+        );
+        eventually(
+            Duration::from_secs(5),
+            &format!("the warning at the {start} start"),
+            async || {
+                let log = node.log_excerpt();
+                Ok((log.contains("authentication is off") && log.contains("WARN")).then_some(()))
+            },
+        )
+        .await?;
+        node.restart().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn metrics_need_a_read_key_with_metrics_auth_on() -> anyhow::Result<()> {
+    let node = TestNode::start_temp(&[AUTH_ON, &["--metrics-auth", "on"]].concat()).await?;
+    let admin = admin_key(&node)?;
+    let (read, _) = create_key(&node, &admin, "prometheus", &["read"], None).await?;
+    let (submit, _) = create_key(&node, &admin, "ci", &["submit"], None).await?;
+    for (who, key, status) in [
+        ("no key", None, 401),
+        ("garbage", Some("garbage"), 401),
+        ("a submit key", Some(submit.as_str()), 403),
+        ("a read key", Some(read.as_str()), 200),
+        ("the admin key", Some(admin.as_str()), 200),
+    ] {
+        let answer = call(&node, key, Method::GET, "/metrics", None).await?;
+        ensure!(
+            answer.status == status,
+            "/metrics with {who}: {} (want {status})",
+            answer.status
+        );
+    }
+    for path in ["/health", "/health/ready"] {
+        let answer = call(&node, None, Method::GET, path, None).await?;
+        ensure!(answer.status == 200, "{path} stays open: {}", answer.status);
+    }
+    Ok(())
+}
+
+/// `GET /v1/tasks/{id}` of `key`: status and body.
+async fn read_task(node: &TestNode, key: &str, id: &str) -> anyhow::Result<Answer> {
+    call(
+        node,
+        Some(key),
+        Method::GET,
+        &format!("/v1/tasks/{id}"),
+        None,
+    )
+    .await
+}
+
+/// The ids `key` lists.
+async fn listed_ids(node: &TestNode, key: &str) -> anyhow::Result<Vec<String>> {
+    let answer = call(node, Some(key), Method::GET, "/v1/tasks?limit=1000", None).await?;
     ensure!(
-        answer.status == 404,
-        "no keys API without auth: {}",
-        answer.status
+        answer.status == 200,
+        "list: {} {}",
+        answer.status,
+        answer.body
     );
-    ensure!(!node.data_dir.join("admin.key").exists(), "no key made");
-    let log = node.log_excerpt();
-    ensure!(log.contains("authentication is off"), "warned: {log}");
+    Ok(answer.body["tasks"]
+        .as_array()
+        .context("tasks")?
+        .iter()
+        .filter_map(|t| t["id"].as_str().map(str::to_owned))
+        .collect())
+}
+
+#[tokio::test]
+async fn a_submit_key_reads_lists_and_cancels_only_its_own_tasks() -> anyhow::Result<()> {
+    let node = TestNode::start_temp(AUTH_ON).await?;
+    let admin = admin_key(&node)?;
+    let (mine, mine_id) = create_key(&node, &admin, "mine", &["submit"], None).await?;
+    let (theirs, theirs_id) = create_key(&node, &admin, "theirs", &["submit"], None).await?;
+    let (reader, _) = create_key(&node, &admin, "reader", &["read"], None).await?;
+    let (both, _) = create_key(&node, &admin, "both", &["read", "submit"], None).await?;
+
+    // Each submits a long sleeper with the same idempotency key: a task each.
+    let sleeper =
+        json!({ "kind": "sleep", "params": { "ms": 600_000 }, "idempotency_key": "same" });
+    let submit = async |key: &str| -> anyhow::Result<String> {
+        let answer = call(&node, Some(key), Method::POST, "/v1/tasks", Some(&sleeper)).await?;
+        ensure!(
+            answer.status == 202,
+            "submit: {} {}",
+            answer.status,
+            answer.body
+        );
+        Ok(answer.body["id"].as_str().context("id")?.to_owned())
+    };
+    let t_mine = submit(&mine).await?;
+    let t_theirs = submit(&theirs).await?;
+    ensure!(
+        t_mine != t_theirs,
+        "idempotency keys are scoped to their API key"
+    );
+    let again = call(
+        &node,
+        Some(&mine),
+        Method::POST,
+        "/v1/tasks",
+        Some(&sleeper),
+    )
+    .await?;
+    ensure!(
+        again.status == 200 && again.body["id"] == t_mine.as_str(),
+        "the same key's repeat is the first task: {} {}",
+        again.status,
+        again.body
+    );
+
+    // Another key's task is absent, exactly as an unknown id is.
+    let unknown = read_task(&node, &theirs, UNKNOWN_ID).await?;
+    for (method, path) in [
+        (Method::GET, format!("/v1/tasks/{t_mine}")),
+        (Method::GET, format!("/v1/tasks/{t_mine}?wait_ms=50")),
+        (Method::DELETE, format!("/v1/tasks/{t_mine}")),
+    ] {
+        let answer = call(&node, Some(&theirs), method.clone(), &path, None).await?;
+        ensure!(
+            answer.status == 404 && answer.error_code() == unknown.error_code(),
+            "{method} {path} by another submit key: {} {}",
+            answer.status,
+            answer.body
+        );
+        ensure!(
+            answer.error_message() == unknown.error_message().replace(UNKNOWN_ID, &t_mine),
+            "the same message as for an unknown id: {}",
+            answer.body
+        );
+        ensure!(
+            !answer.body.to_string().contains(&mine_id),
+            "no owner named"
+        );
+    }
+    ensure!(
+        listed_ids(&node, &mine).await? == [t_mine.clone()],
+        "mine lists its own"
+    );
+    ensure!(
+        listed_ids(&node, &theirs).await? == [t_theirs.clone()],
+        "theirs its own"
+    );
+    let everything = listed_ids(&node, &reader).await?;
+    ensure!(
+        everything.contains(&t_mine) && everything.contains(&t_theirs),
+        "a read key lists every task: {everything:?}"
+    );
+
+    // Read keys read every task and see who submitted it; only its owner or an admin
+    // cancels it (a read + submit key gets 403: it can read the task, so no pretence).
+    let view = read_task(&node, &reader, &t_mine).await?;
+    ensure!(
+        view.status == 200 && view.body["submitted_by"] == mine_id.as_str(),
+        "read sees the submitter: {} {}",
+        view.status,
+        view.body
+    );
+    let answer = call(
+        &node,
+        Some(&both),
+        Method::DELETE,
+        &format!("/v1/tasks/{t_mine}"),
+        None,
+    )
+    .await?;
+    ensure!(
+        answer.status == 403 && answer.error_code() == "forbidden",
+        "read + submit cancels another's task: {} {}",
+        answer.status,
+        answer.body
+    );
+    for id in [&t_mine, &t_theirs] {
+        let view = read_task(&node, &admin, id).await?;
+        let status = view.body["status"].as_str().unwrap_or_default();
+        ensure!(
+            status == "queued" || status == "running",
+            "nothing was cancelled by another key: {id} is {status}"
+        );
+    }
+    let own = call(
+        &node,
+        Some(&mine),
+        Method::DELETE,
+        &format!("/v1/tasks/{t_mine}"),
+        None,
+    )
+    .await?;
+    ensure!(
+        own.status == 200 || own.status == 202,
+        "own cancel: {} {}",
+        own.status,
+        own.body
+    );
+    let any = call(
+        &node,
+        Some(&admin),
+        Method::DELETE,
+        &format!("/v1/tasks/{t_theirs}"),
+        None,
+    )
+    .await?;
+    ensure!(
+        any.status == 200 || any.status == 202,
+        "admin cancels any: {} {}",
+        any.status,
+        any.body
+    );
+    let view = read_task(&node, &theirs, &t_theirs).await?;
+    ensure!(
+        view.body["submitted_by"] == theirs_id.as_str(),
+        "{}",
+        view.body
+    );
+
+    for key in [&mine, &theirs, &reader, &both] {
+        let secret = key.rsplit('_').next().context("secret")?;
+        ensure!(
+            !node.log_excerpt().contains(secret),
+            "a secret is in the logs"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_revoke_holds_on_every_node_of_a_cluster_within_about_a_second() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3, &[]).await?;
+    let admin = cluster.admin_key.clone();
+    let n1 = &cluster.nodes[0];
+    let (reader, reader_id) = create_key(n1, &admin, "reader", &["read"], None).await?;
+    for node in &cluster.nodes {
+        eventually(
+            Duration::from_secs(10),
+            &format!("{} accepts the new key", node.addr),
+            async || {
+                let answer = call(node, Some(&reader), Method::GET, "/v1/tasks", None).await?;
+                Ok((answer.status == 200).then_some(()))
+            },
+        )
+        .await?;
+    }
+    let answer = call(
+        n1,
+        Some(&admin),
+        Method::DELETE,
+        &format!("/v1/keys/{reader_id}"),
+        None,
+    )
+    .await?;
+    ensure!(
+        answer.status == 204,
+        "revoke: {} {}",
+        answer.status,
+        answer.body
+    );
+    for node in &cluster.nodes {
+        eventually(
+            REVOKED_WITHIN,
+            &format!("{} refuses the revoked key", node.addr),
+            async || {
+                let answer = call(node, Some(&reader), Method::GET, "/v1/tasks", None).await?;
+                Ok((answer.status == 401).then_some(()))
+            },
+        )
+        .await?;
+    }
+    // The cluster's own key still works everywhere.
+    for node in &cluster.nodes {
+        let answer = call(node, Some(&admin), Method::GET, "/v1/cluster", None).await?;
+        ensure!(
+            answer.status == 200,
+            "admin on {}: {}",
+            node.addr,
+            answer.status
+        );
+    }
     Ok(())
 }

@@ -60,13 +60,15 @@ async fn taskmesh_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> anyhow:
     Ok(run)
 }
 
-/// Runs `taskmesh ARGS --url <node>` in a fresh directory.
+/// Runs `taskmesh ARGS --url <node>` in a fresh directory, with the node's data
+/// directory as `TASKMESH_DATA_DIR`: the CLI reads the node's `admin.key` there.
 async fn taskmesh(node: &TestNode, args: &[&str]) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
     let url = node.url("");
     let mut all = args.to_vec();
     all.extend(["--url", url.as_str()]);
-    taskmesh_in(dir.path(), &[], &all).await
+    let data_dir = node.data_dir.display().to_string();
+    taskmesh_in(dir.path(), &[("TASKMESH_DATA_DIR", &data_dir)], &all).await
 }
 
 #[tokio::test]
@@ -189,6 +191,136 @@ async fn unknown_ids_exit_3_and_usage_errors_exit_2() -> anyhow::Result<()> {
         node.list("").await?.is_empty(),
         "a usage error created a task"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn keys_made_with_the_cli_submit_but_cannot_manage_keys_and_revoke_exits_0()
+-> anyhow::Result<()> {
+    let node = TestNode::start_temp(&[]).await?;
+    // Created with the node's admin key, read from its data directory.
+    let run = taskmesh(
+        &node,
+        &["keys", "create", "--name", "ci", "--scope", "submit"],
+    )
+    .await?;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let key = run.stdout.trim().to_owned();
+    ensure!(
+        key.starts_with("tm_") && key.len() == 48 && !run.stdout.contains(' '),
+        "stdout is the whole key: {run:?}"
+    );
+    let key_id = key[3..15].to_owned();
+    ensure!(
+        !run.stderr.contains(&key[16..]),
+        "the secret is on stdout only"
+    );
+
+    let url = node.url("");
+    let with_key = |args: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        all.extend(["--url".into(), url.clone(), "--api-key".into(), key.clone()]);
+        all
+    };
+    let dir = tempfile::tempdir()?;
+    let as_ci = async |args: &[&str]| {
+        let all = with_key(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        taskmesh_in(dir.path(), &[], &all).await
+    };
+    let run = as_ci(&["submit", "noop"]).await?;
+    assert_eq!(run.code, Some(0), "the ci key submits: {run:?}");
+    let id = run.stdout.trim().to_owned();
+    let run = as_ci(&["get", &id]).await?;
+    assert_eq!(run.code, Some(0), "and reads its own task: {run:?}");
+    for args in [
+        &["keys", "ls"][..],
+        &["keys", "create", "--name", "escalate", "--scope", "admin"],
+        &["keys", "revoke", &key_id],
+    ] {
+        let run = as_ci(args).await?;
+        assert_eq!(run.code, Some(4), "the ci key may not {args:?}: {run:?}");
+        assert!(run.stderr.contains("forbidden"), "{run:?}");
+    }
+
+    let run = taskmesh(&node, &["keys", "ls", "--output", "json"]).await?;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let listed: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    ensure!(listed.len() == 2, "the admin key and ci: {listed:?}");
+    ensure!(
+        listed.iter().any(|k| k["id"] == key_id.as_str()
+            && k["name"] == "ci"
+            && k["scopes"] == json!(["submit"])),
+        "{listed:?}"
+    );
+    ensure!(!run.stdout.contains(&key[16..]), "no secret listed");
+    let run = taskmesh(&node, &["keys", "ls"]).await?;
+    assert!(run.stdout.starts_with("ID"), "a table: {run:?}");
+
+    let run = taskmesh(
+        &node,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "brief",
+            "--scope",
+            "read",
+            "--scope",
+            "submit",
+            "--expires-in",
+            "30d",
+            "--output",
+            "json",
+        ],
+    )
+    .await?;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let created: Value = serde_json::from_str(run.stdout.trim())?;
+    ensure!(
+        created["scopes"] == json!(["submit", "read"]) && created["expires_at"].is_string(),
+        "{created}"
+    );
+    ensure!(
+        created["key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("tm_")),
+        "{created}"
+    );
+    let run = taskmesh(
+        &node,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "x",
+            "--scope",
+            "read",
+            "--expires-in",
+            "30",
+        ],
+    )
+    .await?;
+    assert_eq!(run.code, Some(2), "a lifetime without a unit: {run:?}");
+
+    let run = taskmesh(&node, &["keys", "revoke", &key_id]).await?;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.stdout.trim(), format!("{key_id}  revoked"));
+    let run = taskmesh(&node, &["keys", "revoke", "nosuchkey000"]).await?;
+    assert_eq!(run.code, Some(3), "an unknown key id: {run:?}");
+    integration_tests::eventually(
+        Duration::from_secs(5),
+        "the revoked key is refused",
+        async || {
+            let run = as_ci(&["get", &id]).await?;
+            Ok((run.code == Some(4)).then_some(()))
+        },
+    )
+    .await?;
     Ok(())
 }
 

@@ -287,14 +287,19 @@ async fn a_full_queue_answers_503_with_retry_after() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends `POST /v1/tasks` with `body` on a fresh connection and hangs up after
-/// `delay`, without reading the answer.
-fn submit_and_hang_up(addr: SocketAddr, body: &str, delay: Duration) -> std::io::Result<()> {
+/// Sends `POST /v1/tasks` with `body` and the key `key` on a fresh connection and hangs
+/// up after `delay`, without reading the answer.
+fn submit_and_hang_up(
+    addr: SocketAddr,
+    key: &str,
+    body: &str,
+    delay: Duration,
+) -> std::io::Result<()> {
     let mut stream = TcpStream::connect(addr)?;
     write!(
         stream,
         "POST /v1/tasks HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
+         Authorization: Bearer {key}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     std::thread::sleep(delay);
@@ -324,10 +329,11 @@ async fn clients_hanging_up_mid_submission_leak_neither_tasks_nor_capacity() -> 
     // Hang up at many points of the submission's life: before the node reads it, while
     // it is admitted, while it is written, after it is answered.
     let addr = node.addr;
+    let key = node.api_key().unwrap_or_default().to_owned();
     tokio::task::spawn_blocking(move || {
         (0..200u64).try_for_each(|i| {
             let delay = Duration::from_micros((i % 40) * 100);
-            submit_and_hang_up(addr, r#"{"kind":"noop"}"#, delay)
+            submit_and_hang_up(addr, &key, r#"{"kind":"noop"}"#, delay)
         })
     })
     .await??;

@@ -45,9 +45,7 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 
 /// A submit-and-read round trip of a normal client on fresh connections.
 async fn normal_client_works(node: &TestNode) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let client = node.fresh_client()?;
     let answer = client
         .post(node.url("/v1/tasks"))
         .json(&json!({"kind": "noop", "params": {}}))
@@ -196,7 +194,8 @@ async fn requests_past_the_concurrency_limit_get_503_but_probes_answer() -> anyh
     // request below and be refused itself: it is replaced, so the slots end up held.
     let poll_url = node.url(&format!("/v1/tasks/{id}?wait_ms=30000"));
     let poll = |polls: &mut JoinSet<_>| {
-        let (http, url) = (reqwest::Client::new(), poll_url.clone());
+        let http = node.fresh_client().expect("a client of the node");
+        let url = poll_url.clone();
         polls.spawn(async move { http.get(url).send().await.map(|r| r.status()) });
     };
     let mut polls = JoinSet::new();
@@ -207,7 +206,8 @@ async fn requests_past_the_concurrency_limit_get_503_but_probes_answer() -> anyh
         while polls.try_join_next().is_some() {
             poll(&mut polls);
         }
-        let answer = reqwest::Client::new()
+        let answer = node
+            .fresh_client()?
             .get(node.url(&format!("/v1/tasks/{id}")))
             .send()
             .await?;
@@ -252,13 +252,13 @@ async fn a_request_slower_than_the_timeout_gets_504() -> anyhow::Result<()> {
     // 5 s, not less: under a loaded CI machine a normal submission (fsync) must still fit.
     let node = TestNode::start_temp(&["--request-timeout-ms", "5000"]).await?;
     let mut stream = TcpStream::connect(node.addr).await?;
-    // A whole head announcing a body that never comes.
-    stream
-        .write_all(
-            b"POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-              Content-Length: 100\r\n\r\n{",
-        )
-        .await?;
+    // A whole head, with a valid key, announcing a body that never comes.
+    let key = node.api_key().unwrap_or_default();
+    let head = format!(
+        "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Authorization: Bearer {key}\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).await?;
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
     let head = tokio::time::timeout(WITHIN, async {

@@ -35,8 +35,9 @@ struct PyWorker {
 }
 
 impl PyWorker {
-    /// Starts a worker named `name` with `slots` for `py_square` on the nodes `urls`.
-    fn start(urls: &[String], name: &str, slots: usize) -> anyhow::Result<Self> {
+    /// Starts a worker named `name` with `slots` for `py_square` on the nodes `urls`,
+    /// sending `key` (`TASKMESH_API_KEY`, which the Python client reads) when given.
+    fn start(urls: &[String], key: Option<&str>, name: &str, slots: usize) -> anyhow::Result<Self> {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let mut command = Command::new("python3");
         command
@@ -46,6 +47,10 @@ impl PyWorker {
         for url in urls {
             command.args(["--url", url]);
         }
+        match key {
+            Some(key) => command.env("TASKMESH_API_KEY", key),
+            None => command.env_remove("TASKMESH_API_KEY"),
+        };
         let mut child = command
             .env("PYTHONPATH", root.join("../kernels/python"))
             .env("PYTHONUNBUFFERED", "1")
@@ -151,7 +156,7 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 async fn a_python_worker_runs_external_tasks_across_a_cluster() -> anyhow::Result<()> {
     let cluster = TestCluster::start(3, &["--external-kinds", KIND]).await?;
     let (n1, n2, n3) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
-    let worker = PyWorker::start(&[n2.url("")], "w-n2", 4)?;
+    let worker = PyWorker::start(&[n2.url("")], n2.api_key(), "w-n2", 4)?;
     // n1 places tasks on n2 once n2's load report says it serves the kind.
     eventually(WITHIN, "n1 sees that n2 serves py_square", async || {
         let view = cluster_view(n1).await?;
@@ -181,10 +186,10 @@ async fn a_python_worker_runs_external_tasks_across_a_cluster() -> anyhow::Resul
 async fn a_task_survives_the_sigkill_of_its_worker() -> anyhow::Result<()> {
     let node = node(&["--worker-lease-ms", "1000"]).await?;
     let id = node.submit(&square(5, 3.0)).await?;
-    let a = PyWorker::start(&[node.url("")], "A", 1)?;
+    let a = PyWorker::start(&[node.url("")], node.api_key(), "A", 1)?;
     a.wait_line(&format!("started {id} 1")).await?;
     a.signal(Signal::SIGKILL)?;
-    let b = PyWorker::start(&[node.url("")], "B", 1)?;
+    let b = PyWorker::start(&[node.url("")], node.api_key(), "B", 1)?;
     b.wait_line(&format!("started {id} 2")).await?;
     // Attempt 2 sleeps for 3 s: look at the task while it runs.
     let view = node.task(&id).await?;
@@ -211,10 +216,10 @@ async fn a_frozen_worker_loses_its_task_and_its_late_result_changes_nothing() ->
 {
     let node = node(&["--worker-lease-ms", "1000"]).await?;
     let id = node.submit(&square(6, 2.0)).await?;
-    let a = PyWorker::start(&[node.url("")], "A", 1)?;
+    let a = PyWorker::start(&[node.url("")], node.api_key(), "A", 1)?;
     a.wait_line(&format!("started {id} 1")).await?;
     a.signal(Signal::SIGSTOP)?;
-    let b = PyWorker::start(&[node.url("")], "B", 1)?;
+    let b = PyWorker::start(&[node.url("")], node.api_key(), "B", 1)?;
     b.wait_line(&format!("started {id} 2")).await?;
     a.signal(Signal::SIGCONT)?;
 
@@ -266,7 +271,7 @@ async fn a_cancel_reaches_a_running_python_handler() -> anyhow::Result<()> {
     let heartbeat = Duration::from_secs(1);
     // Without the cancel the handler would run for a minute.
     let id = node.submit(&square(2, 60.0)).await?;
-    let worker = PyWorker::start(&[node.url("")], "W", 1)?;
+    let worker = PyWorker::start(&[node.url("")], node.api_key(), "W", 1)?;
     worker.wait_line(&format!("started {id} 1")).await?;
     let asked = Instant::now();
     let answer = node.delete(&format!("/v1/tasks/{id}")).await?;
@@ -287,7 +292,7 @@ async fn idle_workers_parked_in_polls_cost_no_cpu() -> anyhow::Result<()> {
     let polled = node(&[]).await?;
     let idle = node(&[]).await?;
     let _workers: Vec<PyWorker> = (1..=4)
-        .map(|i| PyWorker::start(&[polled.url("")], &format!("idle-{i}"), 1))
+        .map(|i| PyWorker::start(&[polled.url("")], polled.api_key(), &format!("idle-{i}"), 1))
         .collect::<Result<_, _>>()?;
     eventually(WITHIN, "4 polls parked", async || {
         Ok((parked_polls(&polled).await? == 4.0).then_some(()))

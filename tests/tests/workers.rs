@@ -70,7 +70,8 @@ async fn a_worker_leases_reports_progress_and_completes_a_task() -> anyhow::Resu
 async fn a_parked_poll_gets_a_task_the_moment_it_is_queued() -> anyhow::Result<()> {
     let node = node(&[]).await?;
     let worker = HttpWorker::register(&node, &["py"], 1).await?;
-    let poll = reqwest::Client::new()
+    let poll = node
+        .fresh_client()?
         .post(node.url(&format!("/v1/workers/{}/poll", worker.id)))
         .json(&json!({ "max": 1, "wait_ms": 20_000 }))
         .send();

@@ -26,7 +26,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::scope::{self, Need, Scope};
+use super::scope::{Need, Scope};
 use super::verifier::Denied;
 use crate::ingress::IngressState;
 use crate::ingress::error::ApiError;
@@ -59,7 +59,7 @@ pub async fn require_key(
     let Some(auth) = state.auth.as_ref() else {
         return next.run(req).await;
     };
-    let need = scope::need(req.method(), req.uri().path());
+    let need = auth.need(req.method(), req.uri().path());
     if need == Need::Open {
         return next.run(req).await;
     }

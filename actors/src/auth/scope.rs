@@ -2,7 +2,7 @@
 //!
 //! | route | open | `read` | `submit` | `admin` |
 //! |---|---|---|---|---|
-//! | `GET /health`, `GET /health/ready`, `GET /metrics` | yes | | | |
+//! | `GET /health`, `GET /health/ready`, `GET /metrics` (unless `--metrics-auth on`: then `read`, see [`super::Authenticator::need`]) | yes | | | |
 //! | `POST /v1/tasks`, `POST /v1/tasks/batch`, `DELETE /v1/tasks/{id}` | | | yes | yes |
 //! | `GET /v1/tasks`, `GET /v1/tasks/{id}` | | yes | yes | yes |
 //! | other `GET /v1/…` (`/v1/cluster`) | | yes | | yes |
@@ -10,7 +10,9 @@
 //! | `/v1/keys…` | | | | yes |
 //! | anything else (unknown routes: 404 after authentication) | | yes | yes | yes |
 //!
-//! A worker process is a client that runs tasks: it needs `submit` (or `admin`).
+//! A worker process is a client that runs tasks: it needs `submit` (or `admin`), and it
+//! runs the tasks of every submitter. Which tasks a `submit` key may read or cancel is
+//! decided after the route's scope, in [`super::owner`].
 
 use std::fmt;
 use std::str::FromStr;

@@ -6,14 +6,23 @@
 //! node within that time, and a burst of requests costs one store read per key and
 //! second. The cache holds at most [`CACHE_MAX`] entries (it is cleared when full, so a
 //! flood of made-up key ids cannot grow it).
+//!
+//! When the store cannot be read, a key read from it within the last [`STALE_IF_ERROR`]
+//! keeps its last known state (and the store is asked again a [`CACHE_TTL`] later), so a
+//! store outage does not turn every request into a `503` before its handler runs; the
+//! handlers then answer what the outage means for them (`503 store_unavailable`,
+//! `outcome_unknown`). A key never read, or read longer ago, answers `503`. The price: a
+//! revoke that reached the store just before an outage may be missed by a node that read
+//! the key earlier, for at most [`STALE_IF_ERROR`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Method};
 
 use super::key::{self, ApiKey, KeyRecord};
+use super::scope::{self, Need};
 use crate::rate_limit::RateLimits;
 use crate::store::{StoreError, TaskStore};
 use crate::task::now_ms;
@@ -23,6 +32,10 @@ pub const CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// The most key ids cached at once.
 pub const CACHE_MAX: usize = 10_000;
+
+/// How long after its last successful read a cached key still answers while the store
+/// cannot be read (see the module docs).
+pub const STALE_IF_ERROR: Duration = Duration::from_secs(30);
 
 /// Why a request was not authenticated.
 #[derive(Debug, thiserror::Error)]
@@ -36,10 +49,25 @@ pub enum Denied {
     Store(#[from] StoreError),
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Cached {
+    /// When the entry was last read from the store, or last kept through a store error.
     read_at: Instant,
+    /// When the entry was last read from the store.
+    confirmed_at: Instant,
     record: Option<KeyRecord>,
+}
+
+impl Cached {
+    /// Whether the entry answers at `now` without asking the store.
+    fn fresh(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.read_at) < CACHE_TTL
+    }
+
+    /// Whether the entry may answer at `now` when the store cannot be read.
+    fn usable_on_error(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.confirmed_at) < STALE_IF_ERROR
+    }
 }
 
 /// Checks keys against the task store. One per node, shared by every request.
@@ -47,6 +75,7 @@ pub struct Authenticator {
     store: Arc<dyn TaskStore>,
     cache: Mutex<HashMap<String, Cached>>,
     limits: Option<RateLimits>,
+    protect_metrics: bool,
 }
 
 impl Authenticator {
@@ -56,6 +85,23 @@ impl Authenticator {
             store,
             cache: Mutex::new(HashMap::new()),
             limits: None,
+            protect_metrics: false,
+        }
+    }
+
+    /// With `true`, `GET /metrics` needs a key with `read` (`--metrics-auth on`);
+    /// otherwise it is open like the health probes.
+    pub fn protect_metrics(mut self, protect: bool) -> Self {
+        self.protect_metrics = protect;
+        self
+    }
+
+    /// What a request with `method` on `path` needs on this node: the table of
+    /// [`scope::need`], with `/metrics` needing `read` when protected.
+    pub fn need(&self, method: &Method, path: &str) -> Need {
+        match scope::need(method, path) {
+            Need::Open if self.protect_metrics && path.trim_matches('/') == "metrics" => Need::Read,
+            need => need,
         }
     }
 
@@ -101,13 +147,14 @@ impl Authenticator {
     async fn record(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
         let now = Instant::now();
         if let Ok(cache) = self.cache.lock()
-            && let Some(hit) = cache
-                .get(id)
-                .filter(|c| now.duration_since(c.read_at) < CACHE_TTL)
+            && let Some(hit) = cache.get(id).filter(|c| c.fresh(now))
         {
             return Ok(hit.record.clone());
         }
-        let record = self.store.get_key(id).await?;
+        let record = match self.store.get_key(id).await {
+            Ok(record) => record,
+            Err(e) => return self.last_known(id, e),
+        };
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_MAX {
                 cache.clear();
@@ -116,11 +163,29 @@ impl Authenticator {
                 id.to_owned(),
                 Cached {
                     read_at: now,
+                    confirmed_at: now,
                     record: record.clone(),
                 },
             );
         }
         Ok(record)
+    }
+
+    /// The store failed to read key `id`: its last known state if read recently enough
+    /// (kept for one more [`CACHE_TTL`]), else the error.
+    fn last_known(&self, id: &str, error: StoreError) -> Result<Option<KeyRecord>, StoreError> {
+        let now = Instant::now();
+        let Ok(mut cache) = self.cache.lock() else {
+            return Err(error);
+        };
+        match cache.get_mut(id).filter(|c| c.usable_on_error(now)) {
+            Some(entry) => {
+                entry.read_at = now;
+                tracing::debug!(key_id = %id, %error, "key store unreadable: using the key as last read");
+                Ok(entry.record.clone())
+            }
+            None => Err(error),
+        }
     }
 }
 
@@ -171,6 +236,78 @@ mod tests {
                 "{header:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_entry_is_fresh_for_the_ttl_and_usable_on_error_for_longer() {
+        let t0 = Instant::now();
+        let entry = Cached {
+            read_at: t0,
+            confirmed_at: t0,
+            record: None,
+        };
+        assert!(entry.fresh(t0));
+        assert!(!entry.fresh(t0 + CACHE_TTL));
+        assert!(entry.usable_on_error(t0 + CACHE_TTL));
+        assert!(entry.usable_on_error(t0 + STALE_IF_ERROR - Duration::from_millis(1)));
+        assert!(!entry.usable_on_error(t0 + STALE_IF_ERROR));
+        // Kept through an error: fresh again for a TTL, but no longer usable on error
+        // past its last confirmation's window.
+        let kept = Cached {
+            read_at: t0 + Duration::from_secs(20),
+            ..entry
+        };
+        assert!(kept.fresh(t0 + Duration::from_secs(20)));
+        assert!(!kept.usable_on_error(t0 + STALE_IF_ERROR));
+    }
+
+    #[tokio::test]
+    async fn a_key_read_before_the_store_fails_keeps_working_an_unknown_one_does_not() {
+        use crate::store::intercept::{Intercept, Intercepted};
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        struct Outage(AtomicBool);
+        #[async_trait::async_trait]
+        impl Intercept for Outage {
+            async fn get_key(
+                &self,
+                inner: &MemoryStore,
+                id: &str,
+            ) -> Result<Option<KeyRecord>, StoreError> {
+                if self.0.load(Ordering::SeqCst) {
+                    return Err(StoreError::Backend("down".into()));
+                }
+                inner.get_key(id).await
+            }
+        }
+        let store = Arc::new(Intercepted::new(Outage(AtomicBool::new(false))));
+        let auth = Authenticator::new(store.clone());
+        let key = ApiKey::generate();
+        let record = KeyRecord::new(&key, "ci", vec![Scope::Read], now_ms(), None);
+        store.inner.put_key(record.clone()).await.expect("put");
+        assert!(auth.authenticate(Some(&bearer(&key))).await.is_ok());
+
+        store.intercept.0.store(true, Ordering::SeqCst);
+        // Past the TTL the store is asked again; it fails, and the last read answers.
+        let late = auth.last_known(key.id(), StoreError::Backend("down".into()));
+        assert_eq!(late.ok(), Some(Some(record)));
+        let unknown = ApiKey::generate();
+        assert!(matches!(
+            auth.authenticate(Some(&bearer(&unknown))).await,
+            Err(Denied::Store(_))
+        ));
+    }
+
+    #[test]
+    fn metrics_need_read_only_when_protected() {
+        let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::new());
+        let open = Authenticator::new(Arc::clone(&store));
+        assert_eq!(open.need(&Method::GET, "/metrics"), Need::Open);
+        let closed = Authenticator::new(store).protect_metrics(true);
+        assert_eq!(closed.need(&Method::GET, "/metrics"), Need::Read);
+        assert_eq!(closed.need(&Method::GET, "/health"), Need::Open);
+        assert_eq!(closed.need(&Method::GET, "/health/ready"), Need::Open);
+        assert_eq!(closed.need(&Method::POST, "/v1/tasks"), Need::Submit);
     }
 
     #[tokio::test]

@@ -102,6 +102,9 @@ pub struct TaskView {
     /// The submission's request id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The id of the API key that submitted the task (absent with `--auth off`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submitted_by: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -140,6 +143,7 @@ impl From<TaskRecord> for TaskView {
             error: r.error,
             node: r.node,
             request_id: spec.request_id,
+            submitted_by: spec.submitted_by,
             created_at: rfc3339(r.created_at_ms),
             started_at: r.started_at_ms.map(rfc3339),
             finished_at: r.finished_at_ms.map(rfc3339),

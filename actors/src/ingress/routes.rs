@@ -3,12 +3,12 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use ractor::ActorRef;
 use serde_json::json;
 use taskmesh_kernels::task::{TaskId, TaskStatus};
@@ -22,6 +22,7 @@ use super::dto::{
     ListQuery, SubmitBatch, SubmitTask, Submitted, SubmittedBatch, TaskList, TaskView, WaitQuery,
 };
 use super::error::{ApiError, REQUEST_ID};
+use crate::auth::owner;
 use crate::auth::{self, middleware::Caller};
 use crate::dispatcher::DispatcherMessage;
 use crate::health::HealthMessage;
@@ -115,10 +116,12 @@ fn current_request_id() -> Option<String> {
 
 async fn submit(
     State(state): State<IngressState>,
+    caller: Option<Extension<Caller>>,
     body: Result<Json<SubmitTask>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(task) = body?;
-    let spec = state.validate(task, current_request_id())?;
+    let mut spec = state.validate(task, current_request_id())?;
+    owner::stamp(&mut spec, caller.as_deref());
     let created = state.submit(vec![spec]).await?;
     let Some(created) = created.into_iter().next() else {
         return Err(ApiError::Internal("store returned no outcome".into()));
@@ -174,15 +177,17 @@ async fn submit_batch(
         .into_iter()
         .enumerate()
         .map(|(i, t)| {
-            state.validate(t, rid.clone()).map_err(|e| match e {
+            let mut spec = state.validate(t, rid.clone()).map_err(|e| match e {
                 ApiError::Unprocessable(code, m) => {
                     ApiError::Unprocessable(code, format!("tasks[{i}]: {m}"))
                 }
                 ApiError::TooLarge(m) => ApiError::TooLarge(format!("tasks[{i}]: {m}")),
                 other => other,
-            })
+            })?;
+            owner::stamp(&mut spec, caller.as_deref());
+            Ok(spec)
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, ApiError>>()?;
     // A batch of N costs N against the key's rate limit: the middleware charged 1.
     let charged = match &caller {
         Some(Extension(caller)) => {
@@ -207,26 +212,29 @@ fn parse_id(id: &str) -> Result<TaskId, ApiError> {
 
 async fn get_task(
     State(state): State<IngressState>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Json<TaskView>, ApiError> {
     let id = parse_id(&id)?;
     let Query(query) = query?;
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(state.limits.max_wait);
-    let record = state.wait_terminal(&id, wait).await?;
+    let record = state.wait_terminal(&id, wait, caller.as_deref()).await?;
     Ok(Json(record.into()))
 }
 
 async fn cancel(
     State(state): State<IngressState>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    state.cancel(&id).await
+    state.cancel(&id, caller.as_deref()).await
 }
 
 async fn list(
     State(state): State<IngressState>,
+    caller: Option<Extension<Caller>>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<TaskList>, ApiError> {
     let Query(query) = query?;
@@ -241,6 +249,11 @@ async fn list(
         status,
         kind: query.kind.filter(|k| !k.is_empty()),
         limit: query.limit.unwrap_or(50).clamp(1, state.limits.max_list),
+        // A `submit`-only key lists only the tasks it submitted.
+        submitted_by: caller
+            .as_deref()
+            .and_then(Caller::list_only)
+            .map(str::to_owned),
     };
     let records = state
         .ctx

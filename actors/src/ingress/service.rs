@@ -16,6 +16,8 @@ use tracing::Instrument;
 use super::IngressState;
 use super::dto::SubmitTask;
 use super::error::ApiError;
+use crate::auth::middleware::Caller;
+use crate::auth::owner::{self, Access};
 use crate::dispatcher::policy::{Need, PlaceError};
 use crate::dispatcher::{self, Demand, DispatcherMessage};
 use crate::handoff::{CancelOutcome, Job};
@@ -102,6 +104,7 @@ impl IngressState {
             idempotency_key: task.idempotency_key,
             class: task.class,
             request_id,
+            submitted_by: None,
         })
     }
 
@@ -293,15 +296,35 @@ impl IngressState {
             .ok_or_else(|| ApiError::NotFound(format!("no task with id {id}")))
     }
 
-    /// The task's record once it is terminal, or after `wait` (404 if there is none).
+    /// The task's record if `caller` may see it, else 404 as if there were none (see
+    /// [`crate::auth::owner`]), with what the caller may do with it.
+    pub async fn visible_record(
+        &self,
+        id: &TaskId,
+        caller: Option<&Caller>,
+    ) -> Result<(TaskRecord, Access), ApiError> {
+        let record = self.require_record(id).await?;
+        match owner::access(caller, &record.spec) {
+            Access::Hidden => Err(ApiError::NotFound(format!("no task with id {id}"))),
+            access => Ok((record, access)),
+        }
+    }
+
+    /// The task's record once it is terminal, or after `wait` (404 if there is none, or
+    /// if `caller` may not see it).
     ///
     /// A completion on this node wakes the wait at once through the notifier. A task
     /// held by a peer finishes there, so its record is read again every [`REMOTE_POLL`].
     /// A task held here is read again every [`HOLDER_POLL`] too: it can move away (a
     /// peer claims it when this node's lease lapses, or it is reassigned) and finish
     /// where no local notification is sent.
-    pub async fn wait_terminal(&self, id: &TaskId, wait: Duration) -> Result<TaskRecord, ApiError> {
-        let record = self.require_record(id).await?;
+    pub async fn wait_terminal(
+        &self,
+        id: &TaskId,
+        wait: Duration,
+        caller: Option<&Caller>,
+    ) -> Result<TaskRecord, ApiError> {
+        let (record, _) = self.visible_record(id, caller).await?;
         if record.status.is_terminal() || wait.is_zero() {
             return Ok(record);
         }
@@ -321,9 +344,13 @@ impl IngressState {
         Ok(record)
     }
 
-    /// `DELETE /v1/tasks/{id}`.
-    pub async fn cancel(&self, id: &TaskId) -> Result<Response, ApiError> {
-        let record = self.require_record(id).await?;
+    /// `DELETE /v1/tasks/{id}` by `caller`: 404 for a task it may not see, 403 for one
+    /// it may only read.
+    pub async fn cancel(&self, id: &TaskId, caller: Option<&Caller>) -> Result<Response, ApiError> {
+        let (record, access) = self.visible_record(id, caller).await?;
+        if access != Access::Full {
+            return Err(ApiError::Forbidden);
+        }
         let terminal = |status: TaskStatus| {
             ApiError::Conflict(
                 "already_terminal",

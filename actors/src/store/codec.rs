@@ -46,6 +46,7 @@ mod tests {
                 idempotency_key: Some("k".into()),
                 class: None,
                 request_id: None,
+                submitted_by: None,
             }
             .into(),
             created_at_ms: 7,

@@ -72,6 +72,7 @@ cases!(
     ownership::claim_and_reassign_bump_the_lease_token_once_per_move,
     retry::requeue_bumps_the_lease_token_and_fences_the_earlier_attempt,
     queries::list_is_newest_first_filtered_and_limited,
+    queries::list_filters_by_submitter,
     queries::unfinished_is_oldest_first_and_drops_terminal_tasks,
     queries::recoverable_is_the_holding_nodes_unfinished_tasks_oldest_first,
     queries::purge_removes_only_old_finished_tasks_and_frees_their_keys,

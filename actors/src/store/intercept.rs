@@ -1,6 +1,6 @@
 //! A store for unit tests whose chosen calls misbehave: [`Intercepted`] passes every call
-//! to a [`MemoryStore`] except `create` and `requeue`, which go through its [`Intercept`]
-//! (by default, straight through too). A test overrides only the call it breaks.
+//! to a [`MemoryStore`] except `create`, `requeue` and `get_key`, which go through its
+//! [`Intercept`] (by default, straight through too). A test overrides only the call it breaks.
 
 use async_trait::async_trait;
 use taskmesh_kernels::Progress;
@@ -21,6 +21,15 @@ pub(crate) trait Intercept: Send + Sync + 'static {
         tasks: Vec<NewTask>,
     ) -> Result<Vec<Created>, StoreError> {
         inner.create(tasks).await
+    }
+
+    /// `get_key`; passed through unless overridden.
+    async fn get_key(
+        &self,
+        inner: &MemoryStore,
+        id: &str,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        inner.get_key(id).await
     }
 
     /// `requeue`; passed through unless overridden.
@@ -133,7 +142,7 @@ impl<I: Intercept> TaskStore for Intercepted<I> {
         self.inner.put_key(key).await
     }
     async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        self.inner.get_key(id).await
+        self.intercept.get_key(&self.inner, id).await
     }
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         self.inner.list_keys().await

@@ -203,10 +203,14 @@ pub(crate) fn transfer(record: &mut TaskRecord, from: &str, to: &str, error: &st
     true
 }
 
-/// Whether `record` passes the status and kind filters of a listing.
+/// Whether `record` passes the status, kind and submitter filters of a listing.
 pub(crate) fn matches(filter: &ListFilter, record: &TaskRecord) -> bool {
     filter.status.is_none_or(|s| s == record.status)
         && filter.kind.as_deref().is_none_or(|k| k == record.spec.kind)
+        && filter
+            .submitted_by
+            .as_deref()
+            .is_none_or(|by| Some(by) == record.spec.submitted_by.as_deref())
 }
 
 /// How many records a listing may examine before it stops, so that a rare filter cannot
@@ -369,6 +373,7 @@ mod tests {
             status,
             kind: Some(kind.into()),
             limit: 1,
+            ..ListFilter::default()
         };
         assert!(matches(&ListFilter::default(), &r));
         assert!(matches(&filter(Some(TaskStatus::Queued), "echo"), &r));

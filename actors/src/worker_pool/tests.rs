@@ -73,6 +73,7 @@ fn spec(kind: &str, params: &str, max_retries: u32) -> TaskSpec {
         idempotency_key: None,
         class: None,
         request_id: None,
+        submitted_by: None,
     }
 }
 

@@ -79,6 +79,7 @@ impl Compose {
             .arg(&self.config.file)
             .args(args)
             .env("TASKMESH_CLUSTER_COOKIE", &self.cookie)
+            .env("TASKMESH_ADMIN_KEY", self.api.admin_key())
             .env("TASKMESH_PORTS", &self.config.ports);
         run(
             command,
@@ -189,6 +190,10 @@ async fn run(mut command: Command, what: &str) -> anyhow::Result<String> {
 impl Backend for Compose {
     fn name(&self) -> &'static str {
         "compose"
+    }
+
+    fn api(&self) -> Api {
+        self.api.clone()
     }
 
     async fn start(&mut self, nodes: usize) -> anyhow::Result<()> {

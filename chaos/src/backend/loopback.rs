@@ -136,7 +136,8 @@ impl Loopback {
             .args(["--cluster-listen", &node.cluster.to_string()])
             .args(["--advertise", &node.cluster.to_string()])
             .args(["--cluster-cookie", COOKIE])
-            .args(["--log-format", "json"]);
+            .args(["--log-format", "json"])
+            .env("TASKMESH_ADMIN_KEY", self.api.admin_key());
         if !peers.is_empty() {
             command.args(["--peers", &peers.join(",")]);
         }
@@ -206,6 +207,10 @@ impl Loopback {
 impl Backend for Loopback {
     fn name(&self) -> &'static str {
         "loopback"
+    }
+
+    fn api(&self) -> Api {
+        self.api.clone()
     }
 
     async fn start(&mut self, nodes: usize) -> anyhow::Result<()> {

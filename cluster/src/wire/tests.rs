@@ -31,6 +31,7 @@ fn spec() -> TaskSpec {
         idempotency_key: Some("k".into()),
         class: Some("heavy".into()),
         request_id: Some("r-1".into()),
+        submitted_by: None,
     }
 }
 

@@ -27,12 +27,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def call(port: int, method: str, path: str, body: Any = None) -> Tuple[int, Any]:
-    """One JSON request to the node; (0, None) when it does not answer (yet)."""
+def call(port: int, method: str, path: str, body: Any = None, key: Optional[str] = None) -> Tuple[int, Any]:
+    """One JSON request to the node, with ``key`` as its bearer token when given; (0, None)
+    when it does not answer (yet)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         data = None if body is None else json.dumps(body)
-        conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        conn.request(method, path, body=data, headers=headers)
         resp = conn.getresponse()
         raw = resp.read()
         return resp.status, (json.loads(raw) if raw else None)
@@ -61,16 +65,22 @@ class RealNode(unittest.TestCase):
         if self.node.poll() is not None:
             log.seek(0)
             self.fail(f"the node exited: {log.read()[-2000:].decode(errors='replace')}")
+        # API keys are on by default: the node wrote its admin key to its data directory.
+        with open(os.path.join(data_dir, "admin.key")) as f:
+            self.key = f.read().strip()
 
     def _kill(self) -> None:
         self.node.kill()
         self.node.wait(10)
 
     def test_a_python_worker_runs_an_external_task(self) -> None:
-        status, body = call(self.port, "POST", "/v1/tasks", {"kind": "py_square", "params": {"x": 7}})
+        status, body = call(self.port, "POST", "/v1/tasks", {"kind": "py_square", "params": {"x": 7}},
+                            key=self.key)
         self.assertEqual(status, 202, body)
         tid = body["id"]
-        w = Worker(f"http://127.0.0.1:{self.port}", slots=2, grace_s=5)
+        status, _ = call(self.port, "GET", f"/v1/tasks/{tid}")
+        self.assertEqual(status, 401, "no key, no answer")
+        w = Worker(f"http://127.0.0.1:{self.port}", slots=2, grace_s=5, api_key=self.key)
 
         @w.task("py_square")
         def square(params, ctx):
@@ -97,7 +107,7 @@ class RealNode(unittest.TestCase):
         self.assertEqual(errors, [])
 
     def _succeeded(self, tid: str) -> Optional[dict]:
-        status, body = call(self.port, "GET", f"/v1/tasks/{tid}")
+        status, body = call(self.port, "GET", f"/v1/tasks/{tid}", key=self.key)
         if status == 200 and body.get("status") in ("failed", "cancelled"):
             raise AssertionError(f"task ended {body}")
         return body if status == 200 and body.get("status") == "succeeded" else None

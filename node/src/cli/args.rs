@@ -7,14 +7,14 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 /// The exit codes of every client subcommand, shown under its `--help`.
-const EXIT_CODES: &str = "\
+pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
   0    done: the command did what it was asked (submit --wait, wait: every task succeeded;
        get: the task was printed, whatever its status)
   1    a task failed or was cancelled (submit --wait, wait)
   2    usage error: bad flags, bad --params JSON, unreadable file, or a request the API
        refused as invalid (400, 409, 422 …; its error code and message on stderr)
-  3    not found (404: unknown task id)
+  3    not found (404: unknown task or key id, or a task of another key)
   4    authentication refused (401, 403)
   5    rate-limited (429) or unavailable (503 or another 5xx, connection refused) after
        3 tries with backoff (Retry-After honoured), within about 5 s

@@ -30,7 +30,8 @@ pub enum Command {
     /// The client subcommands, spoken to a node's HTTP API.
     #[command(flatten)]
     Client(crate::cli::ClientCommand),
-    /// API keys: `taskmesh keys generate` prints a fresh key, offline.
+    /// API keys: `generate` prints a fresh key offline; `create`, `ls` and `revoke`
+    /// manage the keys of a node (admin key).
     #[command(subcommand)]
     Keys(crate::keys::KeysCommand),
 }
@@ -41,7 +42,16 @@ pub enum AuthMode {
     /// No keys: anyone who reaches the port may do anything (trusted networks only).
     Off,
     /// `Authorization: Bearer <key>` on every route but `/health`, `/health/ready` and
-    /// `/metrics`.
+    /// (unless --metrics-auth on) `/metrics`. The default.
+    On,
+}
+
+/// Whether `GET /metrics` asks for a key (with `--auth on`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MetricsAuth {
+    /// Open, like the health probes: for Prometheus scrapers on a trusted network.
+    Off,
+    /// A key with the `read` (or `admin`) scope.
     On,
 }
 
@@ -242,11 +252,17 @@ pub struct NodeArgs {
     #[arg(long, env = "TASKMESH_TEST_KERNELS")]
     pub test_kernels: bool,
 
-    /// API keys: `on` asks every request but the health probes and `/metrics` for
-    /// `Authorization: Bearer <key>` (docs/api.md). `off` (the default for now) leaves
-    /// the API open and logs a warning at start.
-    #[arg(long, env = "TASKMESH_AUTH", value_enum, default_value_t = AuthMode::Off)]
+    /// API keys: `on` (the default) asks every request but the health probes (and
+    /// `/metrics`, unless --metrics-auth on) for `Authorization: Bearer <key>`
+    /// (docs/api.md). `off` leaves the API open to anyone who reaches the port (trusted
+    /// networks only) and logs a warning at every start.
+    #[arg(long, env = "TASKMESH_AUTH", value_enum, default_value_t = AuthMode::On)]
     pub auth: AuthMode,
+
+    /// With --auth on: `on` makes `GET /metrics` need a key with the `read` scope;
+    /// `off` (the default) leaves it open for Prometheus scrapers.
+    #[arg(long, env = "TASKMESH_METRICS_AUTH", value_enum, default_value_t = MetricsAuth::Off)]
+    pub metrics_auth: MetricsAuth,
 
     /// With --auth on: a file holding the bootstrap admin key (`tm_…`, as printed by
     /// `taskmesh keys generate`), stored as the admin key `bootstrap` if its id is new.

@@ -218,15 +218,18 @@ fn labels_are_split_and_trimmed() {
 }
 
 #[test]
-fn auth_is_off_by_default_and_the_admin_key_is_checked_without_being_echoed() {
+fn auth_is_on_by_default_and_the_admin_key_is_checked_without_being_echoed() {
     let parse = |extra: &[&str]| {
         let args = NodeArgs::try_parse_from([&["node"], extra].concat()).expect("parse");
         NodeConfig::try_from(args)
     };
     let default = parse(&[]).expect("valid");
-    assert!(!default.auth.enabled);
+    assert!(default.auth.enabled, "secure by default");
+    assert!(!default.auth.protect_metrics, "/metrics open by default");
     assert_eq!(default.auth.admin_key, None);
-    assert!(parse(&["--auth", "on"]).expect("valid").auth.enabled);
+    assert!(!parse(&["--auth", "off"]).expect("valid").auth.enabled);
+    let metrics = parse(&["--metrics-auth", "on"]).expect("valid");
+    assert!(metrics.auth.enabled && metrics.auth.protect_metrics);
 
     let key = ApiKey::generate();
     let text = key.expose();

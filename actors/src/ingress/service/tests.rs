@@ -193,7 +193,7 @@ async fn a_long_poll_on_the_holder_answers_soon_after_the_task_finishes_elsewher
     let started = tokio::time::Instant::now();
     let poll = tokio::spawn({
         let state = state.clone();
-        async move { state.wait_terminal(&id, wait).await }
+        async move { state.wait_terminal(&id, wait, None).await }
     });
     // The poll is now waiting on this node's notifier: the task is held here.
     tokio::time::sleep(Duration::from_millis(10)).await;

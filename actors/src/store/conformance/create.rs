@@ -22,6 +22,7 @@ pub async fn create_then_get_round_trips_every_field(store: Arc<dyn TaskStore>) 
             idempotency_key: Some(unique_key()),
             class: Some("gpu".into()),
             request_id: Some("req-1".into()),
+            submitted_by: Some("abcdef012345".into()),
         }
         .into(),
         created_at_ms: 1_700_000_000_123,

@@ -15,6 +15,7 @@ pub(crate) fn spec(kind: &str, key: Option<&str>) -> TaskSpec {
         idempotency_key: key.map(str::to_owned),
         class: None,
         request_id: None,
+        submitted_by: None,
     }
 }
 

@@ -28,6 +28,7 @@ pub async fn list_is_newest_first_filtered_and_limited(store: Arc<dyn TaskStore>
             status,
             kind: kind.map(str::to_owned),
             limit,
+            ..ListFilter::default()
         };
         ids(&store.list(&filter).await.expect("list"))
     };
@@ -43,6 +44,42 @@ pub async fn list_is_newest_first_filtered_and_limited(store: Arc<dyn TaskStore>
     assert_eq!(list(None, Some("a"), 1).await, [id(4)]);
     assert_eq!(list(None, None, 0).await, []);
     assert_eq!(list(None, Some("missing"), 100).await, []);
+}
+
+/// `list` with `submitted_by` answers only the tasks that key submitted (a record without
+/// a submitter, written with `--auth off` or before the field existed, matches none).
+pub async fn list_filters_by_submitter(store: Arc<dyn TaskStore>) {
+    let by = |key: Option<&str>| {
+        let mut t = task("echo", None);
+        let mut spec = (*t.spec).clone();
+        spec.submitted_by = key.map(str::to_owned);
+        t.spec = spec.into();
+        t
+    };
+    let tasks = vec![
+        by(Some("aaaa")),
+        by(Some("bbbb")),
+        by(None),
+        by(Some("aaaa")),
+    ];
+    store.create(tasks.clone()).await.expect("create");
+    let id = |i: usize| tasks[i].id;
+    let list = async |submitted_by: Option<&str>, kind: Option<&str>| {
+        let filter = ListFilter {
+            kind: kind.map(str::to_owned),
+            submitted_by: submitted_by.map(str::to_owned),
+            limit: 100,
+            ..ListFilter::default()
+        };
+        ids(&store.list(&filter).await.expect("list"))
+    };
+    assert_eq!(list(Some("aaaa"), None).await, [3, 0].map(id));
+    assert_eq!(list(Some("bbbb"), Some("echo")).await, [id(1)]);
+    assert_eq!(list(Some("bbbb"), Some("other")).await, []);
+    assert_eq!(list(Some("cccc"), None).await, []);
+    assert_eq!(list(None, None).await, [3, 2, 1, 0].map(id));
+    let read = store.get(&id(1)).await.expect("get").expect("stored");
+    assert_eq!(read.spec.submitted_by.as_deref(), Some("bbbb"));
 }
 
 /// `unfinished` answers exactly the queued and running tasks, oldest first.

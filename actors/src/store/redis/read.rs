@@ -37,7 +37,8 @@ impl RedisStore {
         }
         let budget = rules::list_scan_budget(filter.limit);
         // Without a filter the newest `limit` ids are the answer; with one, read more.
-        let unfiltered = filter.status.is_none() && filter.kind.is_none();
+        let unfiltered =
+            filter.status.is_none() && filter.kind.is_none() && filter.submitted_by.is_none();
         let chunk = if unfiltered {
             filter.limit.min(CHUNK)
         } else {

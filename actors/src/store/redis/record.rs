@@ -274,6 +274,7 @@ mod tests {
                 idempotency_key: Some("k".into()),
                 class: Some("gpu".into()),
                 request_id: None,
+                submitted_by: None,
             }
             .into(),
             created_at_ms: 1_700_000_000_000,
