@@ -8,6 +8,8 @@
 //!   of the node needs; the store ([`StoreKind`]), the workers and the leases.
 //! - `cluster`: the cluster flags checked into [`ClusterSettings`].
 //! - [`server`]: the HTTP server's bounds and the shutdown's drain period.
+//! - `store`: `--store` ([`StoreKind`]) and [`RedisUrl`], whose password is never shown.
+//! - [`tls`]: HTTPS, mutual TLS between nodes and the Redis CA ([`tls::TlsSettings`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,51 +22,17 @@ use taskmesh_actors::auth::key::ApiKey;
 mod args;
 mod cluster;
 pub mod server;
+mod store;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 pub use args::{AuthMode, Cli, Command, LogFormat, NodeArgs, Secret};
 pub use cluster::ClusterSettings;
 use cluster::{check_forget, cluster_settings, heartbeat_settings};
 use server::ServerSettings;
-
-/// The task store a node uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreKind {
-    /// redb in `--data-dir`: the single-node default.
-    Embedded,
-    /// A Redis server (URL `redis://host:port/db`).
-    Redis(String),
-}
-
-impl std::fmt::Display for StoreKind {
-    /// The store for logs, with any password in a Redis URL hidden.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreKind::Embedded => f.write_str("embedded"),
-            StoreKind::Redis(url) => match (url.find("://"), url.rfind('@')) {
-                (Some(scheme), Some(at)) if at > scheme => {
-                    write!(f, "{}://***{}", &url[..scheme], &url[at..])
-                }
-                _ => f.write_str(url),
-            },
-        }
-    }
-}
-
-impl std::str::FromStr for StoreKind {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        match s {
-            "embedded" => Ok(StoreKind::Embedded),
-            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                Ok(StoreKind::Redis(url.to_owned()))
-            }
-            other => bail!("--store must be `embedded` or a redis:// URL, got `{other}`"),
-        }
-    }
-}
+pub use store::{RedisUrl, StoreKind};
+use tls::TlsSettings;
 
 /// A validated node configuration.
 #[derive(Debug, Clone)]
@@ -120,6 +88,8 @@ pub struct NodeConfig {
     pub server: ServerSettings,
     /// API keys: whether they are asked for, and the bootstrap admin key.
     pub auth: AuthSettings,
+    /// HTTPS, TLS between nodes, the Redis CA.
+    pub tls: TlsSettings,
 }
 
 /// API-key settings (`--auth`, `TASKMESH_ADMIN_KEY`, `--admin-key-file`).
@@ -253,6 +223,9 @@ impl TryFrom<NodeArgs> for NodeConfig {
         let cluster = cluster_settings(&a)?;
         let server = ServerSettings::try_from(&a.server)?;
         let auth = auth_settings(&a)?;
+        let store: StoreKind = a.store.0.parse()?;
+        let rediss = matches!(&store, StoreKind::Redis(url) if url.is_tls());
+        let tls = TlsSettings::check(&a.tls, cluster.is_some(), rediss)?;
         let node_id = a.node_id.unwrap_or_else(|| default_node_id(a.listen));
         if node_id.is_empty() || node_id.contains('/') {
             bail!("--node-id must be non-empty and contain no '/'");
@@ -266,7 +239,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
         Ok(Self {
             listen: a.listen,
             data_dir: a.data_dir,
-            store: a.store.parse()?,
+            store,
             store_cache_bytes: a.store_cache_mb.saturating_mul(1 << 20).max(1 << 20),
             node_id,
             workers,
@@ -289,6 +262,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
             claim_after,
             server,
             auth,
+            tls,
         })
     }
 }

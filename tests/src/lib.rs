@@ -16,6 +16,7 @@
 //!   shared with the chaos runner, and are re-exported here.
 //! - [`cluster`]: several nodes sharing a real `redis-server`, joined as a cluster.
 //! - [`workers`]: an HTTP worker of external kinds, spoken call by call.
+//! - [`tls`]: test certificates (a CA made with rcgen) and a TLS-only `redis-server`.
 //!
 //! Every wait has a deadline; the deadlines are generous because CI machines are slow,
 //! and no test asserts that something happens *quickly* unless the product promises it.
@@ -38,6 +39,7 @@ use tempfile::TempDir;
 use tokio::time::Instant;
 
 pub mod cluster;
+pub mod tls;
 pub mod workers;
 
 pub use taskmesh_actors::testing::{eventually, is_terminal, metric, metric_sum};
@@ -148,6 +150,8 @@ pub struct TestNode {
     binary: Option<PathBuf>,
     /// An HTTP client with keep-alive, for requests the helpers do not cover.
     pub http: reqwest::Client,
+    /// `http`, or `https` for a node started by [`TestNode::start_https`].
+    scheme: &'static str,
     log: LogTail,
     // Declared last: dropped after the process is killed.
     _temp: Option<TempDir>,
@@ -186,6 +190,22 @@ impl TestNode {
         Ok(node)
     }
 
+    /// Like [`TestNode::start_temp`] for a node serving HTTPS (`extra` holds its
+    /// `--tls-cert` and `--tls-key`): every helper speaks `https://` to it, trusting only
+    /// the CA certificate in `ca` (PEM).
+    pub async fn start_https(extra: &[&str], ca: &Path) -> anyhow::Result<Self> {
+        let temp = tempfile::tempdir()?;
+        let mut node = Self::unstarted(temp.path().to_path_buf(), Some(temp), extra)?;
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(ca)?)?;
+        node.http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .tls_certs_only([ca])
+            .build()?;
+        node.scheme = "https";
+        node.restart().await?;
+        Ok(node)
+    }
+
     async fn start_in(
         data_dir: PathBuf,
         temp: Option<TempDir>,
@@ -207,6 +227,7 @@ impl TestNode {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
+            scheme: "http",
             log: LogTail::default(),
             _temp: temp,
         };
@@ -275,6 +296,12 @@ impl TestNode {
         log.iter().any(|l| l.contains(needle))
     }
 
+    /// The node's last log lines (at most 200).
+    pub fn log_lines(&self) -> Vec<String> {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter().cloned().collect()
+    }
+
     /// The node's last log lines, for error messages.
     pub fn log_excerpt(&self) -> String {
         let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
@@ -307,9 +334,9 @@ impl TestNode {
         }
     }
 
-    /// `http://addr{path}`.
+    /// `http://addr{path}` (`https://` for [`TestNode::start_https`]).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// The process id, while the process runs.
