@@ -135,11 +135,14 @@ async fn two_nodes_join_over_mutual_tls_and_a_task_crosses() -> anyhow::Result<(
     let pki = TestPki::new()?;
     let redis = RedisServer::start()?;
     let addrs = [free_port()?, free_port()?].map(|p| format!("127.0.0.1:{p}"));
-    let mut n1 = node_flags("n1", &redis.url(), &addrs[0], &addrs, Some(&pki))?;
+    // n1 dials no one: n2 joins through n1's listener only.
+    let mut n1 = node_flags("n1", &redis.url(), &addrs[0], &[], Some(&pki))?;
     n1.extend(["--log".into(), "info".into()]);
     let mut n2 = node_flags("n2", &redis.url(), &addrs[1], &addrs, Some(&pki))?;
     n2.extend(["--labels".into(), "gpu".into()]);
     let n1 = TestNode::start_temp(&strs(&n1)).await?;
+    // A connection that never says a word must not hold up the peers behind it.
+    let _silent = std::net::TcpStream::connect(&addrs[0])?;
     let n2 = TestNode::start_temp(&strs(&n2)).await?;
     wait_peers_up(&n1, 1, JOIN_WITHIN).await?;
     wait_peers_up(&n2, 1, JOIN_WITHIN).await?;
@@ -174,6 +177,37 @@ async fn a_plaintext_node_and_a_tls_node_refuse_each_other_with_a_log_line() -> 
     })
     .await?;
     for node in [&secure, &plain] {
+        let view = cluster_view(node).await?;
+        let peers = view["peers"].as_array().context("peers")?;
+        ensure!(peers.is_empty(), "nobody joins: {view}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_whose_certificate_another_ca_issued_never_joins() -> anyhow::Result<()> {
+    let (pki, other) = (TestPki::new()?, TestPki::new()?);
+    let redis = RedisServer::start()?;
+    let addrs = [free_port()?, free_port()?].map(|p| format!("127.0.0.1:{p}"));
+    let member = node_flags("member", &redis.url(), &addrs[0], &addrs, Some(&pki))?;
+    // The intruder trusts the cluster's CA (so it would accept the member) but presents
+    // a certificate of another CA: the member must refuse it as a client too.
+    let mut intruder = node_flags("intruder", &redis.url(), &addrs[1], &addrs, Some(&other))?;
+    let ca_at = intruder
+        .iter()
+        .position(|f| f == "--cluster-tls-ca")
+        .context("--cluster-tls-ca")?;
+    intruder[ca_at + 1] = pki.ca().display().to_string();
+    let member = TestNode::start_temp(&strs(&member)).await?;
+    let intruder = TestNode::start_temp(&strs(&intruder)).await?;
+    eventually(LOG_WITHIN, "the intruder's certificate refused", || async {
+        let log = member.log_lines().join("\n");
+        let refused = log.contains("cluster connection refused: TLS handshake failed")
+            && log.contains("invalid peer certificate");
+        Ok(refused.then_some(()))
+    })
+    .await?;
+    for node in [&member, &intruder] {
         let view = cluster_view(node).await?;
         let peers = view["peers"].as_array().context("peers")?;
         ensure!(peers.is_empty(), "nobody joins: {view}");
