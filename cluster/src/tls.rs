@@ -9,7 +9,10 @@
 //! handshake timeout, a failure is logged naming the peer (at most once per
 //! [`WARN_EVERY`] per address), and only an encrypted, verified stream is handed to the
 //! NodeServer. The NodeServer's own listener then listens on a loopback port nobody is
-//! told about, in TLS mode too.
+//! told about, in TLS mode too, and the port this node announces to its peers is set to
+//! the front's (`NodeServerMessage::PortChanged`). Should ractor_cluster ever respawn its
+//! failed listener, it would announce the new loopback port again; peers still reach the
+//! node, as the dialer uses the addresses from discovery, not the announced one.
 //!
 //! Both sides verify each other (mutual TLS): a connection is encrypted only between
 //! holders of a certificate issued by the cluster's CA. The cookie is still checked on
