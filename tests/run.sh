@@ -34,6 +34,7 @@ step "container images (built locally, no registry needed), their checks, and a 
 bash compose/build-images.sh
 bash compose/verify-images.sh
 bash compose/smoke.sh
+bash compose/tls-smoke.sh # the TLS variant: TLS Redis with an ACL user, mutual TLS between nodes, HTTPS
 bash compose/monitoring/check.sh # promtool, dashboard PromQL, metric names vs. a running node
 
 step "chaos: kill-random against a 3-node compose cluster (the loopback scenarios run with the tests)"

@@ -141,6 +141,8 @@ pub struct HttpIngress;
 pub struct HttpIngressArgs {
     /// The bound listener (cloned for each incarnation of the actor).
     pub listener: Arc<std::net::TcpListener>,
+    /// HTTPS: every connection is a TLS session; `None` for plain HTTP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Handler state.
     pub state: IngressState,
 }
@@ -168,13 +170,14 @@ impl Actor for HttpIngress {
         let (tx, rx) = oneshot::channel::<()>();
         let limits = args.state.limits.clone();
         let app = routes::router(args.state);
+        let scheme = if args.tls.is_some() { "https" } else { "http" };
         let server = tokio::spawn(async move {
-            server::serve(listener, app, &limits, FINISH_WITHIN, async {
+            server::serve(listener, args.tls, app, &limits, FINISH_WITHIN, async {
                 let _ = rx.await;
             })
             .await;
         });
-        tracing::info!(%addr, "HTTP API listening");
+        tracing::info!(%addr, scheme, "HTTP API listening");
         Ok(HttpIngressState {
             shutdown: Some(tx),
             server: Some(server),

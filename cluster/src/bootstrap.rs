@@ -21,16 +21,24 @@
 //! forever. Every session therefore gets a watchdog when it opens
 //! ([`ClusterConfig::handshake_timeout`]): still unauthenticated then, its actors (the
 //! session, its TCP session, reader and writer) are stopped, which closes the socket.
+//!
+//! With [`ClusterConfig::tls`] set, sessions are mutual TLS both ways: [`crate::tls`]
+//! owns the cluster port and handshakes each incoming connection before the NodeServer
+//! sees it, and the dialer handshakes each outgoing one; a peer that does not speak TLS
+//! with a certificate of the cluster's CA is refused with a warning naming it.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorRef};
-use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use ractor_cluster::{
+    ClientConnectErr, IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage,
+};
 use tokio::task::JoinHandle;
 
 pub use crate::discovery::{Discovery, DiscoveryError};
+pub use crate::tls::ClusterTls;
 
 /// How this node joins the cluster.
 #[derive(Clone, Debug)]
@@ -50,8 +58,10 @@ pub struct ClusterConfig {
     /// The longest wait between two dials of one unreachable address.
     pub max_backoff: Duration,
     /// How long a session (incoming or outgoing) may take to authenticate before it is
-    /// closed.
+    /// closed (with TLS on, the TLS handshake must also end within it).
     pub handshake_timeout: Duration,
+    /// Mutual TLS between nodes; `None` for plain TCP.
+    pub tls: Option<ClusterTls>,
 }
 
 /// Why the cluster could not be joined.
@@ -66,6 +76,8 @@ pub enum ClusterError {
 pub struct Cluster {
     server: ActorRef<NodeServerMessage>,
     dialer: JoinHandle<()>,
+    /// The TLS front listener, when TLS is on.
+    front: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -130,22 +142,41 @@ fn stop_tree(cell: &ractor::ActorCell, reason: &str) {
 }
 
 impl Cluster {
-    /// Starts the NodeServer and the dialer.
+    /// Starts the NodeServer and the dialer (and, with TLS, the front listener).
     pub async fn start(config: ClusterConfig) -> Result<Self, ClusterError> {
         let host = config
             .advertise
             .rsplit_once(':')
             .map_or(config.advertise.as_str(), |(h, _)| h)
             .to_owned();
+        let listen_failed = |e: std::io::Error| ClusterError::Listen(e.to_string());
+        // With TLS, the front listener takes the cluster port and the NodeServer's own
+        // listener (TLS too) a loopback port nobody dials.
+        let (front, port, ip, encryption) = match &config.tls {
+            None => (None, config.listen.port(), config.listen.ip(), None),
+            Some(tls) => {
+                let front = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .map_err(listen_failed)?;
+                let port = front.local_addr().map_err(listen_failed)?.port();
+                let encryption = IncomingEncryptionMode::Tls(tls.acceptor.clone());
+                (
+                    Some(front),
+                    port,
+                    Ipv4Addr::LOCALHOST.into(),
+                    Some(encryption),
+                )
+            }
+        };
         let server = NodeServer::new(
-            config.listen.port(),
+            if front.is_some() { 0 } else { port },
             config.cookie.clone(),
             config.node_name.clone(),
             host,
-            None,
+            encryption,
             Some(ractor_cluster::node::NodeConnectionMode::Isolated),
         )
-        .with_listen_addr(config.listen.ip());
+        .with_listen_addr(ip);
         let (server, _) = Actor::spawn(None, server, ())
             .await
             .map_err(|e| ClusterError::Listen(e.to_string()))?;
@@ -155,8 +186,26 @@ impl Cluster {
                 handshake_timeout: config.handshake_timeout,
             }),
         });
+        let front = match (front, &config.tls) {
+            (Some(listener), Some(tls)) => {
+                // Peers learn the port from the name this node presents: the front's,
+                // not the hidden listener's (which the NodeServer announced first).
+                let _ = server.cast(NodeServerMessage::PortChanged { port });
+                Some(tokio::spawn(crate::tls::accept_forever(
+                    listener,
+                    tls.acceptor.clone(),
+                    server.clone(),
+                    config.handshake_timeout,
+                )))
+            }
+            _ => None,
+        };
         let dialer = tokio::spawn(dial_forever(server.clone(), config));
-        Ok(Self { server, dialer })
+        Ok(Self {
+            server,
+            dialer,
+            front,
+        })
     }
 
     /// The NodeServer actor.
@@ -167,6 +216,9 @@ impl Cluster {
     /// Stops dialing and closes every session.
     pub fn stop(&self) {
         self.dialer.abort();
+        if let Some(front) = &self.front {
+            front.abort();
+        }
         self.server.stop(Some("node stopping".into()));
     }
 }
@@ -225,15 +277,36 @@ async fn dial_forever(server: ActorRef<NodeServerMessage>, config: ClusterConfig
             }
             entry.next = now + entry.wait;
             entry.wait = (entry.wait * 2).min(config.max_backoff);
-            let server = server.clone();
+            let (server, tls) = (server.clone(), config.tls.clone());
             tokio::spawn(async move {
-                let dial = ractor_cluster::client_connect(&server, addr);
+                let dial = dial(&server, addr, tls);
                 match tokio::time::timeout(Duration::from_secs(3), dial).await {
                     Ok(Ok(())) => tracing::debug!(%addr, "dialed peer"),
+                    Ok(Err(ClientConnectErr::Encryption(e))) => tracing::warn!(
+                        peer = %addr,
+                        error = %e,
+                        "cluster TLS handshake with the peer failed: it does not speak TLS, \
+                         or its certificate is not issued by --cluster-tls-ca for \
+                         --cluster-tls-server-name"
+                    ),
                     Ok(Err(e)) => tracing::debug!(%addr, error = %e, "peer dial failed"),
                     Err(_) => tracing::debug!(%addr, "peer dial timed out"),
                 }
             });
+        }
+    }
+}
+
+/// Opens a session to `addr`: over TLS when `tls` is set, plain TCP otherwise.
+async fn dial(
+    server: &ActorRef<NodeServerMessage>,
+    addr: SocketAddr,
+    tls: Option<ClusterTls>,
+) -> Result<(), ClientConnectErr> {
+    match tls {
+        None => ractor_cluster::client_connect(server, addr).await,
+        Some(tls) => {
+            ractor_cluster::client_connect_enc(server, addr, tls.connector, tls.server_name).await
         }
     }
 }

@@ -7,6 +7,7 @@
 //!   are a stable contract.
 //! - [`bootstrap`]: the ractor_cluster NodeServer and the dialer keeping a full mesh.
 //! - [`discovery`]: static seeds and DNS names to resolve.
+//! - [`tls`]: mutual TLS between nodes (the front listener that handshakes first).
 //! - [`breaker`]: the per-peer circuit breaker (pure, injected clock).
 //! - [`detector`]: the peer failure detector fed by heartbeats (pure, injected clock).
 //!
@@ -18,4 +19,5 @@ pub mod breaker;
 pub mod detector;
 pub mod discovery;
 pub mod protocol;
+pub mod tls;
 pub mod wire;

@@ -9,6 +9,8 @@
 //! - `cluster`: the cluster flags checked into [`ClusterSettings`].
 //! - [`server`]: the HTTP server's bounds and the shutdown's drain period.
 //! - [`rate_limit`]: the rate limits per API key and per client IP.
+//! - `store`: `--store` ([`StoreKind`]) and [`RedisUrl`], whose password is never shown.
+//! - [`tls`]: HTTPS, mutual TLS between nodes and the Redis CA ([`tls::TlsSettings`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,52 +24,18 @@ mod args;
 mod cluster;
 pub mod rate_limit;
 pub mod server;
+mod store;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 pub use args::{AuthMode, Cli, Command, LogFormat, MetricsAuth, NodeArgs, Secret};
 pub use cluster::ClusterSettings;
 use cluster::{check_forget, cluster_settings, heartbeat_settings};
 use rate_limit::RateLimitSettings;
 use server::ServerSettings;
-
-/// The task store a node uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreKind {
-    /// redb in `--data-dir`: the single-node default.
-    Embedded,
-    /// A Redis server (URL `redis://host:port/db`).
-    Redis(String),
-}
-
-impl std::fmt::Display for StoreKind {
-    /// The store for logs, with any password in a Redis URL hidden.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreKind::Embedded => f.write_str("embedded"),
-            StoreKind::Redis(url) => match (url.find("://"), url.rfind('@')) {
-                (Some(scheme), Some(at)) if at > scheme => {
-                    write!(f, "{}://***{}", &url[..scheme], &url[at..])
-                }
-                _ => f.write_str(url),
-            },
-        }
-    }
-}
-
-impl std::str::FromStr for StoreKind {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        match s {
-            "embedded" => Ok(StoreKind::Embedded),
-            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                Ok(StoreKind::Redis(url.to_owned()))
-            }
-            other => bail!("--store must be `embedded` or a redis:// URL, got `{other}`"),
-        }
-    }
-}
+pub use store::{RedisUrl, StoreKind};
+use tls::TlsSettings;
 
 /// A validated node configuration.
 #[derive(Debug, Clone)]
@@ -125,6 +93,8 @@ pub struct NodeConfig {
     pub auth: AuthSettings,
     /// Rate limits per key and per client IP (enforced with `--auth on`).
     pub rate_limits: RateLimitSettings,
+    /// HTTPS, TLS between nodes, the Redis CA.
+    pub tls: TlsSettings,
 }
 
 /// API-key settings (`--auth`, `TASKMESH_ADMIN_KEY`, `--admin-key-file`).
@@ -262,6 +232,9 @@ impl TryFrom<NodeArgs> for NodeConfig {
         let server = ServerSettings::try_from(&a.server)?;
         let auth = auth_settings(&a)?;
         let rate_limits = RateLimitSettings::try_from(&a.rate_limits)?;
+        let store: StoreKind = a.store.0.parse()?;
+        let rediss = matches!(&store, StoreKind::Redis(url) if url.is_tls());
+        let tls = TlsSettings::check(&a.tls, cluster.is_some(), rediss)?;
         let node_id = a.node_id.unwrap_or_else(|| default_node_id(a.listen));
         if node_id.is_empty() || node_id.contains('/') {
             bail!("--node-id must be non-empty and contain no '/'");
@@ -275,7 +248,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
         Ok(Self {
             listen: a.listen,
             data_dir: a.data_dir,
-            store: a.store.parse()?,
+            store,
             store_cache_bytes: a.store_cache_mb.saturating_mul(1 << 20).max(1 << 20),
             node_id,
             workers,
@@ -299,6 +272,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
             server,
             auth,
             rate_limits,
+            tls,
         })
     }
 }

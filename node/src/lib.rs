@@ -14,6 +14,7 @@
 //! - [`supervisor`]: the root actor and the supervision tree (drawn there).
 //! - [`telemetry`]: log setup.
 //! - [`shutdown`]: the stop signal.
+//! - `tls`: the PEM files of the TLS flags read into rustls configurations.
 //!
 //! [`start`] brings a node with the built-in kinds up and returns a [`NodeHandle`];
 //! [`run`] starts one, waits for the shutdown signal and stops it gracefully.
@@ -41,7 +42,7 @@ use taskmesh_actors::rate_limit::local::LocalLimiter;
 use taskmesh_actors::rate_limit::{RateLimiter, RateLimits};
 use taskmesh_actors::store::TaskStore;
 use taskmesh_actors::store::embedded::EmbeddedStore;
-use taskmesh_actors::store::redis::RedisStore;
+use taskmesh_actors::store::redis::{RedisConfig, RedisStore};
 use taskmesh_actors::worker_pool::WorkerPoolConfig;
 use taskmesh_actors::worker_pool::retry::Backoff;
 use taskmesh_cluster::bootstrap::{Cluster, ClusterConfig};
@@ -56,6 +57,7 @@ pub mod keys;
 pub mod shutdown;
 pub mod supervisor;
 pub mod telemetry;
+mod tls;
 
 pub use app::Node;
 use config::{NodeConfig, StoreKind};
@@ -139,6 +141,20 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
 /// [`start`] with the kinds in `kernels`.
 async fn start_with(config: NodeConfig, kernels: Registry) -> anyhow::Result<NodeHandle> {
     raise_open_files_limit(config.server.max_connections);
+    tls::install_provider();
+    // Every TLS file is read before anything opens: a bad one stops the start at once.
+    let https = config
+        .tls
+        .https
+        .as_ref()
+        .map(tls::https_acceptor)
+        .transpose()?;
+    let cluster_tls = config
+        .tls
+        .cluster
+        .as_ref()
+        .map(tls::cluster_tls)
+        .transpose()?;
     let (store, limiter) = open_store(&config).await?;
     ensure_id_free(&*store, &config.node_id, config.lease_renew).await?;
     let auth = authentication(&config, &store, limiter).await?;
@@ -234,6 +250,7 @@ async fn start_with(config: NodeConfig, kernels: Registry) -> anyhow::Result<Nod
         }),
         auth,
         listener: Arc::new(listener),
+        https,
         result_ttl: config.result_ttl,
         ctx,
     };
@@ -252,6 +269,7 @@ async fn start_with(config: NodeConfig, kernels: Registry) -> anyhow::Result<Nod
                 interval: Duration::from_secs(1),
                 max_backoff: Duration::from_secs(10),
                 handshake_timeout: config.server.cluster_handshake_timeout,
+                tls: cluster_tls,
             })
             .await;
             match joined {
@@ -271,6 +289,8 @@ async fn start_with(config: NodeConfig, kernels: Registry) -> anyhow::Result<Nod
     tracing::info!(
         node = %config.node_id,
         %addr,
+        https = config.tls.https.is_some(),
+        cluster_tls = config.tls.cluster.is_some(),
         store = %config.store,
         cluster = config.cluster.as_ref().map(|c| c.advertise.as_str()).unwrap_or("off"),
         "node started"
@@ -354,9 +374,19 @@ async fn open_store(
             Ok((Arc::new(store), Arc::new(LocalLimiter::new())))
         }
         StoreKind::Redis(url) => {
-            let store = RedisStore::connect(url).await.with_context(|| {
-                format!("connecting to the Redis task store at {}", config.store)
-            })?;
+            let redis = RedisConfig {
+                tls_ca: config
+                    .tls
+                    .redis_ca
+                    .as_deref()
+                    .map(tls::read_ca)
+                    .transpose()?,
+                ..RedisConfig::default()
+            };
+            // `url` shows without its password; the store's errors never carry it.
+            let store = RedisStore::connect_with(url.expose(), redis)
+                .await
+                .with_context(|| format!("connecting to the Redis task store at {url}"))?;
             let limiter = store.rate_limiter();
             Ok((Arc::new(store), Arc::new(limiter)))
         }

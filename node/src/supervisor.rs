@@ -72,6 +72,8 @@ pub struct SupervisorArgs {
     pub auth: Option<Arc<Authenticator>>,
     /// The bound HTTP listener.
     pub listener: Arc<std::net::TcpListener>,
+    /// HTTPS (`--tls-cert`); `None` for plain HTTP.
+    pub https: Option<tokio_rustls::TlsAcceptor>,
     /// How long finished records are kept.
     pub result_ttl: Duration,
 }

@@ -17,6 +17,7 @@
 //!   shared with the chaos runner, and are re-exported here.
 //! - [`cluster`]: several nodes sharing a real `redis-server`, joined as a cluster.
 //! - [`workers`]: an HTTP worker of external kinds, spoken call by call.
+//! - [`tls`]: test certificates (a CA made with rcgen) and a TLS-only `redis-server`.
 //!
 //! Every wait has a deadline; the deadlines are generous because CI machines are slow,
 //! and no test asserts that something happens *quickly* unless the product promises it.
@@ -40,6 +41,7 @@ use tempfile::TempDir;
 use tokio::time::Instant;
 
 pub mod cluster;
+pub mod tls;
 pub mod workers;
 
 pub use taskmesh_actors::testing::{eventually, is_terminal, metric, metric_sum};
@@ -156,6 +158,10 @@ pub struct TestNode {
     admin_key: Option<String>,
     /// The key the client sends, read once the node is ready.
     api_key: Option<String>,
+    /// `http`, or `https` for a node started by [`TestNode::start_https`].
+    scheme: &'static str,
+    /// The CA certificate the client trusts for an HTTPS node.
+    ca: Option<reqwest::Certificate>,
     log: LogTail,
     // Declared last: dropped after the process is killed.
     _temp: Option<TempDir>,
@@ -211,6 +217,20 @@ impl TestNode {
         Ok(node)
     }
 
+    /// Like [`TestNode::start_temp`] for a node serving HTTPS (`extra` holds its
+    /// `--tls-cert` and `--tls-key`): every helper speaks `https://` to it, trusting only
+    /// the CA certificate in `ca` (PEM).
+    pub async fn start_https(extra: &[&str], ca: &Path) -> anyhow::Result<Self> {
+        let temp = tempfile::tempdir()?;
+        let mut node = Self::unstarted(temp.path().to_path_buf(), Some(temp), extra)?;
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(ca)?)?;
+        node.http = client(None, Some(&ca))?;
+        node.ca = Some(ca);
+        node.scheme = "https";
+        node.restart().await?;
+        Ok(node)
+    }
+
     async fn start_in(
         data_dir: PathBuf,
         temp: Option<TempDir>,
@@ -229,9 +249,11 @@ impl TestNode {
             args: extra.iter().map(|s| (*s).to_owned()).collect(),
             wrapper: Vec::new(),
             binary: None,
-            http: client(None)?,
+            http: client(None, None)?,
             admin_key: shared_store(extra).then(|| ApiKey::generate().expose()),
             api_key: None,
+            scheme: "http",
+            ca: None,
             log: LogTail::default(),
             _temp: temp,
         };
@@ -255,13 +277,13 @@ impl TestNode {
 
     /// An HTTP client that sends no key (for tests of what a keyless caller gets).
     pub fn anonymous(&self) -> anyhow::Result<reqwest::Client> {
-        client(None)
+        client(None, self.ca.as_ref())
     }
 
     /// A new HTTP client (its own connections) that sends [`TestNode::api_key`], like
     /// [`TestNode::http`].
     pub fn fresh_client(&self) -> anyhow::Result<reqwest::Client> {
-        client(self.api_key.as_deref())
+        client(self.api_key.as_deref(), self.ca.as_ref())
     }
 
     /// Reads the key the node's client sends (see [`TestNode::api_key`]) and rebuilds
@@ -283,7 +305,7 @@ impl TestNode {
                 Err(e) => return Err(e).context(format!("reading {}", key_file.display())),
             },
         };
-        self.http = client(key.as_deref())?;
+        self.http = client(key.as_deref(), self.ca.as_ref())?;
         self.api_key = key;
         Ok(())
     }
@@ -354,6 +376,12 @@ impl TestNode {
         log.iter().any(|l| l.contains(needle))
     }
 
+    /// The node's last log lines (at most 200).
+    pub fn log_lines(&self) -> Vec<String> {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter().cloned().collect()
+    }
+
     /// The node's last log lines, for error messages.
     pub fn log_excerpt(&self) -> String {
         let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
@@ -386,9 +414,9 @@ impl TestNode {
         }
     }
 
-    /// `http://addr{path}`.
+    /// `http://addr{path}` (`https://` for [`TestNode::start_https`]).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// The process id, while the process runs.
@@ -620,8 +648,11 @@ fn shared_store(args: &[&str]) -> bool {
 }
 
 /// An HTTP client with keep-alive that sends `key`, if given, on every request.
-fn client(key: Option<&str>) -> anyhow::Result<reqwest::Client> {
+fn client(key: Option<&str>, ca: Option<&reqwest::Certificate>) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+    if let Some(ca) = ca {
+        builder = builder.tls_certs_only([ca.clone()]);
+    }
     if let Some(key) = key {
         let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
             .context("the API key is not valid in a header")?;

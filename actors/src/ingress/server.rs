@@ -15,6 +15,11 @@
 //!   an orchestrator never restarts a node for being busy;
 //! - **request time**: a request still running after `request_timeout` (body upload
 //!   included) is answered `504 timeout`.
+//!
+//! With a TLS acceptor (HTTPS, `--tls-cert`), each connection is handshaken on its own
+//! task before hyper sees it, within `header_read_timeout` too; a connection that fails
+//! the handshake (plain HTTP, for one) is closed and logged at debug level only, so
+//! strangers cannot fill the log.
 
 use std::future::Future;
 use std::pin::pin;
@@ -27,9 +32,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::IngressLimits;
@@ -127,10 +134,12 @@ async fn guard_request(State(guard): State<Arc<Guard>>, req: Request, next: Next
     }
 }
 
-/// Serves `app` on `listener` until `stop` resolves; then closes the listener, lets
-/// in-flight requests finish for up to `finish_within`, and cuts what is left.
+/// Serves `app` on `listener` (over TLS when `tls` is set) until `stop` resolves; then
+/// closes the listener, lets in-flight requests finish for up to `finish_within`, and
+/// cuts what is left.
 pub(super) async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     app: Router,
     limits: &IngressLimits,
     finish_within: Duration,
@@ -176,16 +185,23 @@ pub(super) async fn serve(
                 req
             });
         let (builder, service) = (builder.clone(), TowerToHyperService::new(app));
+        let (tls, handshake_within) = (tls.clone(), limits.header_read_timeout);
         let mut closed = closed.clone();
         connections.spawn(async move {
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            let mut conn = pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                // Sent once, after this receiver was made: any change means "close".
-                _ = closed.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            match tls {
+                None => serve_connection(&builder, stream, service, &mut closed).await,
+                Some(acceptor) => {
+                    let handshake = tokio::select! {
+                        done = tokio::time::timeout(handshake_within, acceptor.accept(stream)) => done,
+                        _ = closed.changed() => return,
+                    };
+                    match handshake {
+                        Ok(Ok(stream)) => {
+                            serve_connection(&builder, stream, service, &mut closed).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
                 }
             }
             drop(permit);
@@ -204,6 +220,32 @@ pub(super) async fn serve(
             finish_within.as_millis()
         );
         connections.shutdown().await;
+    }
+}
+
+/// Serves one connection (a TCP stream, or a TLS session on one) until it ends, or
+/// until `closed` changes; then lets its request in flight finish.
+async fn serve_connection<S, Svc>(
+    builder: &hyper::server::conn::http1::Builder,
+    stream: S,
+    service: Svc,
+    closed: &mut watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    Svc: hyper::service::HttpService<hyper::body::Incoming>,
+    Svc::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    Svc::ResBody: 'static,
+    <Svc::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let mut conn = pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        // Sent once, after this receiver was made: any change means "close".
+        _ = closed.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 

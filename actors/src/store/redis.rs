@@ -87,6 +87,9 @@ pub struct RedisConfig {
     pub max_batch: usize,
     /// How many operations may wait for the batcher before callers wait to queue.
     pub queue_capacity: usize,
+    /// For a `rediss://` URL: the CA certificate(s), PEM, that Redis's certificate is
+    /// checked against; `None` checks it against the system's roots.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl RedisConfig {
@@ -101,6 +104,7 @@ impl Default for RedisConfig {
             timeout: Duration::from_secs(5),
             max_batch: 1_024,
             queue_capacity: 16_384,
+            tls_ca: None,
         }
     }
 }
@@ -148,9 +152,26 @@ impl RedisStore {
 
     /// Connects, loads the scripts and starts the batcher. Fails with
     /// [`StoreError::Backend`] if Redis does not answer within `config.timeout`.
+    ///
+    /// `url` is `redis://` or, over TLS, `rediss://`, with `user:password@` for an ACL
+    /// user. No error of this store carries the password.
     pub async fn connect_with(url: &str, config: RedisConfig) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Backend(format!("bad redis url: {e}")))?;
+        let scrub = |e: StoreError| scrub_password(e, url);
+        Self::connect_inner(url, config).await.map_err(scrub)
+    }
+
+    async fn connect_inner(url: &str, config: RedisConfig) -> Result<Self, StoreError> {
+        let bad_url = |e: redis::RedisError| StoreError::Backend(format!("bad redis url: {e}"));
+        let client = match &config.tls_ca {
+            None => redis::Client::open(url).map_err(bad_url)?,
+            Some(ca) => {
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                };
+                redis::Client::build_with_tls(url, certificates).map_err(bad_url)?
+            }
+        };
         // Few quick retries: while Redis is down, calls fail within a few hundred
         // milliseconds instead of queueing behind a long backoff, and every later call
         // starts a fresh reconnect, so the store recovers as soon as Redis is back.
@@ -256,6 +277,26 @@ impl RedisStore {
     /// One pipeline straight on the connection (not batched), within the timeout.
     async fn query_pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, StoreError> {
         within(self.timeout, pipe.query_async(&mut self.conn.clone())).await
+    }
+}
+
+/// `e` with the password of `url` (if it has one) replaced by `***` wherever it shows:
+/// Redis errors name hosts and users, never passwords as far as we know, but an error
+/// of a client library is no place to trust with a secret.
+fn scrub_password(e: StoreError, url: &str) -> StoreError {
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+        .map(|(userinfo, _)| userinfo.split_once(':').map_or(userinfo, |(_, p)| p))
+        .filter(|p| !p.is_empty());
+    let Some(password) = password else {
+        return e;
+    };
+    let hide = |text: String| text.replace(password, "***");
+    match e {
+        StoreError::Backend(text) => StoreError::Backend(hide(text)),
+        StoreError::Unreachable(text) => StoreError::Unreachable(hide(text)),
+        other => other,
     }
 }
 

@@ -23,7 +23,7 @@ Exit codes:
 /// How the server and the key are found: common to every client subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// Base URL of a node's HTTP API.
+    /// Base URL of a node's HTTP API (`http://` or `https://`).
     #[arg(long, env = "TASKMESH_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
 
@@ -31,6 +31,11 @@ pub struct ClientArgs {
     /// <data-dir>/admin.key when that file exists].
     #[arg(long, env = "TASKMESH_API_KEY", hide_env_values = true)]
     pub api_key: Option<ApiKey>,
+
+    /// CA certificate(s), PEM, to trust for an `https://` URL instead of the system's
+    /// roots (a node whose --tls-cert a private CA issued).
+    #[arg(long, env = "TASKMESH_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 
     /// Data directory of a local node, where `admin.key` is looked up when no key is given.
     #[arg(long, env = "TASKMESH_DATA_DIR", default_value = "./taskmesh-data")]

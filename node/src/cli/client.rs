@@ -77,6 +77,17 @@ impl Reply {
     }
 }
 
+/// The certificates of `--ca-file`, the only roots trusted for `https://`.
+fn ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, CliError> {
+    let unusable = |why: String| CliError::Usage(format!("--ca-file {}: {why}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| unusable(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| unusable(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(unusable("no PEM certificate in the file".into()));
+    }
+    Ok(certs)
+}
+
 /// A node's API, spoken with the caller's key.
 #[derive(Debug)]
 pub(crate) struct Client {
@@ -91,10 +102,12 @@ impl Client {
     pub(crate) fn new(args: &ClientArgs) -> Result<Self, CliError> {
         let base = Url::parse(&args.url)
             .ok()
-            .filter(|u| u.scheme() == "http" && !u.cannot_be_a_base())
+            .filter(|u| matches!(u.scheme(), "http" | "https") && !u.cannot_be_a_base())
             .ok_or_else(|| {
-                // The workspace's reqwest is built without TLS: nodes serve plain HTTP.
-                CliError::Usage(format!("--url {}: not an http:// URL", args.url))
+                CliError::Usage(format!(
+                    "--url {}: not an http:// or https:// URL",
+                    args.url
+                ))
             })?;
         let key = match &args.api_key {
             Some(key) => Some(key.0.trim().to_owned()),
@@ -109,7 +122,11 @@ impl Client {
                 Ok::<_, CliError>(value)
             })
             .transpose()?;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        if let Some(path) = &args.ca_file {
+            http = http.tls_certs_only(ca_certificates(path)?);
+        }
+        let http = http
             .build()
             .map_err(|e| CliError::Usage(format!("building the HTTP client: {e}")))?;
         Ok(Self { http, base, auth })

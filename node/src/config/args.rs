@@ -10,6 +10,7 @@ use taskmesh_cluster::discovery::{DnsTarget, Peer};
 
 use super::rate_limit::RateLimitArgs;
 use super::server::ServerArgs;
+use super::tls::TlsArgs;
 
 /// taskmesh: a distributed task-processing runtime in one binary.
 #[derive(Debug, Parser)]
@@ -97,9 +98,15 @@ pub struct NodeArgs {
     pub data_dir: PathBuf,
 
     /// Task store: `embedded` (on --data-dir) or a Redis URL such as
-    /// `redis://127.0.0.1:6379/0`.
-    #[arg(long, env = "TASKMESH_STORE", default_value = "embedded")]
-    pub store: String,
+    /// `redis://127.0.0.1:6379/0`; `rediss://` for TLS, `redis://user:password@host…`
+    /// for an ACL user (the password is never logged).
+    #[arg(
+        long,
+        env = "TASKMESH_STORE",
+        default_value = "embedded",
+        hide_env_values = true
+    )]
+    pub store: Secret,
 
     /// Memory for the embedded store's page cache, in MiB.
     #[arg(long, env = "TASKMESH_STORE_CACHE_MB", default_value_t = 64)]
@@ -283,4 +290,7 @@ pub struct NodeArgs {
     /// Rate limits per API key and per client IP.
     #[command(flatten)]
     pub rate_limits: RateLimitArgs,
+    /// TLS: HTTPS on the API, between nodes, to Redis.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }

@@ -77,7 +77,7 @@ pub(super) fn cluster_settings(a: &NodeArgs) -> anyhow::Result<Option<ClusterSet
              shared secret: set --cluster-cookie or TASKMESH_CLUSTER_COOKIE on every node"
         );
     };
-    if a.store == "embedded" {
+    if a.store.0 == "embedded" {
         bail!(
             "a cluster needs a shared task store: pass --store redis://HOST:PORT/DB \
              (the embedded store is private to one node)"

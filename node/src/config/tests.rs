@@ -36,12 +36,9 @@ fn store_is_embedded_or_a_redis_url() {
     let embedded = NodeConfig::try_from(cfg("embedded")).expect("valid");
     assert_eq!(embedded.store, StoreKind::Embedded);
     let redis = NodeConfig::try_from(cfg("redis://127.0.0.1:6379/0")).expect("valid");
-    assert_eq!(
-        redis.store,
-        StoreKind::Redis("redis://127.0.0.1:6379/0".into())
-    );
-    let secret = StoreKind::Redis("redis://user:pw@db:6379/0".into());
-    assert_eq!(secret.to_string(), "redis://***@db:6379/0");
+    assert_eq!(redis.store.to_string(), "redis://127.0.0.1:6379/0");
+    let secret: StoreKind = "redis://user:pw@db:6379/0".parse().expect("valid");
+    assert_eq!(secret.to_string(), "redis://user:***@db:6379/0");
     let err = NodeConfig::try_from(cfg("postgres://x")).expect_err("invalid");
     assert!(err.to_string().contains("--store"), "{err}");
 }

@@ -144,6 +144,7 @@ impl SupervisorState {
             Child::HttpIngress => {
                 let args = HttpIngressArgs {
                     listener: self.args.listener.clone(),
+                    tls: self.args.https.clone(),
                     state: IngressState::with_auth(
                         ctx,
                         self.args.limits.clone(),

@@ -794,3 +794,15 @@ async fn measure_creates(server: &RedisServer, label: &str) {
         stats.ops as f64 / stats.pipelines as f64,
     );
 }
+
+#[test]
+fn errors_never_carry_the_password_of_the_url() {
+    let url = "rediss://alice:s3cret@db:6380/0";
+    let leaky = StoreError::Backend("auth as alice:s3cret failed".into());
+    let shown = super::scrub_password(leaky, url).to_string();
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("alice:***"), "{shown}");
+    let plain = StoreError::Unreachable("refused".into());
+    let shown = super::scrub_password(plain, "redis://127.0.0.1:6379/0").to_string();
+    assert!(shown.contains("refused"), "{shown}");
+}
