@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 /// `POST /v1/workers` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
     /// A name for humans (host and process, say).
@@ -20,7 +21,7 @@ pub struct RegisterBody {
 }
 
 /// `POST /v1/workers` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RegisterAnswer {
     /// The worker's id, for every later call.
     pub worker_id: String,
@@ -31,7 +32,7 @@ pub struct RegisterAnswer {
 }
 
 /// `POST /v1/workers/{wid}/poll` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PollBody {
     /// At most this many tasks (capped at the worker's free slots).
@@ -42,13 +43,14 @@ pub struct PollBody {
 }
 
 /// One leased task in a poll's answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LeasedTask {
     /// The task's id.
     pub id: String,
     /// Its kind.
     pub kind: String,
     /// Its params, as submitted.
+    #[schema(value_type = serde_json::Value)]
     pub params: Box<RawValue>,
     /// The attempt number (1 for the first).
     pub attempt: u32,
@@ -60,14 +62,14 @@ pub struct LeasedTask {
 }
 
 /// `POST /v1/workers/{wid}/poll` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PollAnswerBody {
     /// The leased tasks; empty when the wait ran out.
     pub tasks: Vec<LeasedTask>,
 }
 
 /// Progress as a worker reports it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProgressBody {
     /// Share of the work done, in `[0, 1]`.
@@ -78,7 +80,7 @@ pub struct ProgressBody {
 }
 
 /// `POST /v1/workers/{wid}/heartbeat` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatBody {
     /// The tokens the worker holds.
@@ -90,7 +92,7 @@ pub struct HeartbeatBody {
 }
 
 /// One token's state in a heartbeat's answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LeaseStateBody {
     /// The token.
     pub token: String,
@@ -99,14 +101,14 @@ pub struct LeaseStateBody {
 }
 
 /// `POST /v1/workers/{wid}/heartbeat` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HeartbeatAnswer {
     /// One state per token sent, in order.
     pub leases: Vec<LeaseStateBody>,
 }
 
 /// How a worker says an attempt failed.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailureBody {
     /// What went wrong.
@@ -116,17 +118,18 @@ pub struct FailureBody {
 }
 
 /// `POST /v1/tasks/{id}/complete` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteBody {
     /// The attempt's token.
     pub token: String,
     /// The result (any JSON value).
+    #[schema(value_type = serde_json::Value)]
     pub result: Box<RawValue>,
 }
 
 /// `POST /v1/tasks/{id}/fail` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailBody {
     /// The attempt's token.
@@ -136,7 +139,7 @@ pub struct FailBody {
 }
 
 /// One entry of `POST /v1/workers/{wid}/results`: a result or an error.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResultEntry {
     /// The task.
@@ -146,6 +149,7 @@ pub struct ResultEntry {
     /// The result, for a success. `null` is a result (a handler that returned nothing,
     /// e.g. after a cancel); only an absent `result` is none.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub result: Option<Box<RawValue>>,
     /// The failure, for a failure.
     pub error: Option<FailureBody>,
@@ -157,7 +161,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue
 }
 
 /// `POST /v1/workers/{wid}/results` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResultsBody {
     /// The attempts that ended.
@@ -165,7 +169,7 @@ pub struct ResultsBody {
 }
 
 /// What became of one reported attempt.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, ToSchema)]
 pub struct ResultAnswer {
     /// The task.
     pub id: String,
@@ -184,7 +188,7 @@ pub struct ResultAnswer {
 }
 
 /// `POST /v1/workers/{wid}/results` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ResultsAnswer {
     /// One answer per entry, in order.
     pub results: Vec<ResultAnswer>,
