@@ -6,11 +6,11 @@
 //! | `GET /v1/keys` | `200 {keys: [{id, name, scopes, created_at, expires_at?, revoked_at?}]}`: no secrets, no hashes |
 //! | `DELETE /v1/keys/{id}` | `204`; `404` for an unknown id; revoking twice is fine |
 
+use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -33,12 +33,15 @@ pub const MAX_EXPIRES_IN_SECS: u64 = 10 * 365 * 24 * 3600;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
-    /// A name for people.
+    /// A name for people: 1 to 64 printable characters.
+    #[schema(min_length = 1)]
     pub name: String,
     /// What the key may do (at least one).
+    #[schema(min_items = 1)]
     pub scopes: Vec<Scope>,
     /// Seconds until the key stops working; never when absent.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 315_360_000)]
     pub expires_in_secs: Option<u64>,
 }
 

@@ -4,9 +4,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use utoipa::{IntoParams, ToSchema};
 use taskmesh_kernels::Progress;
 use taskmesh_kernels::task::{Priority, TaskStatus};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::task::{Millis, TaskRecord};
 

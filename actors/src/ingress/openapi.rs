@@ -23,8 +23,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
-    self, ContentBuilder, HeaderBuilder, ObjectBuilder, OneOfBuilder, Ref, RefOr, Response as Answer,
-    ResponseBuilder, Type,
+    self, ContentBuilder, HeaderBuilder, ObjectBuilder, OneOfBuilder, Ref, RefOr,
+    Response as Answer, ResponseBuilder, Type,
 };
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
@@ -202,7 +202,10 @@ fn finish_operation(method: &Method, path: &str, operation: &mut Operation) {
             "401",
             "`unauthorized`: no key, or a malformed, unknown, revoked or expired one.",
         ));
-        errors.push(("403", "`forbidden`: the key lacks the scope the route needs."));
+        errors.push((
+            "403",
+            "`forbidden`: the key lacks the scope the route needs.",
+        ));
     }
     if body {
         errors.push(("413", "`too_large`: the body is over `--max-body-bytes`."));
@@ -285,9 +288,7 @@ fn add_error(answer: &mut Answer, text: &str) {
         .content
         .entry("application/json".to_owned())
         .or_insert_with(|| ContentBuilder::new().build());
-    let is_error = |s: &RefOr<openapi::schema::Schema>| {
-        matches!(s, RefOr::Ref(r) if r.ref_location.ends_with(&format!("/{ERROR_BODY}")))
-    };
+    let is_error = |s: &RefOr<openapi::schema::Schema>| matches!(s, RefOr::Ref(r) if r.ref_location.ends_with(&format!("/{ERROR_BODY}")));
     content.schema = Some(match content.schema.take() {
         None => error_schema(),
         Some(s) if is_error(&s) => s,

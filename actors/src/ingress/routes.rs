@@ -19,13 +19,13 @@ use utoipa_axum::routes;
 
 use super::IngressState;
 use super::dto::{
-    CancelAnswer, Health, ListQuery, Ready, ReadyChecks, SubmitBatch, SubmitTask, Submitted, SubmittedBatch,
-    TaskList, TaskView, WaitQuery,
+    CancelAnswer, Health, ListQuery, Ready, ReadyChecks, SubmitBatch, SubmitTask, Submitted,
+    SubmittedBatch, TaskList, TaskView, WaitQuery,
 };
 use super::error::{ApiError, ErrorBody, REQUEST_ID};
 use super::openapi;
-use crate::dispatcher::view::ClusterView;
 use crate::dispatcher::DispatcherMessage;
+use crate::dispatcher::view::ClusterView;
 use crate::health::HealthMessage;
 use crate::store::{Created, ListFilter};
 

@@ -16,11 +16,11 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
 use serde_json::value::RawValue;

@@ -10,13 +10,17 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
-    /// A name for humans (host and process, say).
+    /// A name for humans (host and process, say), 1 to 128 bytes.
+    #[schema(min_length = 1)]
     pub name: String,
-    /// The external kinds the worker runs.
+    /// The external kinds the worker runs (declared by `--external-kinds`).
+    #[schema(min_items = 1, max_items = 64)]
     pub kinds: Vec<String>,
     /// How many tasks it runs at once.
+    #[schema(minimum = 1, maximum = 1000)]
     pub slots: usize,
     /// Its resource class, if any.
+    #[schema(min_length = 1, max_length = 64)]
     pub class: Option<String>,
 }
 
@@ -36,6 +40,7 @@ pub struct RegisterAnswer {
 #[serde(deny_unknown_fields)]
 pub struct PollBody {
     /// At most this many tasks (capped at the worker's free slots).
+    #[schema(minimum = 1, maximum = 1000)]
     pub max: usize,
     /// How long to wait for a first task, at most [`MAX_POLL_WAIT_MS`](super::MAX_POLL_WAIT_MS).
     #[serde(default)]
@@ -85,8 +90,9 @@ pub struct ProgressBody {
 pub struct HeartbeatBody {
     /// The tokens the worker holds.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub tokens: Vec<String>,
-    /// Latest progress per token.
+    /// Latest progress per token (at most 1000).
     #[serde(default)]
     pub progress: BTreeMap<String, ProgressBody>,
 }
@@ -165,6 +171,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue
 #[serde(deny_unknown_fields)]
 pub struct ResultsBody {
     /// The attempts that ended.
+    #[schema(max_items = 1000)]
     pub results: Vec<ResultEntry>,
 }
 
