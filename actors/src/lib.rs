@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`auth`]: API keys and scopes (`--auth on`): the key format, verification against
 //!   the store, the middleware and the `/v1/keys` routes.
-//! - [`ingress`]: HttpIngress — the axum server, request validation, [`ingress::error::ApiError`].
+//! - [`ingress`]: HttpIngress — the axum server, request validation, [`ingress::error::ApiError`],
+//!   the OpenAPI document and `/docs` ([`ingress::openapi`]).
 //! - [`dispatcher`]: Dispatcher — admission control, placement across the cluster
 //!   ([`dispatcher::policy`]), peers and their circuit breakers.
 //! - [`endpoint`]: PeerEndpoint — the node's face to its peers (the wire messages).

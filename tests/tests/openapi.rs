@@ -70,9 +70,12 @@ fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-            keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
-                (Some(p), Some(q)) => first_difference(p, q, &format!("{at}/{k}")),
-                _ => Some(format!("{at}/{k}")),
+            keys.into_iter().find_map(|k| {
+                let here = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
+                match (x.get(k), y.get(k)) {
+                    (Some(p), Some(q)) => first_difference(p, q, &here),
+                    _ => Some(here),
+                }
             })
         }
         (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
