@@ -225,6 +225,8 @@ fn finish_operation(method: &Method, path: &str, operation: &mut Operation) {
             "`store_unavailable`: the key could not be checked; retry later.",
         ));
     }
+    // A layer that adds an answer to many routes (a rate limit's 429, say) adds it here,
+    // under the same condition the layer applies, so the document keeps up with it.
     if guarded {
         errors.push((
             "503",
