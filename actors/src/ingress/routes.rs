@@ -175,7 +175,7 @@ async fn submit(
     }
 }
 
-/// Submit up to `--max-batch` tasks, all or nothing.
+/// Submit up to 1000 tasks, all or nothing.
 #[utoipa::path(post, path = "/v1/tasks/batch", tag = "tasks", request_body = SubmitBatch,
     responses(
         (status = 202, description = "Every task accepted and stored (or found by its idempotency key).", body = SubmittedBatch),
@@ -223,7 +223,10 @@ fn parse_id(id: &str) -> Result<TaskId, ApiError> {
         .map_err(|_| ApiError::BadRequest("invalid_id", format!("`{id}` is not a task id")))
 }
 
-/// Read a task; with `wait_ms`, wait until it is terminal or the time passes.
+/// Read a task, waiting up to wait_ms for it to end.
+///
+/// With `wait_ms`, the answer comes when the task is terminal or the time passes
+/// (at most 60 s, and `--request-timeout-ms` minus 1 s).
 #[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks",
     params(("id" = String, Path, description = "The task id (a UUID)."), WaitQuery),
     responses(

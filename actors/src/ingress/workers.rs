@@ -165,7 +165,10 @@ async fn register(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
-/// Lease up to `max` tasks, waiting up to `wait_ms` for a first one.
+/// Lease tasks, waiting for a first one if none is queued.
+///
+/// Up to `max` tasks (capped at the worker's free slots), waiting up to `wait_ms` (at
+/// most 30 s) for a first one.
 #[utoipa::path(post, path = "/v1/workers/{wid}/poll", tag = "workers", request_body = PollBody,
     params(("wid" = String, Path, description = "The worker id `POST /v1/workers` gave.")),
     responses(
