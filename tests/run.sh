@@ -52,3 +52,6 @@ step "python worker client (kernels/python): installed with pip into a venv; uni
 rm -rf kernels/python/build
 target/pyvenv/bin/python -m pip install --quiet --disable-pip-version-check ./kernels/python
 TASKMESH_BIN=target/debug/taskmesh target/pyvenv/bin/python -m unittest discover -s kernels/python/tests -v
+
+step "schemathesis (pinned, into the same venv): generated requests for every operation of /v1/openapi.json against a live node with a key; no 5xx, no answer the document does not describe"
+bash tests/schemathesis.sh

@@ -32,7 +32,7 @@ impl Default for HealthConfig {
 }
 
 /// The readiness verdict, as `/health/ready` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     /// True when the node should receive traffic.
     pub ready: bool,

@@ -20,6 +20,7 @@ use crate::metrics::HttpMetrics;
 
 pub mod dto;
 pub mod error;
+pub mod openapi;
 pub mod routes;
 mod server;
 mod service;

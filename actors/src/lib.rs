@@ -5,7 +5,8 @@
 //!   the store, the middleware and the `/v1/keys` routes.
 //! - [`rate_limit`]: rate limits per API key and per client IP (GCRA), in memory or in
 //!   Redis (cluster-wide), checked by the auth middleware.
-//! - [`ingress`]: HttpIngress — the axum server, request validation, [`ingress::error::ApiError`].
+//! - [`ingress`]: HttpIngress — the axum server, request validation, [`ingress::error::ApiError`],
+//!   the OpenAPI document and `/docs` ([`ingress::openapi`]).
 //! - [`dispatcher`]: Dispatcher — admission control, placement across the cluster
 //!   ([`dispatcher::policy`]), peers and their circuit breakers.
 //! - [`endpoint`]: PeerEndpoint — the node's face to its peers (the wire messages).

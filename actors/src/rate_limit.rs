@@ -43,12 +43,14 @@ pub mod redis;
 pub const MAX_RATE: u32 = 1_000_000;
 
 /// A rate limit as configured and shown: `per_sec` requests a second, `burst` at once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Sustained requests per second.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub per_sec: u32,
     /// Requests a client that was idle may send at once.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub burst: u32,
 }
 

@@ -36,7 +36,7 @@ impl CancelToken {
 
 /// How far a running task has come, as reported through [`Context::progress`] and shown
 /// by `GET /v1/tasks/{id}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Progress {
     /// The share of the work done, in `[0, 1]`.
     pub fraction: f64,

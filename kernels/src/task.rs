@@ -139,7 +139,18 @@ impl fmt::Debug for TaskIdText {
 
 /// Scheduling priority. High runs before normal before low, but low is never starved.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Priority {
@@ -191,7 +202,7 @@ impl TryFrom<String> for Priority {
 
 /// Where a task is in its life. The last three are terminal: once one is recorded it
 /// never changes (the first terminal write wins).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
     /// Accepted and durably stored, waiting for a worker.

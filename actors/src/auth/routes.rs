@@ -9,19 +9,21 @@
 //! node's `--key-rate-limit` applies (`crate::rate_limit`).
 //! | `DELETE /v1/keys/{id}` | `204`; `404` for an unknown id; revoking twice is fine |
 
+use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::key::{ApiKey, KeyRecord};
 use super::scope::Scope;
 use crate::ingress::IngressState;
 use crate::ingress::dto::rfc3339;
-use crate::ingress::error::ApiError;
+use crate::ingress::error::{ApiError, ErrorBody};
 use crate::rate_limit::RateLimit;
 use crate::task::now_ms;
 
@@ -32,15 +34,18 @@ pub const MAX_NAME_CHARS: usize = 64;
 pub const MAX_EXPIRES_IN_SECS: u64 = 10 * 365 * 24 * 3600;
 
 /// `POST /v1/keys`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
-    /// A name for people.
+    /// A name for people: 1 to 64 printable characters.
+    #[schema(min_length = 1)]
     pub name: String,
     /// What the key may do (at least one).
+    #[schema(min_items = 1)]
     pub scopes: Vec<Scope>,
     /// Seconds until the key stops working; never when absent.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 315_360_000)]
     pub expires_in_secs: Option<u64>,
     /// The key's own rate limit; the node's default when absent.
     #[serde(default)]
@@ -48,7 +53,7 @@ pub struct CreateKey {
 }
 
 /// A key as listed: no secret, no hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct KeyView {
     /// The key id.
     pub id: String,
@@ -84,7 +89,7 @@ impl From<KeyRecord> for KeyView {
 }
 
 /// The answer to `POST /v1/keys`: the listing's fields and the whole key.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedKey {
     /// The whole key, `tm_<id>_<secret>`: shown once, never again.
     pub key: String,
@@ -94,17 +99,17 @@ pub struct CreatedKey {
 }
 
 /// `GET /v1/keys`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct KeyList {
     /// Every key, by creation time.
     pub keys: Vec<KeyView>,
 }
 
-/// The keys API's routes.
-pub fn routes() -> Router<IngressState> {
-    Router::new()
-        .route("/v1/keys", get(list).post(create))
-        .route("/v1/keys/{id}", delete(revoke))
+/// The keys API's routes, each with its OpenAPI operation.
+pub fn routes() -> OpenApiRouter<IngressState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(revoke))
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -141,6 +146,13 @@ fn validate(body: &CreateKey) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Create a key; the answer shows the whole key this once.
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = CreateKey,
+    responses(
+        (status = 201, description = "Created: `key` is shown this once.", body = CreatedKey),
+        (status = 422, description = "`invalid_request`: a bad name, no scope, or `expires_in_secs` out of range.", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`.", body = ErrorBody),
+    ))]
 async fn create(
     State(state): State<IngressState>,
     body: Result<Json<CreateKey>, JsonRejection>,
@@ -181,6 +193,12 @@ async fn create(
     ))
 }
 
+/// Every key, revoked and expired ones included: no secrets, no hashes.
+#[utoipa::path(get, path = "/v1/keys", tag = "keys",
+    responses(
+        (status = 200, description = "The keys, oldest first.", body = KeyList),
+        (status = 503, description = "`store_unavailable`.", body = ErrorBody),
+    ))]
 async fn list(State(state): State<IngressState>) -> Result<Json<KeyList>, ApiError> {
     let keys = state
         .ctx
@@ -193,6 +211,14 @@ async fn list(State(state): State<IngressState>) -> Result<Json<KeyList>, ApiErr
     }))
 }
 
+/// Revoke a key (revoking twice is harmless).
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys",
+    params(("id" = String, Path, description = "The key id (between `tm_` and the second `_`).")),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 404, description = "`not_found`: no such key.", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`.", body = ErrorBody),
+    ))]
 async fn revoke(
     State(state): State<IngressState>,
     Path(id): Path<String>,

@@ -3,6 +3,7 @@
 //! | route | open | `read` | `submit` | `admin` |
 //! |---|---|---|---|---|
 //! | `GET /health`, `GET /health/ready`, `GET /metrics` (unless `--metrics-auth on`: then `read`, see [`super::Authenticator::need`]) | yes | | | |
+//! | `/v1/openapi.json`, `/docs…` (the API's description: no secrets) | yes | | | |
 //! | `POST /v1/tasks`, `POST /v1/tasks/batch`, `DELETE /v1/tasks/{id}` | | | yes | yes |
 //! | `GET /v1/tasks`, `GET /v1/tasks/{id}` | | yes | yes | yes |
 //! | other `GET /v1/…` (`/v1/cluster`) | | yes | | yes |
@@ -21,7 +22,19 @@ use axum::http::Method;
 use serde::{Deserialize, Serialize};
 
 /// What a key may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Create tasks, read and cancel them; run tasks as an HTTP worker.
@@ -104,6 +117,7 @@ pub fn need(method: &Method, path: &str) -> Need {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         ["health"] | ["health", "ready"] | ["metrics"] => Need::Open,
+        ["v1", "openapi.json"] | ["docs", ..] => Need::Open,
         ["v1", "keys", ..] => Need::Admin,
         ["v1", "workers", ..] => Need::Submit,
         ["v1", "tasks", _, "complete" | "fail"] => Need::Submit,
@@ -136,6 +150,10 @@ mod tests {
             (Method::GET, "/health", Need::Open),
             (Method::GET, "/health/ready", Need::Open),
             (Method::GET, "/metrics", Need::Open),
+            (Method::GET, "/v1/openapi.json", Need::Open),
+            (Method::GET, "/docs", Need::Open),
+            (Method::GET, "/docs/", Need::Open),
+            (Method::GET, "/docs/swagger-ui.css", Need::Open),
             (Method::POST, "/v1/tasks", Need::Submit),
             (Method::POST, "/v1/tasks/batch", Need::Submit),
             (Method::DELETE, "/v1/tasks/x", Need::Submit),

@@ -20,7 +20,7 @@ use taskmesh_cluster::wire::NodeInfo;
 use crate::failover::decide::Cause;
 
 /// A peer's membership state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PeerState {
     /// Its endpoint is visible but it has not answered our introduction yet.

@@ -11,7 +11,7 @@ use crate::handoff::PoolLoad;
 use crate::task::now_ms;
 
 /// A pool's load, as shown to users.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LoadView {
     /// Tasks waiting (every priority, and retries in backoff).
     pub queued: usize,
@@ -36,7 +36,7 @@ impl From<&PoolLoad> for LoadView {
 }
 
 /// One node of the cluster.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
     /// The node id.
     pub id: String,
@@ -47,6 +47,7 @@ pub struct NodeView {
     /// Membership state (this node is always `up`).
     pub state: PeerState,
     /// Circuit state of its breaker (`closed` for this node).
+    #[schema(value_type = String)]
     pub circuit: &'static str,
     /// Its pool's load, if a report arrived.
     pub load: Option<LoadView>,
@@ -62,7 +63,7 @@ pub struct NodeView {
 }
 
 /// This node and every peer it knows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ClusterView {
     /// This node.
     pub node: NodeView,

@@ -6,17 +6,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use taskmesh_kernels::Progress;
 use taskmesh_kernels::task::{Priority, TaskStatus};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::task::{Millis, TaskRecord};
 
 /// `POST /v1/tasks` body, and each entry of a batch.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"kind": "echo", "params": {"value": 42}, "priority": "high"}))]
 pub struct SubmitTask {
     /// Kernel name.
     pub kind: String,
     /// Kernel params (a JSON object); absent means `{}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub params: Option<Box<RawValue>>,
     /// Defaults to normal.
     #[serde(default)]
@@ -32,7 +35,7 @@ pub struct SubmitTask {
 }
 
 /// `POST /v1/tasks/batch` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitBatch {
     /// The tasks, validated all or nothing.
@@ -40,7 +43,7 @@ pub struct SubmitBatch {
 }
 
 /// Answer to a single submission.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Submitted {
     /// The task's id (the first task's, for a repeated idempotency key).
     pub id: String,
@@ -49,23 +52,26 @@ pub struct Submitted {
 }
 
 /// Answer to a batch submission.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SubmittedBatch {
     /// One id per submitted task, in order.
     pub ids: Vec<String>,
 }
 
 /// Query of `GET /v1/tasks/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     /// Long-poll until terminal or this many milliseconds pass.
     pub wait_ms: Option<u64>,
 }
 
 /// Query of `GET /v1/tasks`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only this status.
+    /// Only this status (empty: any).
+    #[param(schema_with = status_filter)]
     pub status: Option<String>,
     /// Only this kind.
     pub kind: Option<String>,
@@ -73,8 +79,20 @@ pub struct ListQuery {
     pub limit: Option<usize>,
 }
 
+/// The schema of `status` in [`ListQuery`]: a status, or empty for any.
+fn status_filter() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    let empty = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some([""]));
+    OneOfBuilder::new()
+        .item(utoipa::openapi::Ref::from_schema_name("TaskStatus"))
+        .item(empty)
+        .into()
+}
+
 /// A task as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TaskView {
     /// Id.
     pub id: String,
@@ -89,9 +107,11 @@ pub struct TaskView {
     /// Retries allowed.
     pub max_retries: u32,
     /// The params as submitted.
+    #[schema(value_type = serde_json::Value)]
     pub params: Box<RawValue>,
     /// The result, once succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub result: Option<Box<RawValue>>,
     /// The error, once failed (or of the last failed attempt).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -153,8 +173,48 @@ impl From<TaskRecord> for TaskView {
 }
 
 /// `GET /v1/tasks` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TaskList {
     /// Newest first.
     pub tasks: Vec<TaskView>,
+}
+
+/// `DELETE /v1/tasks/{id}` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelAnswer {
+    /// The task's id.
+    pub id: String,
+    /// `cancelled` (200), or `running` (202: its worker was told to stop).
+    pub status: TaskStatus,
+    /// `requested`, with a 202.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancel: Option<String>,
+}
+
+/// `GET /health` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// The node's id.
+    pub node: String,
+}
+
+/// `GET /health/ready` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready` (200) or `not_ready` (503).
+    pub status: &'static str,
+    /// The checks, or why there are none.
+    pub checks: ReadyChecks,
+}
+
+/// The checks of a readiness answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ReadyChecks {
+    /// The health monitor's last verdict.
+    Verdict(crate::health::Readiness),
+    /// Why there is no verdict (the health monitor is not answering).
+    Missing(&'static str),
 }

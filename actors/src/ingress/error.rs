@@ -11,7 +11,8 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::rate_limit::{Checked, Scope};
 
@@ -56,6 +57,29 @@ pub enum ApiError {
     Timeout(std::time::Duration),
     /// 500: a bug or an unexpected failure; details are logged, not sent.
     Internal(String),
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, in an [`ErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code (the table in docs/api.md), e.g. `not_found`.
+    #[schema(value_type = String)]
+    pub code: &'static str,
+    /// Plain text for people; may change.
+    pub message: String,
+    /// The request's `x-request-id`: quote it to find the node's log lines.
+    #[schema(required)]
+    pub request_id: Option<String>,
+    /// `outcome_unknown` only: the ids the submitted tasks were given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<String>>,
 }
 
 /// The message of every `store_unavailable` answer.
@@ -150,11 +174,17 @@ impl IntoResponse for ApiError {
         }
         let (status, code, message) = self.parts();
         let request_id = REQUEST_ID.try_with(Clone::clone).ok().flatten();
-        let mut error = json!({ "code": code, "message": message, "request_id": request_id });
-        if let ApiError::OutcomeUnknown(ids) = &self {
-            error["ids"] = json!(ids);
-        }
-        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        let ids = match &self {
+            ApiError::OutcomeUnknown(ids) => Some(ids.clone()),
+            _ => None,
+        };
+        let error = ErrorDetail {
+            code,
+            message,
+            request_id,
+            ids,
+        };
+        let mut response = (status, Json(ErrorBody { error })).into_response();
         if let ApiError::Unauthorized = self {
             response
                 .headers_mut()

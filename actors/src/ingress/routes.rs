@@ -7,43 +7,54 @@ use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Path, Query, Reque
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use ractor::ActorRef;
-use serde_json::json;
 use taskmesh_kernels::task::{TaskId, TaskStatus};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::IngressState;
 use super::dto::{
-    ListQuery, SubmitBatch, SubmitTask, Submitted, SubmittedBatch, TaskList, TaskView, WaitQuery,
+    CancelAnswer, Health, ListQuery, Ready, ReadyChecks, SubmitBatch, SubmitTask, Submitted,
+    SubmittedBatch, TaskList, TaskView, WaitQuery,
 };
-use super::error::{ApiError, REQUEST_ID};
+use super::error::{ApiError, ErrorBody, REQUEST_ID};
+use super::openapi;
 use crate::auth::owner;
 use crate::auth::{self, middleware::Caller};
 use crate::dispatcher::DispatcherMessage;
+use crate::dispatcher::view::ClusterView;
 use crate::health::HealthMessage;
 use crate::store::{Created, ListFilter};
+
+/// The task, cluster, health and document routes, each with its OpenAPI operation (the
+/// worker and key routes are in their modules; [`openapi::parts`] puts them together).
+pub(super) fn routes() -> OpenApiRouter<IngressState> {
+    OpenApiRouter::new()
+        .routes(routes!(submit, list))
+        .routes(routes!(submit_batch))
+        .routes(routes!(get_task, cancel))
+        .routes(routes!(cluster))
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi::serve_document))
+}
 
 /// The node's HTTP API.
 pub fn router(state: IngressState) -> Router {
     let body_limit = state.limits.max_body_bytes;
-    let mut app = Router::new()
-        .route("/v1/tasks", post(submit).get(list))
-        .route("/v1/tasks/batch", post(submit_batch))
-        .route("/v1/tasks/{id}", get(get_task).delete(cancel))
-        .route("/v1/cluster", get(cluster))
-        .route("/health", get(health))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .merge(super::workers::routes());
+    let parts = openapi::parts();
+    let mut app = parts.api.merge(openapi::ui());
     if state.auth.is_some() {
-        app = app.merge(crate::auth::routes::routes());
+        app = app.merge(parts.keys);
     }
     app = app
+        .layer(Extension(openapi::Served::new(&parts.doc)))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit));
@@ -114,6 +125,19 @@ fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok().flatten()
 }
 
+/// Submit one task.
+///
+/// `202` with `Location` for a new task; `200` with the first task's id and status when
+/// `idempotency_key` repeats one.
+#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = SubmitTask,
+    responses(
+        (status = 202, description = "Accepted and stored.", body = Submitted,
+            headers(("Location" = String, description = "The task's URL."))),
+        (status = 200, description = "The idempotency key was already used: the first task.", body = Submitted),
+        (status = 413, description = "`too_large`: `params` over `--max-params-bytes`.", body = ErrorBody),
+        (status = 422, description = "`unknown_kind`, `invalid_params`, `invalid_request` or `unknown_class`.", body = ErrorBody),
+        (status = 503, description = "`saturated`, `kind_unavailable`, `not_ready`, `store_unavailable` or `outcome_unknown` (with `error.ids`).", body = ErrorBody),
+    ))]
 async fn submit(
     State(state): State<IngressState>,
     caller: Option<Extension<Caller>>,
@@ -155,6 +179,14 @@ async fn submit(
     }
 }
 
+/// Submit up to 1000 tasks, all or nothing.
+#[utoipa::path(post, path = "/v1/tasks/batch", tag = "tasks", request_body = SubmitBatch,
+    responses(
+        (status = 202, description = "Every task accepted and stored (or found by its idempotency key).", body = SubmittedBatch),
+        (status = 413, description = "`too_large`: a task's `params` over `--max-params-bytes`.", body = ErrorBody),
+        (status = 422, description = "`invalid_batch`, or a task's `unknown_kind`, `invalid_params`, `invalid_request` or `unknown_class` (the message names `tasks[i]`).", body = ErrorBody),
+        (status = 503, description = "`saturated`, `kind_unavailable`, `not_ready`, `store_unavailable` or `outcome_unknown` (with `error.ids`).", body = ErrorBody),
+    ))]
 async fn submit_batch(
     State(state): State<IngressState>,
     caller: Option<Extension<Caller>>,
@@ -210,6 +242,18 @@ fn parse_id(id: &str) -> Result<TaskId, ApiError> {
         .map_err(|_| ApiError::BadRequest("invalid_id", format!("`{id}` is not a task id")))
 }
 
+/// Read a task, waiting up to wait_ms for it to end.
+///
+/// With `wait_ms`, the answer comes when the task is terminal or the time passes
+/// (at most 60 s, and `--request-timeout-ms` minus 1 s).
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "The task id (a UUID)."), WaitQuery),
+    responses(
+        (status = 200, description = "The task.", body = TaskView),
+        (status = 400, description = "`invalid_id`: not a task id.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such task.", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`.", body = ErrorBody),
+    ))]
 async fn get_task(
     State(state): State<IngressState>,
     caller: Option<Extension<Caller>>,
@@ -223,6 +267,17 @@ async fn get_task(
     Ok(Json(record.into()))
 }
 
+/// Cancel a task.
+#[utoipa::path(delete, path = "/v1/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "The task id (a UUID).")),
+    responses(
+        (status = 200, description = "Cancelled (it was queued).", body = CancelAnswer),
+        (status = 202, description = "Running: its worker was told to stop; it ends `cancelled`.", body = CancelAnswer),
+        (status = 400, description = "`invalid_id`: not a task id.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such task.", body = ErrorBody),
+        (status = 409, description = "`already_terminal`, or `holder_changed` (retry).", body = ErrorBody),
+        (status = 503, description = "`not_ready` or `store_unavailable`.", body = ErrorBody),
+    ))]
 async fn cancel(
     State(state): State<IngressState>,
     caller: Option<Extension<Caller>>,
@@ -232,6 +287,12 @@ async fn cancel(
     state.cancel(&id, caller.as_deref()).await
 }
 
+/// Recent tasks, newest first.
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", params(ListQuery),
+    responses(
+        (status = 200, description = "The tasks.", body = TaskList),
+        (status = 503, description = "`store_unavailable`.", body = ErrorBody),
+    ))]
 async fn list(
     State(state): State<IngressState>,
     caller: Option<Extension<Caller>>,
@@ -265,35 +326,50 @@ async fn list(
     Ok(Json(TaskList { tasks }))
 }
 
-async fn health(State(state): State<IngressState>) -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok", "node": &*state.ctx.node_id }))
+/// Liveness: answers while the process serves HTTP (no I/O).
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "Alive.", body = Health)))]
+async fn health(State(state): State<IngressState>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        node: state.ctx.node_id.to_string(),
+    })
 }
 
+/// Readiness: the store answers, the pool runs workers, nothing crash-loops, not draining.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "Ready for traffic.", body = Ready),
+        (status = 503, description = "Not ready (`status: not_ready`) and why.", body = Ready),
+    ))]
 async fn ready(State(state): State<IngressState>) -> Response {
     let monitor = ActorRef::<HealthMessage>::where_is(state.ctx.names.health.clone());
     let verdict = match monitor {
         Some(m) => ractor::call_t!(m, HealthMessage::GetReadiness, 1000).ok(),
         None => None,
     };
-    match verdict {
-        Some(v) if v.ready => (
-            StatusCode::OK,
-            Json(json!({ "status": "ready", "checks": v })),
-        )
-            .into_response(),
+    let (code, status, checks) = match verdict {
+        Some(v) if v.ready => (StatusCode::OK, "ready", ReadyChecks::Verdict(v)),
         Some(v) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "checks": v })),
-        )
-            .into_response(),
+            "not_ready",
+            ReadyChecks::Verdict(v),
+        ),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "checks": "health monitor not answering" })),
-        )
-            .into_response(),
-    }
+            "not_ready",
+            ReadyChecks::Missing("health monitor not answering"),
+        ),
+    };
+    (code, Json(Ready { status, checks })).into_response()
 }
 
+/// This node and every peer it knows.
+#[utoipa::path(get, path = "/v1/cluster", tag = "cluster",
+    responses(
+        (status = 200, description = "The cluster as this node sees it.", body = ClusterView),
+        (status = 503, description = "`not_ready`: the dispatcher is restarting.", body = ErrorBody),
+    ))]
 async fn cluster(State(state): State<IngressState>) -> Result<Response, ApiError> {
     let dispatcher = ActorRef::<DispatcherMessage>::where_is(state.ctx.names.dispatcher.clone())
         .ok_or_else(|| {
@@ -305,6 +381,10 @@ async fn cluster(State(state): State<IngressState>) -> Result<Response, ApiError
     Ok(Json(view).into_response())
 }
 
+/// Prometheus metrics (text exposition format 0.0.4).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "The node's metrics.", body = String,
+        content_type = "text/plain; version=0.0.4")))]
 async fn metrics(State(state): State<IngressState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -45,7 +45,7 @@ use crate::log_limit::LogWindow;
 
 /// Paths never refused for load: liveness, readiness and metrics must answer while the
 /// node is busy.
-const EXEMPT: [&str; 3] = ["/health", "/health/ready", "/metrics"];
+pub(super) const EXEMPT: [&str; 3] = ["/health", "/health/ready", "/metrics"];
 
 /// At most one warning per this period about refused connections or requests.
 const WARN_EVERY: Duration = Duration::from_secs(10);

@@ -16,20 +16,21 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
-use axum::{Json, Router};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
 use serde_json::value::RawValue;
 use taskmesh_kernels::Progress;
 use taskmesh_kernels::task::{TaskId, TaskStatus};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::IngressState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::store::Transition;
 use crate::worker_pool::PoolMessage;
 use crate::worker_pool::external::{
@@ -56,16 +57,16 @@ const MAX_ERROR_BYTES: usize = 4096;
 /// How long a call to the pool may take besides a poll's wait.
 const POOL_ANSWERS_WITHIN: Duration = Duration::from_secs(5);
 
-/// The worker API's routes.
-pub fn routes() -> Router<IngressState> {
-    Router::new()
-        .route("/v1/workers", post(register))
-        .route("/v1/workers/{wid}", delete(leave))
-        .route("/v1/workers/{wid}/poll", post(poll))
-        .route("/v1/workers/{wid}/heartbeat", post(heartbeat))
-        .route("/v1/workers/{wid}/results", post(results))
-        .route("/v1/tasks/{id}/complete", post(complete))
-        .route("/v1/tasks/{id}/fail", post(fail))
+/// The worker API's routes, each with its OpenAPI operation.
+pub fn routes() -> OpenApiRouter<IngressState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(leave))
+        .routes(routes!(poll))
+        .routes(routes!(heartbeat))
+        .routes(routes!(results))
+        .routes(routes!(complete))
+        .routes(routes!(fail))
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -97,6 +98,13 @@ async fn ask<T: Send + 'static>(
     }
 }
 
+/// Register a worker process for external kinds.
+#[utoipa::path(post, path = "/v1/workers", tag = "workers", request_body = RegisterBody,
+    responses(
+        (status = 201, description = "Registered.", body = RegisterAnswer),
+        (status = 422, description = "`not_external`: a kind the node does not declare external; `invalid_request`: out-of-range fields.", body = ErrorBody),
+        (status = 503, description = "`not_ready`: the worker pool is restarting or the node is stopping.", body = ErrorBody),
+    ))]
 async fn register(
     State(state): State<IngressState>,
     body: Result<Json<RegisterBody>, JsonRejection>,
@@ -157,6 +165,17 @@ async fn register(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
+/// Lease tasks, waiting for a first one if none is queued.
+///
+/// Up to `max` tasks (capped at the worker's free slots), waiting up to `wait_ms` (at
+/// most 30 s) for a first one.
+#[utoipa::path(post, path = "/v1/workers/{wid}/poll", tag = "workers", request_body = PollBody,
+    params(("wid" = String, Path, description = "The worker id `POST /v1/workers` gave.")),
+    responses(
+        (status = 200, description = "The leased tasks; empty when the wait ran out.", body = PollAnswerBody),
+        (status = 404, description = "`not_found`: the node does not know the worker (never registered, expired, left, or the node restarted): register again.", body = ErrorBody),
+        (status = 503, description = "`not_ready`: the worker pool is restarting or the node is stopping.", body = ErrorBody),
+    ))]
 async fn poll(
     State(state): State<IngressState>,
     Path(wid): Path<String>,
@@ -197,6 +216,14 @@ async fn poll(
     Ok(Json(PollAnswerBody { tasks }))
 }
 
+/// Keep the worker's leases, report progress, learn of cancels.
+#[utoipa::path(post, path = "/v1/workers/{wid}/heartbeat", tag = "workers", request_body = HeartbeatBody,
+    params(("wid" = String, Path, description = "The worker id `POST /v1/workers` gave.")),
+    responses(
+        (status = 200, description = "One state per token sent, in order.", body = HeartbeatAnswer),
+        (status = 404, description = "`not_found`: the node does not know the worker (never registered, expired, left, or the node restarted): register again.", body = ErrorBody),
+        (status = 503, description = "`not_ready`: the worker pool is restarting or the node is stopping.", body = ErrorBody),
+    ))]
 async fn heartbeat(
     State(state): State<IngressState>,
     Path(wid): Path<String>,
@@ -236,6 +263,14 @@ async fn heartbeat(
     Ok(Json(HeartbeatAnswer { leases }))
 }
 
+/// Unregister: the worker's leased tasks go back to the queue without using an attempt.
+#[utoipa::path(delete, path = "/v1/workers/{wid}", tag = "workers",
+    params(("wid" = String, Path, description = "The worker id `POST /v1/workers` gave.")),
+    responses(
+        (status = 204, description = "Gone."),
+        (status = 404, description = "`not_found`: the node does not know the worker (never registered, expired, left, or the node restarted): register again.", body = ErrorBody),
+        (status = 503, description = "`not_ready`: the worker pool is restarting or the node is stopping.", body = ErrorBody),
+    ))]
 async fn leave(
     State(state): State<IngressState>,
     Path(wid): Path<String>,
@@ -368,6 +403,14 @@ async fn report_all(
     })
 }
 
+/// Report many ended attempts at once (results or failures), in order.
+#[utoipa::path(post, path = "/v1/workers/{wid}/results", tag = "workers", request_body = ResultsBody,
+    params(("wid" = String, Path, description = "The worker id `POST /v1/workers` gave.")),
+    responses(
+        (status = 200, description = "One answer per entry, in order.", body = ResultsAnswer),
+        (status = 404, description = "`not_found`: the node does not know the worker (never registered, expired, left, or the node restarted): register again.", body = ErrorBody),
+        (status = 503, description = "`not_ready`: the worker pool is restarting or the node is stopping.", body = ErrorBody),
+    ))]
 async fn results(
     State(state): State<IngressState>,
     Path(wid): Path<String>,
@@ -477,6 +520,17 @@ async fn report_one(
     }
 }
 
+/// Report an attempt's result.
+#[utoipa::path(post, path = "/v1/tasks/{id}/complete", tag = "workers", request_body = CompleteBody,
+    params(("id" = String, Path, description = "The task id (a UUID).")),
+    responses(
+        (status = 200, description = "Recorded.", body = ResultAnswer),
+        (status = 400, description = "`invalid_id`: not a task id.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such task.", body = ErrorBody),
+        (status = 409, description = "`stale_token` or `already_terminal`: nothing was recorded.", body = ErrorBody),
+        (status = 413, description = "`too_large`: the result is over `--max-result-bytes`; the lease stays valid.", body = ErrorBody),
+        (status = 503, description = "`not_ready`: the worker pool is restarting or the node is stopping.", body = ErrorBody),
+    ))]
 async fn complete(
     State(state): State<IngressState>,
     Path(id): Path<String>,
@@ -488,6 +542,16 @@ async fn complete(
     report_one(&state, id, body.token, outcome).await
 }
 
+/// Report an attempt's failure.
+#[utoipa::path(post, path = "/v1/tasks/{id}/fail", tag = "workers", request_body = FailBody,
+    params(("id" = String, Path, description = "The task id (a UUID).")),
+    responses(
+        (status = 200, description = "Recorded; `will_retry` tells whether the task runs again.", body = ResultAnswer),
+        (status = 400, description = "`invalid_id`: not a task id.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such task.", body = ErrorBody),
+        (status = 409, description = "`stale_token` or `already_terminal`: nothing was recorded.", body = ErrorBody),
+        (status = 503, description = "`not_ready`: the worker pool is restarting or the node is stopping.", body = ErrorBody),
+    ))]
 async fn fail(
     State(state): State<IngressState>,
     Path(id): Path<String>,
