@@ -13,8 +13,10 @@ source ./compose-command.sh
 project=taskmesh-tls-smoke
 export TASKMESH_PORTS=${TASKMESH_TLS_PORTS:-18191-18200}
 bash ./tls-certs.sh
-export TASKMESH_CLUSTER_COOKIE TASKMESH_REDIS_PASSWORD
+export TASKMESH_CLUSTER_COOKIE TASKMESH_REDIS_PASSWORD TASKMESH_ADMIN_KEY
 TASKMESH_CLUSTER_COOKIE=$(head -c 18 /dev/urandom | base64)
+source ./api-key.sh
+TASKMESH_ADMIN_KEY=$(new_api_key)
 TASKMESH_REDIS_PASSWORD=$(cat tls/redis-password)
 dc() {
   "${compose[@]}" -p "$project" --project-directory . \
@@ -23,7 +25,8 @@ dc() {
 cleanup() { dc down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; dc logs --tail 30 node redis >&2 || true; exit 1; }
-https() { curl -sf --cacert tls/ca.pem "$@"; }
+# Every API call but the open probes sends the run's admin key.
+https() { curl -sf --cacert tls/ca.pem -H "Authorization: Bearer $TASKMESH_ADMIN_KEY" "$@"; }
 
 cleanup
 dc up -d --scale node=3 >/dev/null

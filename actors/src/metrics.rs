@@ -7,6 +7,8 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+pub mod key_labels;
+
 /// Every metric the node exports on `/metrics`.
 #[derive(Clone)]
 pub struct Metrics {
@@ -42,6 +44,11 @@ pub struct Metrics {
     /// `taskmesh_rate_limited_total{scope}`: requests refused with 429, by the limit that
     /// refused them: `key` (an API key's) or `ip` (a client without a valid key).
     pub rate_limited: IntCounterVec,
+    /// `taskmesh_key_requests_total{key_id}`: authenticated requests by API key id (a
+    /// bounded label: [`key_labels`]).
+    pub key_requests: IntCounterVec,
+    /// Which key ids have a label of their own in `key_requests`.
+    pub key_labels: Arc<key_labels::KeyLabels>,
     /// `taskmesh_ready`: 1 when the node is ready.
     pub ready: IntGauge,
     /// `taskmesh_peers{state}`: known peers by membership state.
@@ -251,6 +258,12 @@ impl Metrics {
                 "Requests refused with 429 by a rate limit, by scope (key or ip)",
                 &["scope"],
             )?,
+            key_requests: counter(
+                "taskmesh_key_requests_total",
+                "Authenticated requests by API key id (the first 100 ids a node sees; later ones as `other`)",
+                &["key_id"],
+            )?,
+            key_labels: Arc::default(),
             peers: gauge(
                 "taskmesh_peers",
                 "Known peers by membership state",

@@ -816,3 +816,75 @@ async fn a_revoke_holds_on_every_node_of_a_cluster_within_about_a_second() -> an
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn the_key_id_is_a_metric_label_and_the_secret_is_not() -> anyhow::Result<()> {
+    let node = TestNode::start_temp(AUTH_ON).await?;
+    let admin = admin_key(&node)?;
+    let (key, id) = create_key(&node, &admin, "ci", &["submit"], None).await?;
+    for _ in 0..3 {
+        let answer = call(&node, Some(&key), Method::GET, "/v1/tasks", None).await?;
+        ensure!(answer.status == 200, "{answer:?}");
+    }
+    let metrics = node.metrics().await?;
+    let line = format!("taskmesh_key_requests_total{{key_id=\"{id}\"}} 3");
+    ensure!(metrics.contains(&line), "no `{line}` in:\n{metrics}");
+    let secret = key.rsplit('_').next().context("secret")?;
+    ensure!(!metrics.contains(secret), "the secret is in /metrics");
+    Ok(())
+}
+
+/// The answers to a wrong secret for a real key id and to an unknown key id are the same,
+/// and so is their cost: both hash the presented secret and compare it in constant time
+/// (`auth::key::verify`). Timed as medians of interleaved requests in one run, compared
+/// with each other only, with a wide margin for a shared machine.
+#[tokio::test]
+async fn a_wrong_secret_and_an_unknown_key_id_answer_alike() -> anyhow::Result<()> {
+    const ROUNDS: usize = 60;
+    let node = TestNode::start_temp(&["--auth", "on", "--ip-rate-limit", "off"]).await?;
+    let admin = admin_key(&node)?;
+    let (_, id) = create_key(&node, &admin, "ci", &["read"], None).await?;
+    let wrong_secret = format!("tm_{id}_{}", "0".repeat(32));
+    let unknown_id = format!("tm_zz{}_{}", &id[2..], "0".repeat(32));
+    ensure!(
+        !id.starts_with("zz"),
+        "the made-up id differs from the real one"
+    );
+    let client = node.anonymous()?;
+    let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    let mut seen: Vec<(u16, Value, Vec<String>)> = Vec::new();
+    for _ in 0..ROUNDS {
+        for (i, key) in [&wrong_secret, &unknown_id].into_iter().enumerate() {
+            let started = std::time::Instant::now();
+            let answer = client
+                .get(node.url("/v1/tasks"))
+                .bearer_auth(key)
+                .send()
+                .await?;
+            times[i].push(started.elapsed());
+            let status = answer.status().as_u16();
+            let mut headers: Vec<String> = answer.headers().keys().map(|h| h.to_string()).collect();
+            headers.sort();
+            let mut body: Value = answer.json().await?;
+            body["error"]["request_id"] = Value::Null;
+            seen.push((status, body, headers));
+        }
+    }
+    let first = &seen[0];
+    ensure!(first.0 == 401, "{first:?}");
+    for other in &seen {
+        ensure!(other == first, "answers differ:\n{first:?}\n{other:?}");
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let [a, b] = &mut times;
+    let (a, b) = (median(a), median(b));
+    let ratio = a.max(b).as_secs_f64() / a.min(b).as_secs_f64().max(1e-6);
+    ensure!(
+        ratio < 3.0,
+        "median answer times differ {ratio:.2}x: wrong secret {a:?}, unknown id {b:?}"
+    );
+    Ok(())
+}
