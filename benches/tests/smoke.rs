@@ -10,9 +10,19 @@ use taskmesh_benches::report::Report;
 async fn run(node: &TestNode, flags: &[&str]) -> Report {
     let target = node.url("");
     let pid = node.pid().expect("running").to_string();
-    let args = ["loadgen", "--target", &target, "--node-pid", &pid]
-        .into_iter()
-        .chain(flags.iter().copied());
+    // Keys are on by default: the generator sends the node's admin key.
+    let key = node.api_key().expect("the node wrote its admin key");
+    let args = [
+        "loadgen",
+        "--target",
+        &target,
+        "--node-pid",
+        &pid,
+        "--api-key",
+        key,
+    ]
+    .into_iter()
+    .chain(flags.iter().copied());
     let args = Args::try_parse_from(args).expect("valid flags");
     let report = taskmesh_benches::run(&args).await.expect("run");
     let mut table = Vec::new();
