@@ -23,6 +23,13 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 redis-server --version
 
+if ! command -v openssl >/dev/null 2>&1; then
+  step "installing openssl (compose/tls-certs.sh makes the TLS variant's test certificates)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends openssl
+fi
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
