@@ -15,11 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use integration_tests::cluster::{COOKIE, JOIN_WITHIN, cluster_flags};
-use integration_tests::{Answer, TestNode, eventually, free_port, metric, taskmesh_bin};
+use integration_tests::cluster::TestCluster;
+use integration_tests::{Answer, TestNode, metric, taskmesh_bin};
 use reqwest::Method;
 use serde_json::{Value, json};
-use taskmesh_actors::store::redis::testing::RedisServer;
 use tokio::time::Instant;
 
 /// A well-formed admin key every node of a test is given (`--admin-key-file`).
@@ -84,10 +83,11 @@ async fn create_key(
     if let Some(limit) = rate_limit {
         body["rate_limit"] = limit;
     }
+    // The admin key the node's own client sends: `ADMIN`, or a cluster's key.
     let answer = call(
         http,
         node,
-        Some(ADMIN),
+        node.api_key(),
         Method::POST,
         "/v1/keys",
         Some(&body),
@@ -478,56 +478,14 @@ async fn the_cli_waits_out_a_429_and_then_submits() -> anyhow::Result<()> {
     anyhow::bail!("the CLI never met a 429")
 }
 
-/// `n` nodes sharing `redis`, joined by `--peers`, each with `flags`; waits until every
-/// node sees every other one up (asking with the admin key).
-async fn start_cluster(
-    redis: &RedisServer,
-    n: usize,
-    flags: &[String],
-) -> anyhow::Result<Vec<TestNode>> {
-    let addrs: Vec<String> = (0..n)
-        .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
-        .collect::<Result<_, _>>()?;
-    let mut nodes = Vec::with_capacity(n);
-    for (i, addr) in addrs.iter().enumerate() {
-        let mut all = cluster_flags(&format!("n{}", i + 1), &redis.url(), addr, COOKIE, &addrs);
-        all.extend(flags.iter().cloned());
-        let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        nodes.push(TestNode::start_temp(&all).await?);
-    }
-    let http = reqwest::Client::new();
-    for node in &nodes {
-        eventually(JOIN_WITHIN, "every peer up", || async {
-            let view = call(
-                &http,
-                node,
-                Some(ADMIN),
-                Method::GET,
-                "/v1/cluster",
-                None,
-                &[],
-            )
-            .await?;
-            let up = view.body["peers"]
-                .as_array()
-                .is_some_and(|p| p.len() == n - 1 && p.iter().all(|p| p["state"] == "up"));
-            Ok(up.then_some(()))
-        })
-        .await?;
-    }
-    Ok(nodes)
-}
-
 /// The acceptance figure: over 10 s at 5 × a key's limit, spread over three
 /// nodes sharing Redis, the accepted requests are within ±15 % of what the limit allows
 /// (rate × time + burst). The allowance is computed from the flood's measured length, so
 /// the assertion counts requests and does not depend on how fast the machine is.
 #[tokio::test]
 async fn a_keys_limit_holds_across_a_three_node_cluster() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let flags = auth_flags(dir.path())?;
-    let redis = RedisServer::start().context("starting redis-server")?;
-    let nodes = start_cluster(&redis, 3, &flags).await?;
+    let cluster = TestCluster::start(3, &[]).await?;
+    let nodes = &cluster.nodes;
     let http = reqwest::Client::new();
     let (rate, burst) = (10.0, 20.0);
     let key = create_key(
