@@ -45,6 +45,16 @@ fn is_key_char(c: u8) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit()
 }
 
+/// Whether `part` is `len` characters of `[a-z0-9]`.
+fn well_formed(part: &str, len: usize) -> bool {
+    part.len() == len && part.bytes().all(is_key_char)
+}
+
+/// Whether `id` could be a key id (12 characters of `[a-z0-9]`).
+pub fn is_key_id(id: &str) -> bool {
+    well_formed(id, ID_LEN)
+}
+
 impl ApiKey {
     /// A fresh key: a random id and 128 random bits of secret, from the thread's
     /// cryptographically secure generator.
@@ -79,9 +89,7 @@ impl FromStr for ApiKey {
     fn from_str(s: &str) -> Result<Self, MalformedKey> {
         let rest = s.strip_prefix(PREFIX).ok_or(MalformedKey)?;
         let (id, secret) = rest.split_once('_').ok_or(MalformedKey)?;
-        let well_formed =
-            |part: &str, len: usize| part.len() == len && part.bytes().all(is_key_char);
-        if !well_formed(id, ID_LEN) || !well_formed(secret, SECRET_LEN) {
+        if !is_key_id(id) || !well_formed(secret, SECRET_LEN) {
             return Err(MalformedKey);
         }
         Ok(Self {

@@ -223,11 +223,7 @@ async fn revoke(
     State(state): State<IngressState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let well_formed = id.len() == super::key::ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if !well_formed {
+    if !super::key::is_key_id(&id) {
         return Err(ApiError::NotFound("no such API key".into()));
     }
     let found = state
