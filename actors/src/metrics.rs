@@ -46,9 +46,7 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     /// `taskmesh_key_requests_total{key_id}`: authenticated requests by API key id (a
     /// bounded label: [`key_labels`]).
-    pub key_requests: IntCounterVec,
-    /// Which key ids have a label of their own in `key_requests`.
-    pub key_labels: Arc<key_labels::KeyLabels>,
+    pub key_requests: Arc<key_labels::KeyRequests>,
     /// `taskmesh_ready`: 1 when the node is ready.
     pub ready: IntGauge,
     /// `taskmesh_peers{state}`: known peers by membership state.
@@ -258,12 +256,11 @@ impl Metrics {
                 "Requests refused with 429 by a rate limit, by scope (key or ip)",
                 &["scope"],
             )?,
-            key_requests: counter(
+            key_requests: Arc::new(key_labels::KeyRequests::new(counter(
                 "taskmesh_key_requests_total",
                 "Authenticated requests by API key id (the first 100 ids a node sees; later ones as `other`)",
                 &["key_id"],
-            )?,
-            key_labels: Arc::default(),
+            )?)),
             peers: gauge(
                 "taskmesh_peers",
                 "Known peers by membership state",

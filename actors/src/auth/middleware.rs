@@ -84,11 +84,7 @@ pub async fn require_key(
         Err(Denied::Store(e)) => return state.store_failed("get_key", &e).into_response(),
     };
     tracing::Span::current().record("key_id", record.id.as_str());
-    let metrics = &state.ctx.metrics;
-    metrics
-        .key_requests
-        .with_label_values(&[metrics.key_labels.label(&record.id)])
-        .inc();
+    state.ctx.metrics.key_requests.count(&record.id);
     let checked = match limits {
         Some(limits) => allowed_or_logged(limits.check_key(&record.id, record.rate_limit, 1).await),
         None => None,
